@@ -1,0 +1,211 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Ack(_message.Message):
+    __slots__ = ("success",)
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    def __init__(self, success: _Optional[bool] = ...) -> None: ...
+
+class ListTasksRequest(_message.Message):
+    __slots__ = ("status_filter",)
+    STATUS_FILTER_FIELD_NUMBER: _ClassVar[int]
+    status_filter: str
+    def __init__(self, status_filter: _Optional[str] = ...) -> None: ...
+
+class ListWorkersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Task(_message.Message):
+    __slots__ = ("task_id", "command", "container", "status", "exit_code", "worker_id", "attempts", "submitted_at", "started_at", "ended_at", "reason")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_AT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    command: str
+    container: str
+    status: str
+    exit_code: int
+    worker_id: int
+    attempts: int
+    submitted_at: float
+    started_at: float
+    ended_at: float
+    reason: str
+    def __init__(self, task_id: _Optional[int] = ..., command: _Optional[str] = ..., container: _Optional[str] = ..., status: _Optional[str] = ..., exit_code: _Optional[int] = ..., worker_id: _Optional[int] = ..., attempts: _Optional[int] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class TaskId(_message.Message):
+    __slots__ = ("task_id", "snapshot")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    snapshot: bool
+    def __init__(self, task_id: _Optional[int] = ..., snapshot: _Optional[bool] = ...) -> None: ...
+
+class TaskList(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[Task]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
+
+class TaskListAndOther(_message.Message):
+    __slots__ = ("tasks", "concurrency")
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[Task]
+    concurrency: int
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., concurrency: _Optional[int] = ...) -> None: ...
+
+class TaskLog(_message.Message):
+    __slots__ = ("task_id", "log_type", "log_text", "log_bytes")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    LOG_TYPE_FIELD_NUMBER: _ClassVar[int]
+    LOG_TEXT_FIELD_NUMBER: _ClassVar[int]
+    LOG_BYTES_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    log_type: str
+    log_text: str
+    log_bytes: bytes
+    def __init__(self, task_id: _Optional[int] = ..., log_type: _Optional[str] = ..., log_text: _Optional[str] = ..., log_bytes: _Optional[bytes] = ...) -> None: ...
+
+class TaskRequest(_message.Message):
+    __slots__ = ("command", "container")
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    command: str
+    container: str
+    def __init__(self, command: _Optional[str] = ..., container: _Optional[str] = ...) -> None: ...
+
+class TaskResponse(_message.Message):
+    __slots__ = ("task_id",)
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    def __init__(self, task_id: _Optional[int] = ...) -> None: ...
+
+class TaskStatusUpdate(_message.Message):
+    __slots__ = ("task_id", "new_status", "exit_code", "worker_id", "reason")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_STATUS_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    new_status: str
+    exit_code: int
+    worker_id: int
+    reason: str
+    def __init__(self, task_id: _Optional[int] = ..., new_status: _Optional[str] = ..., exit_code: _Optional[int] = ..., worker_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class Worker(_message.Message):
+    __slots__ = ("worker_id", "name", "concurrency", "prefetch", "state", "provider", "hostname", "last_ping", "running", "held")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PREFETCH_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    LAST_PING_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    worker_id: int
+    name: str
+    concurrency: int
+    prefetch: int
+    state: str
+    provider: str
+    hostname: str
+    last_ping: float
+    running: int
+    held: int
+    def __init__(self, worker_id: _Optional[int] = ..., name: _Optional[str] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., state: _Optional[str] = ..., provider: _Optional[str] = ..., hostname: _Optional[str] = ..., last_ping: _Optional[float] = ..., running: _Optional[int] = ..., held: _Optional[int] = ...) -> None: ...
+
+class WorkerId(_message.Message):
+    __slots__ = ("worker_id", "draining")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
+    worker_id: int
+    draining: bool
+    def __init__(self, worker_id: _Optional[int] = ..., draining: _Optional[bool] = ...) -> None: ...
+
+class WorkerIds(_message.Message):
+    __slots__ = ("worker_ids",)
+    WORKER_IDS_FIELD_NUMBER: _ClassVar[int]
+    worker_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, worker_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class WorkerInfo(_message.Message):
+    __slots__ = ("name", "concurrency", "prefetch", "worker_id", "hostname", "pid")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PREFETCH_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    concurrency: int
+    prefetch: int
+    worker_id: int
+    hostname: str
+    pid: int
+    def __init__(self, name: _Optional[str] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., worker_id: _Optional[int] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
+
+class WorkerRequest(_message.Message):
+    __slots__ = ("provider", "flavor", "number", "concurrency", "prefetch", "step_id", "flavor_id", "region_id")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    FLAVOR_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PREFETCH_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    FLAVOR_ID_FIELD_NUMBER: _ClassVar[int]
+    REGION_ID_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    flavor: str
+    number: int
+    concurrency: int
+    prefetch: int
+    step_id: int
+    flavor_id: int
+    region_id: int
+    def __init__(self, provider: _Optional[str] = ..., flavor: _Optional[str] = ..., number: _Optional[int] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., step_id: _Optional[int] = ..., flavor_id: _Optional[int] = ..., region_id: _Optional[int] = ...) -> None: ...
+
+class WorkersList(_message.Message):
+    __slots__ = ("workers",)
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    workers: _containers.RepeatedCompositeFieldContainer[Worker]
+    def __init__(self, workers: _Optional[_Iterable[_Union[Worker, _Mapping]]] = ...) -> None: ...
+
+class TaskRelease(_message.Message):
+    __slots__ = ("worker_id", "task_ids", "reason")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    worker_id: int
+    task_ids: _containers.RepeatedScalarFieldContainer[int]
+    reason: str
+    def __init__(self, worker_id: _Optional[int] = ..., task_ids: _Optional[_Iterable[int]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class WorkerUpdate(_message.Message):
+    __slots__ = ("worker_id", "concurrency", "prefetch")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PREFETCH_FIELD_NUMBER: _ClassVar[int]
+    worker_id: int
+    concurrency: int
+    prefetch: int
+    def __init__(self, worker_id: _Optional[int] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ...) -> None: ...

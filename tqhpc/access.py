@@ -1,0 +1,103 @@
+"""The state directory and its access file: how clients and workers find the server and prove who they are.
+
+The login node is shared, so the state directory is private (0700) and `access.toml` (0600) holds the bearer token
+that every RPC must carry. The token is made once and kept across restarts so that running workers reconnect.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomli
+
+ACCESS_FILE = "access.toml"
+TOKEN_BYTES = 32
+
+
+class AccessError(RuntimeError):
+    """The access file is missing, unreadable or malformed; the message says which file and what to do."""
+
+
+def default_state_dir() -> Path:
+    """`$TQHPC_HOME`, else `~/.local/share/tqhpc` (DESIGN.md)."""
+    home = os.environ.get("TQHPC_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".local" / "share" / "tqhpc"
+
+
+def prepare_state_dir(state_dir: Path) -> Path:
+    """Create the state directory private to its owner, and refuse one that others can read."""
+    state_dir = state_dir.expanduser().resolve()
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = state_dir.stat().st_mode & 0o777
+    if mode & 0o077:
+        os.chmod(state_dir, mode & 0o700)
+    return state_dir
+
+
+@dataclass(frozen=True)
+class Access:
+    address: str
+    token: str
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"bearer {self.token}"),)
+
+
+def write_access(state_dir: Path, access: Access) -> Path:
+    """Write access.toml atomically with mode 0600, so no reader ever sees a half-written or readable token."""
+    path = state_dir / ACCESS_FILE
+    fd, tmp = tempfile.mkstemp(prefix=".access-", dir=state_dir)  # mkstemp creates the file 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(
+                "# Written by `tqhpc server`; keep it private: the token lets anyone submit as you.\n"
+                f'address = "{access.address}"\n'
+                f'token = "{access.token}"\n'
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def read_access(path: Path) -> Access:
+    try:
+        data = tomli.loads(path.read_text())
+    except FileNotFoundError:
+        raise AccessError(
+            f"no access file at {path}: start `tqhpc server` first, or point --access / $TQHPC_ACCESS at its "
+            "state directory's access.toml"
+        ) from None
+    except PermissionError:
+        raise AccessError(f"cannot read the access file {path}: permission denied") from None
+    except (tomli.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise AccessError(f"the access file {path} is not valid TOML: {err}") from None
+    address, token = data.get("address"), data.get("token")
+    if not isinstance(address, str) or not address or not isinstance(token, str) or not token:
+        raise AccessError(f"the access file {path} lacks an address or a token")
+    return Access(address=address, token=token)
+
+
+def find_access_file(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """`--access FILE`, else `$TQHPC_ACCESS`, else the default state directory's access.toml (DESIGN.md)."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        return path / ACCESS_FILE if path.is_dir() else path
+    env = os.environ.get("TQHPC_ACCESS")
+    if env:
+        return Path(env).expanduser()
+    return default_state_dir() / ACCESS_FILE
+
+
+def load_access(explicit: str | os.PathLike[str] | None = None) -> Access:
+    return read_access(find_access_file(explicit))

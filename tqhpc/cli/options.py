@@ -1,0 +1,27 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..client import Client
+
+
+def access_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--access",
+        type=click.Path(dir_okay=True),
+        default=None,
+        help="The server's access.toml (or its state directory); default: $TQHPC_ACCESS, else the default state dir.",
+    )(func)
+
+
+def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
+
+
+def connect(access: str | None) -> Client:
+    return Client(access)

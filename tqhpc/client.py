@@ -1,0 +1,201 @@
+"""`tqhpc.Client`: the blocking Python API over the gRPC service, used by the CLI and by users' scripts."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import grpc
+
+from ._proto import pb
+from .access import Access, find_access_file, read_access
+from .channel import sync_stub
+from .status import Status
+
+DEFAULT_TIMEOUT = 60.0
+
+
+class ClientError(RuntimeError):
+    """The server refused a call or could not be reached; the message is one line meant for the user."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    task_id: int
+    command: str
+    container: str
+    status: Status
+    exit_code: int | None
+    worker_id: int | None
+    attempts: int
+    submitted_at: float
+    started_at: float | None
+    ended_at: float | None
+    reason: str
+
+    @classmethod
+    def from_message(cls, m: pb.Task) -> TaskInfo:
+        return cls(
+            task_id=m.task_id,
+            command=m.command,
+            container=m.container,
+            status=Status(m.status),
+            exit_code=m.exit_code if m.HasField("exit_code") else None,
+            worker_id=m.worker_id if m.HasField("worker_id") else None,
+            attempts=m.attempts,
+            submitted_at=m.submitted_at,
+            started_at=m.started_at if m.HasField("started_at") else None,
+            ended_at=m.ended_at if m.HasField("ended_at") else None,
+            reason=m.reason,
+        )
+
+    @property
+    def wall_time(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"status": self.status.value}
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    worker_id: int
+    name: str
+    concurrency: int
+    prefetch: int
+    state: str
+    provider: str
+    hostname: str
+    last_ping: float | None
+    running: int
+    held: int
+
+    @classmethod
+    def from_message(cls, m: pb.Worker) -> WorkerInfo:
+        return cls(
+            worker_id=m.worker_id,
+            name=m.name,
+            concurrency=m.concurrency,
+            prefetch=m.prefetch,
+            state=m.state,
+            provider=m.provider,
+            hostname=m.hostname,
+            last_ping=m.last_ping if m.HasField("last_ping") else None,
+            running=m.running,
+            held=m.held,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    task_id: int
+    stream: str  # "O" stdout, "E" stderr
+    data: bytes
+
+
+class Client:
+    """Talk to the server found via `access` (a file, a state directory, or None for the default lookup)."""
+
+    def __init__(self, access: str | os.PathLike[str] | Access | None = None, timeout: float = DEFAULT_TIMEOUT):
+        if isinstance(access, Access):
+            self.access_file = None
+            self.access = access
+        else:
+            self.access_file = find_access_file(access)
+            self.access = read_access(self.access_file)
+        self.timeout = timeout
+        self._channel, self._stub = sync_stub(self.access)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return method(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as err:
+            raise self._error(err) from None
+
+    def _error(self, err: grpc.RpcError) -> ClientError:
+        code = err.code()  # type: ignore[attr-defined]
+        details = err.details() or code.name  # type: ignore[attr-defined]
+        if code == grpc.StatusCode.UNAVAILABLE:
+            where = f" (access file: {self.access_file})" if self.access_file else ""
+            return ClientError(
+                f"cannot reach the tqhpc server at {self.access.address}{where}: is `tqhpc server` running?", code
+            )
+        return ClientError(details, code)
+
+    # --- tasks -------------------------------------------------------------------------------------------------
+
+    def submit(self, command: str, container: str = "") -> int:
+        """Queue one command (run as `sh -c COMMAND`); return its task id."""
+        return self._call(self._stub.SubmitTask, pb.TaskRequest(command=command, container=container)).task_id
+
+    def task(self, task_id: int) -> TaskInfo:
+        return TaskInfo.from_message(self._call(self._stub.GetTask, pb.TaskId(task_id=task_id)))
+
+    def tasks(self, status: str | None = None) -> list[TaskInfo]:
+        """Every task, or those whose status letter is in `status` ("F", "SF")."""
+        request = pb.ListTasksRequest() if status is None else pb.ListTasksRequest(status_filter=status)
+        return [TaskInfo.from_message(t) for t in self._call(self._stub.ListTasks, request).tasks]
+
+    def logs(self, task_id: int, *, follow: bool = False) -> Iterator[LogChunk]:
+        """The task's output as stored; with follow, live output too until the task ends."""
+        request = pb.TaskId(task_id=task_id, snapshot=not follow)
+        try:
+            for message in self._stub.StreamTaskLogs(request, timeout=None if follow else self.timeout):
+                yield LogChunk(message.task_id, message.log_type, message.log_bytes or message.log_text.encode())
+        except grpc.RpcError as err:
+            raise self._error(err) from None
+
+    def write_logs(self, task_id: int, *, follow: bool = False, stdout: Any = None, stderr: Any = None) -> None:
+        """Copy a task's output to this process's stdout and stderr, byte for byte."""
+        out = stdout or sys.stdout.buffer
+        err = stderr or sys.stderr.buffer
+        for chunk in self.logs(task_id, follow=follow):
+            target = out if chunk.stream == "O" else err
+            target.write(chunk.data)
+            target.flush()
+
+    # --- workers -----------------------------------------------------------------------------------------------
+
+    def workers(self) -> list[WorkerInfo]:
+        return [WorkerInfo.from_message(w) for w in self._call(self._stub.ListWorkers, pb.ListWorkersRequest()).workers]
+
+    def create_workers(self, number: int, *, provider: str = "local", concurrency: int = 0, prefetch: int = 0,
+                       flavor: str = "") -> list[int]:  # fmt: skip
+        request = pb.WorkerRequest(
+            provider=provider, number=number, concurrency=concurrency, prefetch=prefetch, flavor=flavor
+        )
+        return list(self._call(self._stub.CreateWorker, request).worker_ids)
+
+    def delete_worker(self, worker_id: int) -> None:
+        self._call(self._stub.DeleteWorker, pb.WorkerId(worker_id=worker_id))
+
+    def update_worker(
+        self, worker_id: int, *, concurrency: int | None = None, prefetch: int | None = None
+    ) -> WorkerInfo:
+        request = pb.WorkerUpdate(worker_id=worker_id)
+        if concurrency is not None:
+            request.concurrency = concurrency
+        if prefetch is not None:
+            request.prefetch = prefetch
+        return WorkerInfo.from_message(self._call(self._stub.UpdateWorker, request))

@@ -1,0 +1,178 @@
+"""`tqhpc server`: lock the state directory, open the store, serve gRPC until SIGTERM/SIGINT, then stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from grpc import aio
+
+from .._proto import rpc
+from ..access import ACCESS_FILE, Access, AccessError, new_token, prepare_state_dir, read_access, write_access
+from ..config import ServerSettings
+from ..store import Database
+from ..store import workers as worker_ops
+from ..store.records import WorkerState
+from .auth import TokenInterceptor
+from .local_provider import LocalProvider
+from .logs import LogStore
+from .service import TaskQueueService
+from .statelock import StateDirLock
+
+log = logging.getLogger("tqhpc.server")
+
+DATABASE_FILE = "tqhpc.db"
+SERVER_LOG = "server.log"
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+SHUTDOWN_GRACE_SECONDS = 5.0
+_WILDCARD_HOSTS = {"", "0.0.0.0", "[::]", "::"}
+
+
+class ServerStartError(RuntimeError):
+    """The server cannot start; the message says why (address in use, state directory held by another server)."""
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Listen:
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise ServerStartError(f"--listen takes HOST:PORT (PORT 0 for any free port), not {text!r}")
+        return cls(host, int(port))
+
+
+def _setup_logging(state_dir: Path) -> None:
+    handler = logging.FileHandler(state_dir / SERVER_LOG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("tqhpc")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def _previous_token_and_port(state_dir: Path) -> tuple[str | None, int | None]:
+    with contextlib.suppress(AccessError, ValueError):
+        previous = read_access(state_dir / ACCESS_FILE)
+        return previous.token, int(previous.address.rpartition(":")[2])
+    return None, None
+
+
+class Server:
+    """The running server; `start` then `wait`, or `serve()` for the whole life cycle."""
+
+    def __init__(self, state_dir: Path, listen: str | None, settings: ServerSettings) -> None:
+        self.state_dir = prepare_state_dir(state_dir)
+        self.listen = listen
+        self.settings = settings
+        self.lock = StateDirLock(self.state_dir)
+        self.address = ""
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        self.lock.acquire()
+        try:
+            await self._start_locked()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    async def _start_locked(self) -> None:
+        _setup_logging(self.state_dir)
+        token, previous_port = _previous_token_and_port(self.state_dir)
+        self.db = Database(self.state_dir / DATABASE_FILE)
+        self.logs = LogStore(self.state_dir / "logs")
+        self.local = LocalProvider(
+            self.state_dir,
+            self.state_dir / ACCESS_FILE,
+            self.settings.local_worker_ping_interval,
+            self._local_worker_exited,
+        )
+        self.service = TaskQueueService(self.db, self.logs, {self.local.name: self.local})
+        self.token = token or new_token()
+        self.grpc = aio.server(
+            interceptors=[TokenInterceptor(self.token)],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        rpc.add_TaskQueueServicer_to_server(self.service, self.grpc)
+        host, port = self._bind(previous_port)
+        self.address = f"{host}:{port}"
+        write_access(self.state_dir, Access(address=self.address, token=self.token))
+        self.lock.record(self.address)
+        await self.grpc.start()
+        self._reaper = asyncio.create_task(self._reap_lost_workers())
+        log.info("serving on %s, state in %s", self.address, self.state_dir)
+
+    def _bind(self, previous_port: int | None) -> tuple[str, int]:
+        listen = Listen.parse(self.listen) if self.listen else Listen("0.0.0.0", 0)
+        candidates = [listen.port]
+        if not self.listen and previous_port:
+            candidates.insert(0, previous_port)  # running workers find us again after a restart
+        for port in candidates:
+            try:
+                bound = self.grpc.add_insecure_port(f"{listen.host}:{port}")
+            except RuntimeError:
+                continue
+            if bound:
+                host = socket.gethostname() if listen.host in _WILDCARD_HOSTS else listen.host
+                return host, bound
+        raise ServerStartError(f"cannot listen on {listen.host}:{listen.port}: the address is in use or not local")
+
+    async def _reap_lost_workers(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reap_interval)
+            try:
+                await self.service.mark_lost_workers(self.settings.worker_timeout)
+            except Exception:
+                log.exception("looking for lost workers failed")
+
+    async def _local_worker_exited(self, worker_id: int, code: int) -> None:
+        def retire(conn: object) -> None:
+            worker = worker_ops.get_worker(conn, worker_id)  # type: ignore[arg-type]
+            if worker.state in WorkerState.LIVE:
+                reason = f"local worker {worker_id} exited with code {code}; see workers/worker-{worker_id}.log"
+                worker_ops.retire(conn, worker_id, WorkerState.LOST, reason)  # type: ignore[arg-type]
+
+        with contextlib.suppress(RuntimeError):  # the database is already closed at shutdown
+            await self.db.run(retire)
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def wait(self) -> None:
+        await self._stopping.wait()
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Local workers drain first while we still answer them, then RPCs finish, then the store commits."""
+        log.info("stopping")
+        await self.local.close(SHUTDOWN_GRACE_SECONDS)
+        await self.grpc.stop(SHUTDOWN_GRACE_SECONDS)
+        self._reaper.cancel()
+        await asyncio.gather(self._reaper, return_exceptions=True)
+        self.db.close()
+        self.lock.release()
+        log.info("stopped")
+
+
+async def serve(state_dir: Path, listen: str | None, settings: ServerSettings, *, announce: bool = True) -> None:
+    server = Server(state_dir, listen, settings)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, server.request_stop)
+    if announce:
+        print(f"tqhpc server listening on {server.address}", flush=True)
+        print(f"state directory: {server.state_dir} (access file: {server.state_dir / ACCESS_FILE})", flush=True)
+    await server.wait()

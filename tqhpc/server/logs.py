@@ -1,0 +1,87 @@
+"""Task output on disk: `logs/<shard>/<id>.out` and `.err`, plain files a user can read with `less`.
+
+Output never goes into the database. Followers (StreamTaskLogs) read the files from their own offsets and sleep on
+an event that appends and terminal status changes set, so any number of readers follow one task at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+STDOUT, STDERR = "O", "E"
+LOG_TYPES = (STDOUT, STDERR)
+_SUFFIX = {STDOUT: "out", STDERR: "err"}
+READ_CHUNK = 64 * 1024
+
+
+class LogStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(mode=0o700, exist_ok=True)
+        self._waiters: defaultdict[int, set[asyncio.Event]] = defaultdict(set)
+
+    def path(self, task_id: int, log_type: str) -> Path:
+        return self.root / f"{task_id // 1000:04d}" / f"{task_id}.{_SUFFIX[log_type]}"
+
+    def write(self, chunks: Iterable[tuple[int, str, bytes]]) -> None:
+        """Append chunks in order, one open per file per call; blocking, so run it off the event loop."""
+        grouped: dict[tuple[int, str], list[bytes]] = {}
+        for task_id, log_type, data in chunks:
+            grouped.setdefault((task_id, log_type), []).append(data)
+        for (task_id, log_type), parts in grouped.items():
+            path = self.path(task_id, log_type)
+            try:
+                handle = open(path, "ab")  # noqa: SIM115 - closed below, after the parent is made on demand
+            except FileNotFoundError:
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                handle = open(path, "ab")  # noqa: SIM115
+            with handle:
+                handle.write(b"".join(parts))
+
+    async def append(self, chunks: list[tuple[int, str, bytes]]) -> None:
+        await asyncio.to_thread(self.write, chunks)
+        self.notify({task_id for task_id, _, _ in chunks})
+
+    def notify(self, task_ids: Iterable[int]) -> None:
+        for task_id in task_ids:
+            for event in self._waiters.get(task_id, ()):
+                event.set()
+
+    def read_from(self, task_id: int, log_type: str, offset: int) -> bytes:
+        try:
+            with open(self.path(task_id, log_type), "rb") as handle:
+                handle.seek(offset)
+                return handle.read(READ_CHUNK)
+        except FileNotFoundError:
+            return b""
+
+    def size(self, task_id: int, log_type: str) -> int:
+        try:
+            return os.path.getsize(self.path(task_id, log_type))
+        except FileNotFoundError:
+            return 0
+
+    def waiter(self, task_id: int) -> _Waiter:
+        return _Waiter(self, task_id)
+
+
+class _Waiter:
+    """An event registered for one task while a follower lives (a context manager, so it never leaks)."""
+
+    def __init__(self, logs: LogStore, task_id: int) -> None:
+        self.logs, self.task_id, self.event = logs, task_id, asyncio.Event()
+
+    def __enter__(self) -> asyncio.Event:
+        self.logs._waiters[self.task_id].add(self.event)
+        return self.event
+
+    def __exit__(self, *exc: object) -> None:
+        waiters = self.logs._waiters.get(self.task_id)
+        if waiters is not None:
+            waiters.discard(self.event)
+            if not waiters:
+                del self.logs._waiters[self.task_id]

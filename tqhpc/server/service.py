@@ -1,0 +1,305 @@
+"""The TaskQueue servicer: translates RPCs into store operations and domain errors into gRPC statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+import grpc
+from grpc import aio
+
+from .._proto import pb, rpc
+from ..errors import InvalidArgument, NotFound, TqhpcError
+from ..status import Status, TransitionError, parse_status, parse_status_filter
+from ..store import Database
+from ..store import tasks as task_ops
+from ..store import workers as worker_ops
+from ..store.records import WorkerState
+from . import validate
+from .convert import task_message, worker_message
+from .logs import LOG_TYPES, LogStore
+
+log = logging.getLogger("tqhpc.server")
+
+LOG_BATCH_CHUNKS = 256
+LOG_BATCH_BYTES = 1 << 20
+FOLLOW_POLL_SECONDS = 5.0
+MAX_WORKERS_PER_CREATE = 1000
+
+R = TypeVar("R")
+
+
+class Provider(Protocol):
+    """Starts and stops workers for CreateWorker and DeleteWorker (local processes here; Slurm jobs later)."""
+
+    name: str
+
+    async def start(self, worker_ids: list[int], concurrency: int, prefetch: int, flavor: str) -> None: ...
+
+    async def stop(self, worker_id: int) -> None: ...
+
+
+def _unary(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    """Turn the domain errors a handler raises into a gRPC status with the error's own message."""
+
+    @functools.wraps(method)
+    async def handler(self: TaskQueueService, request: Any, context: aio.ServicerContext) -> R:
+        try:
+            return await method(self, request, context)
+        except TqhpcError as err:
+            await context.abort(err.code, str(err))
+            raise  # unreachable: abort raises
+
+    return handler
+
+
+class TaskQueueService(rpc.TaskQueueServicer):
+    def __init__(self, db: Database, logs: LogStore, providers: dict[str, Provider]) -> None:
+        self.db = db
+        self.logs = logs
+        self.providers = providers
+
+    # --- tasks -------------------------------------------------------------------------------------------------
+
+    @_unary
+    async def SubmitTask(self, request: pb.TaskRequest, context: aio.ServicerContext) -> pb.TaskResponse:
+        spec = (validate.command(request.command), validate.container(request.container))
+        ids = await self.db.run(lambda c: task_ops.insert_tasks(c, [spec], time.time()))
+        return pb.TaskResponse(task_id=ids[0])
+
+    @_unary
+    async def GetTask(self, request: pb.TaskId, context: aio.ServicerContext) -> pb.Task:
+        return task_message(await self.db.run(lambda c: task_ops.get_task(c, request.task_id)))
+
+    @_unary
+    async def ListTasks(self, request: pb.ListTasksRequest, context: aio.ServicerContext) -> pb.TaskList:
+        statuses = parse_status_filter(request.status_filter) if request.HasField("status_filter") else frozenset()
+        records = await self.db.run(lambda c: task_ops.list_tasks(c, statuses))
+        return pb.TaskList(tasks=[task_message(t) for t in records])
+
+    @_unary
+    async def UpdateTaskStatus(self, request: pb.TaskStatusUpdate, context: aio.ServicerContext) -> pb.Ack:
+        new = parse_status(request.new_status)
+        exit_code = request.exit_code if request.HasField("exit_code") else None
+        worker_id = request.worker_id if request.HasField("worker_id") else None
+        task = await self.db.run(
+            lambda c: task_ops.update_status(
+                c, request.task_id, new, time.time(), exit_code=exit_code, worker_id=worker_id, reason=request.reason
+            )
+        )
+        if task.status.terminal:
+            self.logs.notify([task.task_id])
+        return pb.Ack(success=True)
+
+    # --- logs --------------------------------------------------------------------------------------------------
+
+    async def SendTaskLogs(self, request_iterator: AsyncIterator[pb.TaskLog], context: aio.ServicerContext) -> pb.Ack:
+        """Store chunks in batches; refuse bad ones one by one so the good ones of the same stream are kept."""
+        batch: list[tuple[int, str, bytes]] = []
+        size = stored = 0
+        bad_types: set[str] = set()
+        unknown: set[int] = set()
+
+        async def flush() -> None:
+            nonlocal batch, size, stored
+            if not batch:
+                return
+            ids = {task_id for task_id, _, _ in batch}
+            known = await self.db.run(lambda c: task_ops.existing_task_ids(c, ids))
+            unknown.update(ids - known)
+            good = [chunk for chunk in batch if chunk[0] in known]
+            await self.logs.append(good)
+            stored += len(good)
+            batch, size = [], 0
+
+        async for chunk in request_iterator:
+            if chunk.log_type not in LOG_TYPES:
+                bad_types.add(chunk.log_type)
+                continue
+            data = chunk.log_bytes or chunk.log_text.encode()
+            if not data:
+                continue
+            batch.append((chunk.task_id, chunk.log_type, data))
+            size += len(data)
+            if len(batch) >= LOG_BATCH_CHUNKS or size >= LOG_BATCH_BYTES:
+                await flush()
+        await flush()
+        if bad_types:
+            letters = ", ".join(repr(t) for t in sorted(bad_types))
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"log_type must be 'O' (stdout) or 'E' (stderr), not {letters}; {stored} other chunks were stored",
+            )
+        if unknown:
+            ids = ", ".join(str(i) for i in sorted(unknown)[:10])
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"no task {ids}: their chunks were dropped; {stored} others were stored"
+            )
+        return pb.Ack(success=True)
+
+    async def StreamTaskLogs(self, request: pb.TaskId, context: aio.ServicerContext) -> AsyncIterator[pb.TaskLog]:
+        """Replay what is stored, then follow; end once the task is terminal and every byte has been sent."""
+        task_id = request.task_id
+        offsets = dict.fromkeys(LOG_TYPES, 0)
+        with self.logs.waiter(task_id) as wakeup:
+            while True:
+                wakeup.clear()
+                try:
+                    task = await self.db.run(lambda c: task_ops.get_task(c, task_id))
+                except NotFound as err:
+                    await context.abort(err.code, str(err))
+                # Read only after the status: output sent before a terminal status is on disk before it.
+                for message in self._read_new(task_id, offsets, final=task.status.terminal):
+                    yield message
+                if task.status.terminal or request.snapshot:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), FOLLOW_POLL_SECONDS)
+
+    def _read_new(self, task_id: int, offsets: dict[str, int], *, final: bool) -> list[pb.TaskLog]:
+        messages = []
+        for log_type in LOG_TYPES:
+            while data := self.logs.read_from(task_id, log_type, offsets[log_type]):
+                text, data = _text_of(data, final=final)
+                if not data:
+                    break  # only the start of a UTF-8 character so far: wait for the rest
+                offsets[log_type] += len(data)
+                message = pb.TaskLog(task_id=task_id, log_type=log_type, log_text=text)
+                if text.encode() != data:
+                    message.log_bytes = data
+                messages.append(message)
+        return messages
+
+    # --- workers -----------------------------------------------------------------------------------------------
+
+    @_unary
+    async def RegisterWorker(self, request: pb.WorkerInfo, context: aio.ServicerContext) -> pb.WorkerId:
+        name = validate.name(request.name, "worker name")
+        concurrency = request.concurrency if request.HasField("concurrency") and request.concurrency > 0 else 1
+        prefetch = request.prefetch if request.HasField("prefetch") else 0
+        worker_id = request.worker_id if request.HasField("worker_id") else None
+        hostname = validate.name(request.hostname, "hostname") or _peer_host(context)
+        worker = await self.db.run(
+            lambda c: worker_ops.register(
+                c,
+                name=name,
+                concurrency=concurrency,
+                prefetch=prefetch,
+                hostname=hostname,
+                pid=request.pid or None,
+                now=time.time(),
+                worker_id=worker_id,
+            )
+        )
+        log.info("worker %d (%s) registered from %s", worker.worker_id, worker.name, hostname)
+        return pb.WorkerId(worker_id=worker.worker_id)
+
+    @_unary
+    async def PingAndTakeNewTasks(self, request: pb.WorkerId, context: aio.ServicerContext) -> pb.TaskListAndOther:
+        result = await self.db.run(
+            lambda c: worker_ops.ping(c, request.worker_id, time.time(), draining=request.draining)
+        )
+        return pb.TaskListAndOther(tasks=[task_message(t) for t in result.tasks], concurrency=result.concurrency)
+
+    @_unary
+    async def ReleaseTasks(self, request: pb.TaskRelease, context: aio.ServicerContext) -> pb.Ack:
+        reason = request.reason or f"handed back by worker {request.worker_id}"
+        released = await self.db.run(lambda c: worker_ops.release(c, request.worker_id, list(request.task_ids), reason))
+        if released:
+            log.info("worker %d handed back tasks %s: %s", request.worker_id, released, reason)
+        return pb.Ack(success=True)
+
+    @_unary
+    async def ListWorkers(self, request: pb.ListWorkersRequest, context: aio.ServicerContext) -> pb.WorkersList:
+        workers = await self.db.run(worker_ops.list_workers)
+        return pb.WorkersList(workers=[worker_message(w) for w in workers])
+
+    @_unary
+    async def UpdateWorker(self, request: pb.WorkerUpdate, context: aio.ServicerContext) -> pb.Worker:
+        concurrency = request.concurrency if request.HasField("concurrency") else None
+        prefetch = request.prefetch if request.HasField("prefetch") else None
+        worker = await self.db.run(
+            lambda c: worker_ops.update_worker(c, request.worker_id, concurrency=concurrency, prefetch=prefetch)
+        )
+        return worker_message(worker)
+
+    @_unary
+    async def CreateWorker(self, request: pb.WorkerRequest, context: aio.ServicerContext) -> pb.WorkerIds:
+        provider = self.providers.get(request.provider)
+        if provider is None:
+            known = ", ".join(sorted(self.providers)) or "none"
+            raise InvalidArgument(f"unknown provider {request.provider!r} (this server knows: {known})")
+        if not 1 <= request.number <= MAX_WORKERS_PER_CREATE:
+            raise InvalidArgument(f"number must be between 1 and {MAX_WORKERS_PER_CREATE}, not {request.number}")
+        ids = await self.db.run(
+            lambda c: worker_ops.create_workers(
+                c, request.number, provider.name, request.concurrency, request.prefetch, time.time()
+            )
+        )
+        try:
+            await provider.start(ids, request.concurrency, request.prefetch, request.flavor)
+        except Exception as err:
+            reason = f"the {provider.name} provider could not start the worker: {err}"
+            await self.db.run(lambda c: [worker_ops.retire(c, i, WorkerState.LOST, reason) for i in ids])
+            raise
+        log.info("created %s workers %s", provider.name, ids)
+        return pb.WorkerIds(worker_ids=ids)
+
+    @_unary
+    async def DeleteWorker(self, request: pb.WorkerId, context: aio.ServicerContext) -> pb.Ack:
+        """Stop a worker; a worker that deletes itself while draining is leaving on its own, so it is `stopped`."""
+        worker_id = request.worker_id
+
+        def retire(conn: Any) -> tuple[Any, list[int]]:
+            worker = worker_ops.get_worker(conn, worker_id)
+            leaving = worker.state == WorkerState.DRAINING and request.draining
+            state = WorkerState.STOPPED if leaving else WorkerState.DELETED
+            reason = f"worker {worker_id} stopped" if leaving else f"worker {worker_id} was deleted"
+            return worker_ops.retire(conn, worker_id, state, reason)
+
+        worker, requeued = await self.db.run(retire)
+        log.info("worker %d is %s; tasks back to pending: %s", worker_id, worker.state, requeued)
+        provider = self.providers.get(worker.provider)
+        if provider is not None and worker.state == WorkerState.DELETED:
+            await provider.stop(worker_id)
+        return pb.Ack(success=True)
+
+    async def mark_lost_workers(self, timeout: float) -> list[int]:
+        """Retire workers silent for longer than `timeout`; their unfinished tasks go back to pending."""
+        deadline = time.time() - timeout
+
+        def reap(conn: Any) -> list[int]:
+            lost = worker_ops.silent_workers(conn, deadline)
+            for worker_id in lost:
+                reason = f"worker {worker_id} was lost: no ping for {timeout:g} s"
+                worker_ops.retire(conn, worker_id, WorkerState.LOST, reason)
+            return lost
+
+        lost = await self.db.run(reap)
+        for worker_id in lost:
+            log.warning("worker %d lost: no ping for %g s; its tasks went back to pending", worker_id, timeout)
+        return lost
+
+
+def _text_of(data: bytes, *, final: bool) -> tuple[str, bytes]:
+    """Decode for log_text; hold back a UTF-8 character cut at the end of a read, unless no more will come."""
+    try:
+        return data.decode(), data
+    except UnicodeDecodeError as err:
+        if not final and err.reason == "unexpected end of data" and err.start >= len(data) - 3:
+            data = data[: err.start]
+        return data.decode(errors="replace"), data
+
+
+def _peer_host(context: aio.ServicerContext) -> str:
+    peer = context.peer() or ""  # "ipv4:127.0.0.1:5555"
+    kind, _, rest = peer.partition(":")
+    return rest.rsplit(":", 1)[0] if kind in {"ipv4", "ipv6"} else peer
+
+
+__all__ = ["Provider", "Status", "TaskQueueService", "TransitionError"]

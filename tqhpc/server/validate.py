@@ -1,0 +1,36 @@
+"""Checks on what clients send, so bad input is refused with a message instead of failing later on a node."""
+
+from __future__ import annotations
+
+from ..errors import InvalidArgument
+
+MAX_COMMAND_BYTES = 128 * 1024 - 1
+"""A task runs as `sh -c COMMAND`; Linux refuses any single argument of 128 KiB or more (MAX_ARG_STRLEN)."""
+MAX_CONTAINER_BYTES = 4096
+MAX_NAME_BYTES = 256
+
+
+def command(text: str) -> str:
+    if not text.strip():
+        raise InvalidArgument("the command is empty")
+    if "\0" in text:
+        raise InvalidArgument("the command contains a NUL byte, which no shell can run")
+    size = len(text.encode())
+    if size > MAX_COMMAND_BYTES:
+        raise InvalidArgument(
+            f"the command is {size} bytes; at most {MAX_COMMAND_BYTES} fit in one argument (Linux's "
+            "MAX_ARG_STRLEN): put long inputs in a file and pass its path"
+        )
+    return text
+
+
+def container(text: str) -> str:
+    if "\0" in text or len(text.encode()) > MAX_CONTAINER_BYTES:
+        raise InvalidArgument(f"the container must be an image path or URI of at most {MAX_CONTAINER_BYTES} bytes")
+    return text.strip()
+
+
+def name(text: str, what: str = "name") -> str:
+    if "\0" in text or len(text.encode()) > MAX_NAME_BYTES:
+        raise InvalidArgument(f"the {what} must be at most {MAX_NAME_BYTES} bytes, without NUL")
+    return text.strip()

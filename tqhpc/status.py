@@ -1,0 +1,95 @@
+"""The task status letters and the one rule book for moving between them.
+
+Every status write in the store goes through `check_worker_transition` or the server-side helpers here, so the
+rules live in one place (scitq's lesson) and the errors users see name the task, both letters and what is allowed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from .errors import InvalidArgument
+
+
+class Status(StrEnum):
+    WAITING = "W"
+    PENDING = "P"
+    ASSIGNED = "A"
+    ACCEPTED = "C"
+    RUNNING = "R"
+    SUCCEEDED = "S"
+    FAILED = "F"
+    CANCELLED = "X"
+
+    @property
+    def label(self) -> str:
+        return _LABELS[self]
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+_LABELS = {
+    Status.WAITING: "waiting",
+    Status.PENDING: "pending",
+    Status.ASSIGNED: "assigned",
+    Status.ACCEPTED: "accepted",
+    Status.RUNNING: "running",
+    Status.SUCCEEDED: "succeeded",
+    Status.FAILED: "failed",
+    Status.CANCELLED: "cancelled",
+}
+
+TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+HELD = frozenset({Status.ASSIGNED, Status.ACCEPTED, Status.RUNNING})
+"""The statuses in which a task belongs to a worker: they count against its concurrency + prefetch."""
+
+WORKER_REPORTABLE = frozenset({Status.ACCEPTED, Status.RUNNING, Status.SUCCEEDED, Status.FAILED})
+
+_WORKER_MOVES: dict[Status, frozenset[Status]] = {
+    Status.ASSIGNED: frozenset({Status.ACCEPTED, Status.RUNNING, Status.FAILED}),
+    Status.ACCEPTED: frozenset({Status.RUNNING, Status.FAILED}),
+    Status.RUNNING: frozenset({Status.SUCCEEDED, Status.FAILED}),
+}
+
+
+class TransitionError(InvalidArgument):
+    """A status change the rules forbid; the message is meant for the user as it is."""
+
+
+def parse_status(letter: str) -> Status:
+    """The Status for one letter, or a TransitionError that lists the letters there are."""
+    try:
+        return Status(letter)
+    except ValueError:
+        known = " ".join(s.value for s in Status)
+        raise TransitionError(f"unknown status letter {letter!r} (the letters are {known})") from None
+
+
+def parse_status_filter(letters: str) -> frozenset[Status]:
+    """The set of statuses named by a filter such as "SF"; empty means every status."""
+    return frozenset(parse_status(letter) for letter in letters.replace(",", "").replace(" ", ""))
+
+
+def check_worker_transition(task_id: int, current: Status, new: Status) -> bool:
+    """Whether a worker's report changes anything: False for a repeat of the current status (a retried RPC).
+
+    Raises TransitionError for a letter workers may not set or a move the status model does not have.
+    """
+    if new not in WORKER_REPORTABLE:
+        raise TransitionError(
+            f"task {task_id}: status {new.value} ({new.label}) is set by the server; workers report C, R, S or F"
+        )
+    if new == current:
+        return False
+    allowed = _WORKER_MOVES.get(current, frozenset())
+    if new not in allowed:
+        if allowed:
+            hint = "from there a worker may report " + " or ".join(sorted(s.value for s in allowed))
+        else:
+            hint = "a worker may not change it"
+        raise TransitionError(
+            f"task {task_id} is {current.value} ({current.label}); it cannot become {new.value} ({new.label}): {hint}"
+        )
+    return True

@@ -1,0 +1,126 @@
+"""One SQLite connection, one writer thread, many operations per transaction.
+
+Parsl's "database is locked" failures under load are the warning: many writers fighting over one file. Here every
+operation is a plain function of a connection, queued to a single thread that runs all the operations waiting at
+that moment in one transaction (each under its own SAVEPOINT, so one refused operation does not undo the others)
+and commits once. Callers get their result only after the commit, so an acknowledged write is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import TypeVar
+
+from .schema import migrate
+
+T = TypeVar("T")
+Operation = Callable[[sqlite3.Connection], T]
+
+MAX_BATCH = 512
+_STOP = object()
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the database in WAL mode with the settings every connection here needs."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.row_factory = sqlite3.Row
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode.lower() != "wal":
+        raise RuntimeError(f"SQLite refused WAL mode for {path} (got {mode}); is it on a filesystem without locks?")
+    # NORMAL is durable across a process crash in WAL mode; only a power loss may drop the last transactions.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class Database:
+    """The single writer. `run` from asyncio code, `call` from plain threads (tests, tools)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn = connect(path)
+        migrate(self._conn)
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="tqhpc-db", daemon=True)
+        self._closed = False
+        self.batches = 0
+        self.operations = 0
+        self._thread.start()
+
+    def call(self, op: Operation[T]) -> T:
+        return self.submit(op).result()
+
+    async def run(self, op: Operation[T]) -> T:
+        return await asyncio.wrap_future(self.submit(op))
+
+    def submit(self, op: Operation[T]) -> Future[T]:
+        if self._closed:
+            raise RuntimeError("the database is closed")
+        future: Future[T] = Future()
+        self._queue.put((op, future))
+        return future
+
+    def close(self) -> None:
+        """Run every operation already queued, commit, then close the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join()
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._conn.close()
+
+    def _loop(self) -> None:
+        stopping = False
+        while not stopping:
+            batch = []
+            item = self._queue.get()
+            while True:
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+                if len(batch) >= MAX_BATCH:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._run_batch(batch)
+
+    def _run_batch(self, batch: list) -> None:
+        conn = self._conn
+        outcomes: list[tuple[Future, bool, object]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op, future in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    result = op(conn)
+                except Exception as err:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    outcomes.append((future, False, err))
+                else:
+                    conn.execute("RELEASE op")
+                    outcomes.append((future, True, result))
+            conn.execute("COMMIT")
+        except Exception as err:  # the commit itself failed (disk full, I/O error): nothing of the batch stands
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            outcomes = [(future, False, err) for _, future in batch]
+        self.batches += 1
+        self.operations += len(batch)
+        for future, ok, value in outcomes:
+            if future.set_running_or_notify_cancel():
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)  # type: ignore[arg-type]

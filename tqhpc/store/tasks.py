@@ -1,0 +1,127 @@
+"""Task operations: each a function of a connection, run inside the writer's transaction (see database.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+
+from ..errors import FailedPrecondition, NotFound
+from ..status import HELD, TERMINAL, Status, check_worker_transition
+from .records import TaskRecord
+
+_HELD_SQL = "('A', 'C', 'R')"
+assert {s.value for s in HELD} == {"A", "C", "R"}
+
+
+def insert_tasks(conn: sqlite3.Connection, specs: Sequence[tuple[str, str]], now: float) -> list[int]:
+    """Insert (command, container) pairs as pending tasks; return their ids in the same order."""
+    ids = []
+    for command, container in specs:
+        cursor = conn.execute(
+            "INSERT INTO tasks (command, container, status, submitted_at) VALUES (?, ?, 'P', ?)",
+            (command, container, now),
+        )
+        ids.append(int(cursor.lastrowid))  # type: ignore[arg-type]
+    return ids
+
+
+def get_task(conn: sqlite3.Connection, task_id: int) -> TaskRecord:
+    row = conn.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no task {task_id}")
+    return TaskRecord.from_row(row)
+
+
+def list_tasks(conn: sqlite3.Connection, statuses: Iterable[Status] = ()) -> list[TaskRecord]:
+    letters = sorted(s.value for s in statuses)
+    if letters:
+        marks = ",".join("?" * len(letters))
+        rows = conn.execute(f"SELECT * FROM tasks WHERE status IN ({marks}) ORDER BY task_id", letters)
+    else:
+        rows = conn.execute("SELECT * FROM tasks ORDER BY task_id")
+    return [TaskRecord.from_row(row) for row in rows]
+
+
+def existing_task_ids(conn: sqlite3.Connection, task_ids: Iterable[int]) -> set[int]:
+    wanted = sorted(set(task_ids))
+    found: set[int] = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        found.update(row[0] for row in conn.execute(f"SELECT task_id FROM tasks WHERE task_id IN ({marks})", chunk))
+    return found
+
+
+def update_status(
+    conn: sqlite3.Connection,
+    task_id: int,
+    new: Status,
+    now: float,
+    *,
+    exit_code: int | None = None,
+    worker_id: int | None = None,
+    reason: str = "",
+) -> TaskRecord:
+    """Apply a worker's report. A repeat of the current status is accepted and changes nothing."""
+    task = get_task(conn, task_id)
+    if worker_id is not None and task.status in HELD and task.worker_id != worker_id:
+        raise FailedPrecondition(f"task {task_id} is held by worker {task.worker_id}, not by worker {worker_id}")
+    if not check_worker_transition(task_id, task.status, new):
+        return task
+    if new == Status.RUNNING:
+        conn.execute(
+            "UPDATE tasks SET status = 'R', started_at = ?, ended_at = NULL, exit_code = NULL WHERE task_id = ?",
+            (now, task_id),
+        )
+    elif new in TERMINAL:
+        conn.execute(
+            "UPDATE tasks SET status = ?, ended_at = ?, exit_code = ?, reason = ? WHERE task_id = ?",
+            (new.value, now, exit_code, reason, task_id),
+        )
+    else:
+        conn.execute("UPDATE tasks SET status = ? WHERE task_id = ?", (new.value, task_id))
+    return get_task(conn, task_id)
+
+
+def assigned_tasks(conn: sqlite3.Connection, worker_id: int) -> list[TaskRecord]:
+    rows = conn.execute("SELECT * FROM tasks WHERE worker_id = ? AND status = 'A' ORDER BY task_id", (worker_id,))
+    return [TaskRecord.from_row(row) for row in rows]
+
+
+def held_count(conn: sqlite3.Connection, worker_id: int) -> int:
+    return conn.execute(
+        f"SELECT COUNT(*) FROM tasks WHERE worker_id = ? AND status IN {_HELD_SQL}", (worker_id,)
+    ).fetchone()[0]
+
+
+def assign_pending(conn: sqlite3.Connection, worker_id: int, room: int) -> int:
+    """Hand up to `room` pending tasks, oldest first, to the worker; return how many."""
+    if room <= 0:
+        return 0
+    cursor = conn.execute(
+        "UPDATE tasks SET status = 'A', worker_id = ?, attempts = attempts + 1, reason = '' "
+        "WHERE task_id IN (SELECT task_id FROM tasks WHERE status = 'P' ORDER BY task_id LIMIT ?)",
+        (worker_id, room),
+    )
+    return cursor.rowcount
+
+
+def requeue(conn: sqlite3.Connection, task_ids: Sequence[int], reason: str) -> list[int]:
+    """Send held tasks back to pending; ids not held by anyone are left alone. Return the ids requeued."""
+    done = []
+    for task_id in task_ids:
+        cursor = conn.execute(
+            f"UPDATE tasks SET status = 'P', worker_id = NULL, started_at = NULL, reason = ? "
+            f"WHERE task_id = ? AND status IN {_HELD_SQL}",
+            (reason, task_id),
+        )
+        if cursor.rowcount:
+            done.append(task_id)
+    return done
+
+
+def held_task_ids(conn: sqlite3.Connection, worker_id: int) -> list[int]:
+    rows = conn.execute(
+        f"SELECT task_id FROM tasks WHERE worker_id = ? AND status IN {_HELD_SQL} ORDER BY task_id", (worker_id,)
+    )
+    return [row[0] for row in rows]

@@ -1,0 +1,149 @@
+"""Worker operations: registration, heartbeat with assignment, loss and deletion."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from ..errors import FailedPrecondition, InvalidArgument, NotFound
+from . import tasks
+from .records import TaskRecord, WorkerRecord, WorkerState
+
+_WITH_COUNTS = """
+    SELECT w.*,
+        (SELECT COUNT(*) FROM tasks t WHERE t.worker_id = w.worker_id AND t.status = 'R') AS running,
+        (SELECT COUNT(*) FROM tasks t WHERE t.worker_id = w.worker_id AND t.status IN ('A', 'C', 'R')) AS held
+    FROM workers w
+"""
+
+
+def get_worker(conn: sqlite3.Connection, worker_id: int) -> WorkerRecord:
+    row = conn.execute(_WITH_COUNTS + " WHERE w.worker_id = ?", (worker_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no worker {worker_id}: register it first (RegisterWorker)")
+    return WorkerRecord.from_row(row)
+
+
+def list_workers(conn: sqlite3.Connection) -> list[WorkerRecord]:
+    return [WorkerRecord.from_row(row) for row in conn.execute(_WITH_COUNTS + " ORDER BY w.worker_id")]
+
+
+def create_workers(
+    conn: sqlite3.Connection, number: int, provider: str, concurrency: int, prefetch: int, now: float
+) -> list[int]:
+    """Reserve worker ids for workers a provider is about to start; they register under these ids."""
+    ids = []
+    for _ in range(number):
+        cursor = conn.execute(
+            "INSERT INTO workers (name, concurrency, prefetch, state, provider, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            ("", concurrency, prefetch, WorkerState.STARTING, provider, now),
+        )
+        worker_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+        conn.execute("UPDATE workers SET name = ? WHERE worker_id = ?", (f"{provider}-{worker_id}", worker_id))
+        ids.append(worker_id)
+    return ids
+
+
+def set_pid(conn: sqlite3.Connection, worker_id: int, pid: int) -> None:
+    conn.execute("UPDATE workers SET pid = ? WHERE worker_id = ?", (pid, worker_id))
+
+
+def register(
+    conn: sqlite3.Connection,
+    *,
+    name: str,
+    concurrency: int,
+    prefetch: int,
+    hostname: str,
+    pid: int | None,
+    now: float,
+    worker_id: int | None = None,
+) -> WorkerRecord:
+    """Register a new worker, or bring a worker created by CreateWorker to life under its reserved id."""
+    if worker_id is None:
+        cursor = conn.execute(
+            "INSERT INTO workers (name, concurrency, prefetch, state, hostname, pid, created_at, last_ping) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, concurrency, prefetch, WorkerState.RUNNING, hostname, pid, now, now),
+        )
+        worker_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+        if not name:
+            conn.execute("UPDATE workers SET name = ? WHERE worker_id = ?", (f"worker-{worker_id}", worker_id))
+        return get_worker(conn, worker_id)
+    existing = get_worker(conn, worker_id)
+    if existing.state != WorkerState.STARTING:
+        raise FailedPrecondition(
+            f"worker {worker_id} is {existing.state}, not waiting to register; register without a worker id"
+        )
+    conn.execute(
+        "UPDATE workers SET name = ?, concurrency = ?, prefetch = ?, state = ?, hostname = ?, pid = ?, "
+        "last_ping = ? WHERE worker_id = ?",
+        (name or existing.name, concurrency, prefetch, WorkerState.RUNNING, hostname, pid, now, worker_id),
+    )
+    return get_worker(conn, worker_id)
+
+
+@dataclass(frozen=True)
+class PingResult:
+    tasks: list[TaskRecord]
+    concurrency: int
+
+
+def ping(conn: sqlite3.Connection, worker_id: int, now: float, *, draining: bool = False) -> PingResult:
+    """Heartbeat, then top the worker up to concurrency + prefetch held tasks, then every task it has not accepted.
+
+    Returning every `A` task, not only the new ones, is what makes a lost reply harmless: the next ping resends it.
+    """
+    worker = get_worker(conn, worker_id)
+    if worker.state == WorkerState.STARTING:
+        raise FailedPrecondition(f"worker {worker_id} was created but never registered: call RegisterWorker first")
+    if worker.state not in WorkerState.LIVE:
+        raise FailedPrecondition(
+            f"worker {worker_id} is {worker.state}; its tasks went back to the queue: stop, or register again"
+        )
+    state = WorkerState.DRAINING if draining else WorkerState.RUNNING
+    conn.execute("UPDATE workers SET last_ping = ?, state = ? WHERE worker_id = ?", (now, state, worker_id))
+    if not draining:
+        room = worker.concurrency + worker.prefetch - tasks.held_count(conn, worker_id)
+        tasks.assign_pending(conn, worker_id, room)
+    return PingResult(tasks=tasks.assigned_tasks(conn, worker_id), concurrency=worker.concurrency)
+
+
+def update_worker(
+    conn: sqlite3.Connection, worker_id: int, *, concurrency: int | None, prefetch: int | None
+) -> WorkerRecord:
+    worker = get_worker(conn, worker_id)
+    if worker.state not in WorkerState.LIVE:
+        raise FailedPrecondition(f"worker {worker_id} is {worker.state}; only a live worker can be changed")
+    if concurrency is not None:
+        if concurrency < 1:
+            raise InvalidArgument("concurrency must be at least 1")
+        conn.execute("UPDATE workers SET concurrency = ? WHERE worker_id = ?", (concurrency, worker_id))
+    if prefetch is not None:
+        conn.execute("UPDATE workers SET prefetch = ? WHERE worker_id = ?", (prefetch, worker_id))
+    return get_worker(conn, worker_id)
+
+
+def release(conn: sqlite3.Connection, worker_id: int, task_ids: list[int], reason: str) -> list[int]:
+    """Tasks a worker hands back: only those it really holds go back to pending."""
+    get_worker(conn, worker_id)
+    held = set(tasks.held_task_ids(conn, worker_id))
+    return tasks.requeue(conn, [t for t in task_ids if t in held], reason)
+
+
+def retire(conn: sqlite3.Connection, worker_id: int, state: str, reason: str) -> tuple[WorkerRecord, list[int]]:
+    """Mark a worker deleted, stopped or lost and send its unfinished tasks back to pending."""
+    worker = get_worker(conn, worker_id)
+    requeued = tasks.requeue(conn, tasks.held_task_ids(conn, worker_id), reason)
+    if worker.state in WorkerState.LIVE:
+        conn.execute("UPDATE workers SET state = ? WHERE worker_id = ?", (state, worker_id))
+    return get_worker(conn, worker_id), requeued
+
+
+def silent_workers(conn: sqlite3.Connection, deadline: float) -> list[int]:
+    """Registered workers whose last ping is older than `deadline`."""
+    rows = conn.execute(
+        "SELECT worker_id FROM workers WHERE state IN (?, ?) AND last_ping < ?",
+        (WorkerState.RUNNING, WorkerState.DRAINING, deadline),
+    )
+    return [row[0] for row in rows]

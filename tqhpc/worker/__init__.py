@@ -1,0 +1,1 @@
+"""The worker: registration and heartbeat, the local process pool, output shipping."""

@@ -1,0 +1,334 @@
+"""`tqhpc worker`: register, ping, run tasks with at most `concurrency` running and `prefetch` more accepted.
+
+Life cycle: register (or take up the id CreateWorker reserved) -> heartbeat loop that also takes new work ->
+on SIGTERM/SIGINT drain: hand back tasks not started, let running ones finish within the grace period, kill and
+hand back the rest, then leave. A second signal skips the grace period. If the server says this worker was deleted,
+every task is killed at once (the server has already given them to others).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from .._proto import pb
+from ..access import Access
+from ..channel import async_stub
+from ..config import WorkerSettings
+from ..status import Status
+from .logship import LogShipper
+from .process import Outcome, TaskProcess
+from .retry import CALL_TIMEOUT_SECONDS, ServerGone, with_retry
+
+log = logging.getLogger("tqhpc.worker")
+
+GIVE_UP_AFTER_SECONDS = 600.0
+"""How long the worker keeps trying to reach a server that does not answer before it stops."""
+REFUSED = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
+
+
+def default_concurrency() -> int:
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        return int(slurm)
+    return len(os.sched_getaffinity(0))
+
+
+def default_name() -> str:
+    job = os.environ.get("SLURM_JOB_ID")
+    return f"{socket.gethostname()}-{'job' + job if job else os.getpid()}"
+
+
+@dataclass
+class Slot:
+    """A task this worker holds, from acceptance to its final report."""
+
+    task: pb.Task
+    process: TaskProcess | None = None
+    runner: asyncio.Task[None] | None = None
+    handed_back: bool = False  # killed for shutdown: goes back to the queue, not to F
+    disowned: bool = False  # the server no longer counts it as ours: kill, report nothing
+
+
+@dataclass
+class Summary:
+    succeeded: int = 0
+    failed: int = 0
+    handed_back: int = 0
+    killed_on_stop: int = 0
+    disowned: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class WorkerStopped(Exception):
+    """The server disowned this worker (deleted or declared lost); the message says which."""
+
+
+class Worker:
+    def __init__(
+        self,
+        access: Access,
+        settings: WorkerSettings,
+        *,
+        name: str | None = None,
+        worker_id: int | None = None,
+        give_up_after: float = GIVE_UP_AFTER_SECONDS,
+    ) -> None:
+        self.access = access
+        self.settings = settings
+        self.name = name or default_name()
+        self.reserved_id = worker_id
+        self.worker_id = 0
+        self.concurrency = settings.concurrency or default_concurrency()
+        self.prefetch = settings.prefetch
+        self.give_up_after = give_up_after
+        self.slots: dict[int, Slot] = {}
+        self.ready: deque[int] = deque()
+        self.summary = Summary()
+        self._wake = asyncio.Event()
+        self._draining = False
+        self._hurry = asyncio.Event()
+        scratch = settings.scratch_dir or os.environ.get("TMPDIR") or "/tmp"
+        self.scratch = Path(scratch) / f"tqhpc-{os.getuid()}"
+
+    # --- life cycle --------------------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        self.channel, self.stub = async_stub(self.access)
+        self.shipper = LogShipper(self.stub, self.settings.log_flush_interval, self.give_up_after)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop)
+        try:
+            await self._register()
+            self.shipper.start()
+            await self._work()
+            await self._drain()
+            return 0
+        except WorkerStopped as err:
+            log.warning("%s", err)
+            await self._kill_all(disown=True)
+            return 0
+        except ServerGone as err:
+            log.error("%s; stopping and killing %d tasks", err, len(self.slots))
+            await self._kill_all(disown=True)
+            return 1
+        finally:
+            with contextlib.suppress(Exception):
+                await self.shipper.close()
+            await self.channel.close()
+            self._report_summary()
+
+    def request_stop(self) -> None:
+        if self._draining:
+            log.warning("second stop signal: killing running tasks now")
+            self._hurry.set()
+        self._draining = True
+        self._wake.set()
+
+    async def _register(self) -> None:
+        info = pb.WorkerInfo(
+            name=self.name,
+            concurrency=self.concurrency,
+            prefetch=self.prefetch,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+        )
+        if self.reserved_id:
+            info.worker_id = self.reserved_id
+        reply = await self._call(self.stub.RegisterWorker, info, "registering")
+        self.worker_id = reply.worker_id
+        self.scratch = self.scratch / f"worker-{self.worker_id}"
+        log.info(
+            "worker %d (%s) registered with %s: concurrency %d, prefetch %d",
+            self.worker_id, self.name, self.access.address, self.concurrency, self.prefetch,
+        )  # fmt: skip
+
+    async def _call(self, method, request, what: str):  # noqa: ANN001 - any unary stub method
+        return await with_retry(lambda: method(request, timeout=CALL_TIMEOUT_SECONDS), what, self.give_up_after)
+
+    # --- the heartbeat loop ------------------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while not self._draining:
+            self._wake.clear()
+            reply = await self._ping(draining=False)
+            if reply.concurrency and reply.concurrency != self.concurrency:
+                log.info("concurrency changed from %d to %d by the server", self.concurrency, reply.concurrency)
+                self.concurrency = reply.concurrency
+            new = [task for task in reply.tasks if task.task_id not in self.slots]
+            for task in new:
+                self.slots[task.task_id] = Slot(task)
+            await asyncio.gather(*(self._accept(task) for task in new))
+            self._start_ready()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.ping_interval)
+
+    async def _ping(self, *, draining: bool) -> pb.TaskListAndOther:
+        try:
+            return await self._call(
+                self.stub.PingAndTakeNewTasks, pb.WorkerId(worker_id=self.worker_id, draining=draining), "pinging"
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() in REFUSED:
+                raise WorkerStopped(f"the server disowned worker {self.worker_id}: {err.details()}") from err
+            raise
+
+    async def _accept(self, task: pb.Task) -> None:
+        if await self._report(task.task_id, Status.ACCEPTED):
+            self.ready.append(task.task_id)
+
+    def _running(self) -> int:
+        return sum(1 for slot in self.slots.values() if slot.runner is not None)
+
+    def _start_ready(self) -> None:
+        while self.ready and self._running() < self.concurrency and not self._draining:
+            slot = self.slots.get(self.ready.popleft())
+            if slot is not None and slot.runner is None:
+                slot.runner = asyncio.create_task(self._run_task(slot))
+
+    # --- one task ----------------------------------------------------------------------------------------------
+
+    async def _run_task(self, slot: Slot) -> None:
+        task_id = slot.task.task_id
+        try:
+            if not await self._report(task_id, Status.RUNNING):
+                return
+
+            async def sink(log_type: str, data: bytes) -> None:
+                await self.shipper.add(task_id, log_type, data)
+
+            env = dict(os.environ, TQHPC_TASK_ID=str(task_id), TQHPC_WORKER_ID=str(self.worker_id))
+            slot.process = TaskProcess(slot.task.command, self.scratch / f"task-{task_id}", env, sink)
+            outcome = await slot.process.run()
+            if slot.disowned or slot.handed_back:
+                return
+            await self._finish(task_id, outcome)
+        except ServerGone:
+            raise
+        except Exception:
+            log.exception("task %d: the worker failed around it", task_id)
+            with contextlib.suppress(Exception):
+                await self._finish(task_id, Outcome(None, "the worker failed while running the task; see its log"))
+        finally:
+            if not slot.handed_back:
+                self.slots.pop(task_id, None)
+            self._start_ready()
+            self._wake.set()
+
+    async def _finish(self, task_id: int, outcome: Outcome) -> None:
+        if outcome.error:
+            await self.shipper.add(task_id, "E", f"tqhpc: {outcome.error}\n".encode())
+        await self.shipper.flush()  # output first: a terminal status promises the logs are complete
+        ok = outcome.exit_code == 0
+        status = Status.SUCCEEDED if ok else Status.FAILED
+        reason = outcome.error or ("" if ok else _exit_reason(outcome.exit_code))
+        if await self._report(task_id, status, exit_code=outcome.exit_code, reason=reason):
+            if ok:
+                self.summary.succeeded += 1
+            else:
+                self.summary.failed += 1
+
+    async def _report(self, task_id: int, status: Status, *, exit_code: int | None = None, reason: str = "") -> bool:
+        """Send a status; False when the server refuses it because the task is no longer ours."""
+        update = pb.TaskStatusUpdate(task_id=task_id, new_status=status.value, worker_id=self.worker_id, reason=reason)
+        if exit_code is not None:
+            update.exit_code = exit_code
+        try:
+            await self._call(self.stub.UpdateTaskStatus, update, f"reporting task {task_id} {status.value}")
+            return True
+        except grpc.aio.AioRpcError as err:
+            if err.code() not in REFUSED:
+                raise
+            log.warning("task %d: the server refused %s (%s); dropping the task", task_id, status.value, err.details())
+            slot = self.slots.get(task_id)
+            if slot is not None:
+                slot.disowned = True
+                self.summary.disowned += 1
+                if slot.process is not None:
+                    await slot.process.kill()
+            if status != Status.RUNNING:
+                self.slots.pop(task_id, None)
+            return False
+
+    # --- stopping ----------------------------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        not_started = [task_id for task_id, slot in self.slots.items() if slot.runner is None]
+        await self._hand_back(not_started, f"worker {self.worker_id} is stopping; the task had not started")
+        running = [slot for slot in self.slots.values() if slot.runner is not None]
+        if running:
+            log.info("stopping: waiting up to %g s for %d running tasks", self.settings.grace_period, len(running))
+            deadline = time.monotonic() + self.settings.grace_period
+            while any(not slot.runner.done() for slot in running if slot.runner) and time.monotonic() < deadline:
+                if self._hurry.is_set():
+                    break
+                await self._ping(draining=True)  # keep the heartbeat while we wait
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._hurry.wait(), min(self.settings.ping_interval, deadline - time.monotonic())
+                    )
+            leftover = [slot for slot in running if slot.runner and not slot.runner.done()]
+            for slot in leftover:
+                slot.handed_back = True
+            await asyncio.gather(*(slot.process.kill() for slot in leftover if slot.process))
+            await asyncio.gather(*(slot.runner for slot in leftover if slot.runner), return_exceptions=True)
+            self.summary.killed_on_stop = len(leftover)
+            await self.shipper.flush()
+            await self._hand_back(
+                [slot.task.task_id for slot in leftover],
+                f"worker {self.worker_id} stopped; the task was killed after the {self.settings.grace_period:g} s "
+                "grace period",
+            )
+        await self.shipper.flush()
+        with contextlib.suppress(grpc.aio.AioRpcError, ServerGone):
+            await self._call(self.stub.DeleteWorker, pb.WorkerId(worker_id=self.worker_id, draining=True), "leaving")
+
+    async def _hand_back(self, task_ids: list[int], reason: str) -> None:
+        if not task_ids:
+            return
+        for task_id in task_ids:
+            self.slots.pop(task_id, None)
+        request = pb.TaskRelease(worker_id=self.worker_id, task_ids=task_ids, reason=reason)
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await self._call(self.stub.ReleaseTasks, request, "handing tasks back")
+        self.summary.handed_back += len(task_ids)
+
+    async def _kill_all(self, *, disown: bool) -> None:
+        slots = list(self.slots.values())
+        for slot in slots:
+            slot.disowned = disown
+        await asyncio.gather(*(slot.process.kill() for slot in slots if slot.process))
+        await asyncio.gather(*(slot.runner for slot in slots if slot.runner), return_exceptions=True)
+        self.summary.disowned += len(slots)
+        self.slots.clear()
+
+    def _report_summary(self) -> None:
+        s = self.summary
+        log.info(
+            "worker %d stopped: %d succeeded, %d failed, %d handed back to the queue (%d of them killed at stop), "
+            "%d dropped because the server gave them to others",
+            self.worker_id, s.succeeded, s.failed, s.handed_back, s.killed_on_stop, s.disowned,
+        )  # fmt: skip
+
+
+def _exit_reason(exit_code: int | None) -> str:
+    if exit_code is None:
+        return "the task did not start"
+    if exit_code < 0:
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = f"signal {-exit_code}"
+        return f"killed by {name}"
+    return f"exit code {exit_code}"

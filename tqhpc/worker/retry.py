@@ -1,0 +1,40 @@
+"""Calls to the server that survive a server restart or a network hiccup, and stop at refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+
+log = logging.getLogger("tqhpc.worker")
+
+T = TypeVar("T")
+TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+CALL_TIMEOUT_SECONDS = 60.0
+
+
+class ServerGone(RuntimeError):
+    """The server did not answer for longer than the worker is willing to wait."""
+
+
+async def with_retry(call: Callable[[], Awaitable[T]], what: str, give_up_after: float) -> T:
+    """Retry transient failures with backoff for up to `give_up_after` seconds; other errors go to the caller."""
+    deadline = time.monotonic() + give_up_after
+    delay = 0.1
+    while True:
+        try:
+            return await call()
+        except grpc.aio.AioRpcError as err:
+            if err.code() not in TRANSIENT:
+                raise
+            if time.monotonic() + delay > deadline:
+                raise ServerGone(
+                    f"{what}: the server did not answer for {give_up_after:g} s ({err.details()})"
+                ) from err
+            log.warning("%s: %s; retrying in %.1f s", what, err.details(), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
