@@ -61,24 +61,28 @@ class _SyncToken(
         return continuation(self._details(client_call_details), request_iterator)
 
 
-class _AsyncToken(
-    aio.UnaryUnaryClientInterceptor,
-    aio.UnaryStreamClientInterceptor,
-    aio.StreamUnaryClientInterceptor,
-    aio.StreamStreamClientInterceptor,
-):
+class _AsyncToken:
     def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
         self.metadata = metadata
 
+
+# grpc.aio files an interceptor under the first of the four kinds it is an instance of, so each kind is its own class.
+class _AsyncUnaryUnaryToken(_AsyncToken, aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, client_call_details, request):  # noqa: ANN001
         return await continuation(_with_token(client_call_details, self.metadata), request)
 
+
+class _AsyncUnaryStreamToken(_AsyncToken, aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, client_call_details, request):  # noqa: ANN001
         return await continuation(_with_token(client_call_details, self.metadata), request)
 
+
+class _AsyncStreamUnaryToken(_AsyncToken, aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):  # noqa: ANN001
         return await continuation(_with_token(client_call_details, self.metadata), request_iterator)
 
+
+class _AsyncStreamStreamToken(_AsyncToken, aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # noqa: ANN001
         return await continuation(_with_token(client_call_details, self.metadata), request_iterator)
 
@@ -91,5 +95,12 @@ def sync_stub(access: Access) -> tuple[grpc.Channel, rpc.TaskQueueStub]:
 
 
 def async_stub(access: Access) -> tuple[aio.Channel, rpc.TaskQueueStub]:
-    channel = aio.insecure_channel(access.address, options=CHANNEL_OPTIONS, interceptors=[_AsyncToken(access.metadata)])
+    channel = aio.insecure_channel(
+        access.address,
+        options=CHANNEL_OPTIONS,
+        interceptors=[
+            kind(access.metadata)
+            for kind in (_AsyncUnaryUnaryToken, _AsyncUnaryStreamToken, _AsyncStreamUnaryToken, _AsyncStreamStreamToken)
+        ],
+    )
     return channel, rpc.TaskQueueStub(channel)

@@ -7,7 +7,9 @@ import time
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..client import TaskInfo, WorkerInfo
 from ..status import Status
@@ -23,10 +25,13 @@ _STATUS_STYLE = {
     Status.CANCELLED: "magenta",
 }
 COMMAND_WIDTH = 60
+PIPE_WIDTH = 250
 
 
 def console() -> Console:
-    return Console(soft_wrap=False)
+    """A terminal gets tables fitted to its width; a pipe or file gets whole lines."""
+    plain = Console()
+    return plain if plain.is_terminal else Console(width=PIPE_WIDTH)
 
 
 def print_json(records: Sequence[TaskInfo] | Sequence[WorkerInfo]) -> None:
@@ -52,21 +57,42 @@ def _short(text: str, width: int = COMMAND_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def tasks_table(tasks: Sequence[TaskInfo]) -> Table:
+def _table(headers: Sequence[str], rows: list[list[str]], *, right: set[str], elastic: str, width: int) -> Table:
+    """Every column keeps its content whole but the elastic one, cut with an ellipsis to fit the width."""
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("ID", "STATUS", "EXIT", "WORKER", "WALL", "COMMAND", "CONTAINER"):
-        table.add_column(column, justify="right" if column in {"ID", "EXIT", "WORKER", "WALL"} else "left")
+    fixed = 0
+    for index, header in enumerate(headers):
+        if header != elastic:
+            fixed += max([len(header)] + [Text.from_markup(row[index]).cell_len for row in rows]) + 2
+    for header in headers:
+        if header == elastic:
+            table.add_column(header, no_wrap=True, overflow="ellipsis", max_width=max(8, width - fixed))
+        else:
+            table.add_column(header, justify="right" if header in right else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def tasks_table(tasks: Sequence[TaskInfo], width: int) -> Table:
+    headers = ["ID", "STATUS", "EXIT", "WORKER", "WALL", "COMMAND"]
+    with_container = any(t.container for t in tasks)
+    if with_container:
+        headers.append("CONTAINER")
+    rows = []
     for t in tasks:
-        table.add_row(
+        row = [
             str(t.task_id),
             f"[{_STATUS_STYLE[t.status]}]{t.status.value} {t.status.label}[/]",
             "" if t.exit_code is None else str(t.exit_code),
             "" if t.worker_id is None else str(t.worker_id),
             _duration(t.wall_time),
-            _short(t.command),
-            t.container,
-        )
-    return table
+            escape(_short(t.command)),
+        ]
+        if with_container:
+            row.append(escape(t.container))
+        rows.append(row)
+    return _table(headers, rows, right={"ID", "EXIT", "WORKER", "WALL"}, elastic="COMMAND", width=width)
 
 
 def status_counts(tasks: Sequence[TaskInfo]) -> str:
@@ -76,21 +102,21 @@ def status_counts(tasks: Sequence[TaskInfo]) -> str:
     return ", ".join(f"{n} {s.label}" for s, n in sorted(counts.items(), key=lambda kv: list(Status).index(kv[0])))
 
 
-def workers_table(workers: Sequence[WorkerInfo]) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("ID", "NAME", "STATE", "HOST", "PROVIDER", "RUNNING", "HELD", "CONC", "PREFETCH", "LAST PING"):
-        table.add_column(column, justify="right" if column in {"ID", "RUNNING", "HELD", "CONC", "PREFETCH"} else "left")
-    for w in workers:
-        table.add_row(
+def workers_table(workers: Sequence[WorkerInfo], width: int) -> Table:
+    headers = ["ID", "NAME", "STATE", "HOST", "PROVIDER", "RUNNING", "HELD", "CONC", "PREFETCH", "LAST PING"]
+    rows = [
+        [
             str(w.worker_id),
-            w.name,
+            escape(w.name),
             w.state,
-            w.hostname,
+            escape(w.hostname),
             w.provider or "manual",
             str(w.running),
             str(w.held),
             str(w.concurrency),
             str(w.prefetch),
             _ago(w.last_ping),
-        )
-    return table
+        ]
+        for w in workers
+    ]
+    return _table(headers, rows, right={"ID", "RUNNING", "HELD", "CONC", "PREFETCH"}, elastic="NAME", width=width)

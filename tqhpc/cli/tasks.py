@@ -44,7 +44,7 @@ def list_tasks(access: str | None, status: str | None, as_json: bool) -> None:
         output.print_json(tasks)
         return
     console = output.console()
-    console.print(output.tasks_table(tasks))
+    console.print(output.tasks_table(tasks, console.width))
     console.print(f"[dim]{len(tasks)} tasks: {output.status_counts(tasks) or 'none'}[/]")
 
 

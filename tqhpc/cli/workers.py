@@ -27,7 +27,8 @@ def workers(ctx: click.Context, access: str | None, show_all: bool, as_json: boo
     if as_json:
         output.print_json(found)
     else:
-        output.console().print(output.workers_table(found))
+        console = output.console()
+        console.print(output.workers_table(found, console.width))
 
 
 def _client(ctx: click.Context, access: str | None) -> Client:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from grpc import aio
 
-from .._proto import rpc
 from ..access import ACCESS_FILE, Access, AccessError, new_token, prepare_state_dir, read_access, write_access
 from ..config import ServerSettings
 from ..store import Database
@@ -21,6 +20,7 @@ from ..store.records import WorkerState
 from .auth import TokenInterceptor
 from .local_provider import LocalProvider
 from .logs import LogStore
+from .registration import add_service
 from .service import TaskQueueService
 from .statelock import StateDirLock
 
@@ -105,7 +105,7 @@ class Server:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        rpc.add_TaskQueueServicer_to_server(self.service, self.grpc)
+        add_service(self.service, self.grpc)
         host, port = self._bind(previous_port)
         self.address = f"{host}:{port}"
         write_access(self.state_dir, Access(address=self.address, token=self.token))

@@ -23,6 +23,7 @@ from ..store.records import WorkerState
 from . import validate
 from .convert import task_message, worker_message
 from .logs import LOG_TYPES, LogStore
+from .registration import Undecodable
 
 log = logging.getLogger("tqhpc.server")
 
@@ -49,6 +50,8 @@ def _unary(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
 
     @functools.wraps(method)
     async def handler(self: TaskQueueService, request: Any, context: aio.ServicerContext) -> R:
+        if isinstance(request, Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
         try:
             return await method(self, request, context)
         except TqhpcError as err:
@@ -104,6 +107,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
         size = stored = 0
         bad_types: set[str] = set()
         unknown: set[int] = set()
+        undecodable: list[Undecodable] = []
 
         async def flush() -> None:
             nonlocal batch, size, stored
@@ -118,6 +122,9 @@ class TaskQueueService(rpc.TaskQueueServicer):
             batch, size = [], 0
 
         async for chunk in request_iterator:
+            if isinstance(chunk, Undecodable):
+                undecodable.append(chunk)
+                continue
             if chunk.log_type not in LOG_TYPES:
                 bad_types.add(chunk.log_type)
                 continue
@@ -129,6 +136,11 @@ class TaskQueueService(rpc.TaskQueueServicer):
             if len(batch) >= LOG_BATCH_CHUNKS or size >= LOG_BATCH_BYTES:
                 await flush()
         await flush()
+        if undecodable:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{len(undecodable)} chunks were dropped, {undecodable[0].describe()}; {stored} others were stored",
+            )
         if bad_types:
             letters = ", ".join(repr(t) for t in sorted(bad_types))
             await context.abort(
@@ -144,6 +156,8 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
     async def StreamTaskLogs(self, request: pb.TaskId, context: aio.ServicerContext) -> AsyncIterator[pb.TaskLog]:
         """Replay what is stored, then follow; end once the task is terminal and every byte has been sent."""
+        if isinstance(request, Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
         task_id = request.task_id
         offsets = dict.fromkeys(LOG_TYPES, 0)
         with self.logs.waiter(task_id) as wakeup:
@@ -257,7 +271,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
         def retire(conn: Any) -> tuple[Any, list[int]]:
             worker = worker_ops.get_worker(conn, worker_id)
-            leaving = worker.state == WorkerState.DRAINING and request.draining
+            leaving = request.draining and worker.state in WorkerState.LIVE
             state = WorkerState.STOPPED if leaving else WorkerState.DELETED
             reason = f"worker {worker_id} stopped" if leaving else f"worker {worker_id} was deleted"
             return worker_ops.retire(conn, worker_id, state, reason)

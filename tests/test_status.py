@@ -1,0 +1,33 @@
+"""The status rule book on its own: every worker move, allowed or not."""
+
+from __future__ import annotations
+
+import pytest
+
+from tqhpc.status import Status, TransitionError, check_worker_transition, parse_status, parse_status_filter
+
+ALLOWED = {("A", "C"), ("A", "R"), ("A", "F"), ("C", "R"), ("C", "F"), ("R", "S"), ("R", "F")}
+
+
+@pytest.mark.parametrize("current", list(Status))
+@pytest.mark.parametrize("new", list(Status))
+def test_worker_moves(current: Status, new: Status) -> None:
+    if new.value in "CRSF" and new == current:
+        assert check_worker_transition(1, current, new) is False
+    elif (current.value, new.value) in ALLOWED:
+        assert check_worker_transition(1, current, new) is True
+    else:
+        with pytest.raises(TransitionError, match=f"task 1|status {new.value}"):
+            check_worker_transition(1, current, new)
+
+
+def test_unknown_letter_lists_the_known_ones() -> None:
+    with pytest.raises(TransitionError, match=r"unknown status letter 'Z'.*W P A C R S F X"):
+        parse_status("Z")
+
+
+def test_filter_takes_several_letters() -> None:
+    assert parse_status_filter("SF") == {Status.SUCCEEDED, Status.FAILED}
+    assert parse_status_filter("") == frozenset()
+    with pytest.raises(TransitionError):
+        parse_status_filter("Sq")
