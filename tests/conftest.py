@@ -144,10 +144,12 @@ class Workers:
         return process
 
     def stop_all(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-                process.send_signal(signal.SIGINT)  # a second signal skips the grace period
+        running = [p for p in self.started if p.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGINT)
+        time.sleep(0.1)  # two signals sent at once would be delivered as one
+        for process in running:
+            process.send_signal(signal.SIGINT)  # a second signal skips the grace period
         for process in self.started:
             try:
                 process.wait(15)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..access import default_state_dir, load_access
+from ..access import default_state_dir, find_access_file, read_access
 from ..config import ServerSettings, WorkerSettings, load_settings
 
 
@@ -76,7 +76,8 @@ def worker(
         },
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    agent = Worker(load_access(access), settings, name=name, worker_id=worker_id)
+    access_file = find_access_file(access)
+    agent = Worker(read_access(access_file), settings, access_file=access_file, name=name, worker_id=worker_id)
     sys.exit(asyncio.run(agent.run()))
 
 

@@ -117,8 +117,8 @@ class Server:
     def _bind(self, previous_port: int | None) -> tuple[str, int]:
         listen = Listen.parse(self.listen) if self.listen else Listen("0.0.0.0", 0)
         candidates = [listen.port]
-        if not self.listen and previous_port:
-            candidates.insert(0, previous_port)  # running workers find us again after a restart
+        if listen.port == 0 and previous_port:
+            candidates.insert(0, previous_port)  # "any free port": the last one, so running workers find us again
         for port in candidates:
             try:
                 bound = self.grpc.add_insecure_port(f"{listen.host}:{port}")

@@ -18,22 +18,25 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 from .._proto import pb
 from ..access import Access
-from ..channel import async_stub
 from ..config import WorkerSettings
 from ..status import Status
+from .connection import Connection
 from .logship import LogShipper
 from .process import Outcome, TaskProcess
-from .retry import CALL_TIMEOUT_SECONDS, ServerGone, with_retry
+from .retry import ServerGone
 
 log = logging.getLogger("tqhpc.worker")
 
 GIVE_UP_AFTER_SECONDS = 600.0
 """How long the worker keeps trying to reach a server that does not answer before it stops."""
+GIVE_UP_WHILE_STOPPING_SECONDS = 30.0
+"""The same while stopping: a worker told to stop should not linger an hour for a server that is gone."""
 REFUSED = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
 
 
@@ -80,11 +83,13 @@ class Worker:
         access: Access,
         settings: WorkerSettings,
         *,
+        access_file: Path | None = None,
         name: str | None = None,
         worker_id: int | None = None,
         give_up_after: float = GIVE_UP_AFTER_SECONDS,
     ) -> None:
         self.access = access
+        self.access_file = access_file
         self.settings = settings
         self.name = name or default_name()
         self.reserved_id = worker_id
@@ -104,8 +109,8 @@ class Worker:
     # --- life cycle --------------------------------------------------------------------------------------------
 
     async def run(self) -> int:
-        self.channel, self.stub = async_stub(self.access)
-        self.shipper = LogShipper(self.stub, self.settings.log_flush_interval, self.give_up_after)
+        self.connection = Connection(self.access, self.access_file, self.give_up_after)
+        self.shipper = LogShipper(self.connection, self.settings.log_flush_interval)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
@@ -126,13 +131,16 @@ class Worker:
         finally:
             with contextlib.suppress(Exception):
                 await self.shipper.close()
-            await self.channel.close()
+            await self.connection.close()
             self._report_summary()
 
     def request_stop(self) -> None:
         if self._draining:
-            log.warning("second stop signal: killing running tasks now")
+            log.warning("second stop signal: killing running tasks now, not waiting for an absent server")
             self._hurry.set()
+            self.connection.give_up_after = 0
+        else:
+            self.connection.give_up_after = min(self.give_up_after, GIVE_UP_WHILE_STOPPING_SECONDS)
         self._draining = True
         self._wake.set()
 
@@ -146,16 +154,16 @@ class Worker:
         )
         if self.reserved_id:
             info.worker_id = self.reserved_id
-        reply = await self._call(self.stub.RegisterWorker, info, "registering")
+        reply = await self._call("RegisterWorker", info, "registering")
         self.worker_id = reply.worker_id
         self.scratch = self.scratch / f"worker-{self.worker_id}"
         log.info(
             "worker %d (%s) registered with %s: concurrency %d, prefetch %d",
-            self.worker_id, self.name, self.access.address, self.concurrency, self.prefetch,
+            self.worker_id, self.name, self.connection.access.address, self.concurrency, self.prefetch,
         )  # fmt: skip
 
-    async def _call(self, method, request, what: str):  # noqa: ANN001 - any unary stub method
-        return await with_retry(lambda: method(request, timeout=CALL_TIMEOUT_SECONDS), what, self.give_up_after)
+    async def _call(self, method: str, request: Any, what: str) -> Any:
+        return await self.connection.call(method, request, what)
 
     # --- the heartbeat loop ------------------------------------------------------------------------------------
 
@@ -177,7 +185,7 @@ class Worker:
     async def _ping(self, *, draining: bool) -> pb.TaskListAndOther:
         try:
             return await self._call(
-                self.stub.PingAndTakeNewTasks, pb.WorkerId(worker_id=self.worker_id, draining=draining), "pinging"
+                "PingAndTakeNewTasks", pb.WorkerId(worker_id=self.worker_id, draining=draining), "pinging"
             )
         except grpc.aio.AioRpcError as err:
             if err.code() in REFUSED:
@@ -245,7 +253,7 @@ class Worker:
         if exit_code is not None:
             update.exit_code = exit_code
         try:
-            await self._call(self.stub.UpdateTaskStatus, update, f"reporting task {task_id} {status.value}")
+            await self._call("UpdateTaskStatus", update, f"reporting task {task_id} {status.value}")
             return True
         except grpc.aio.AioRpcError as err:
             if err.code() not in REFUSED:
@@ -292,7 +300,7 @@ class Worker:
             )
         await self.shipper.flush()
         with contextlib.suppress(grpc.aio.AioRpcError, ServerGone):
-            await self._call(self.stub.DeleteWorker, pb.WorkerId(worker_id=self.worker_id, draining=True), "leaving")
+            await self._call("DeleteWorker", pb.WorkerId(worker_id=self.worker_id, draining=True), "leaving")
 
     async def _hand_back(self, task_ids: list[int], reason: str) -> None:
         if not task_ids:
@@ -301,7 +309,7 @@ class Worker:
             self.slots.pop(task_id, None)
         request = pb.TaskRelease(worker_id=self.worker_id, task_ids=task_ids, reason=reason)
         with contextlib.suppress(grpc.aio.AioRpcError):
-            await self._call(self.stub.ReleaseTasks, request, "handing tasks back")
+            await self._call("ReleaseTasks", request, "handing tasks back")
         self.summary.handed_back += len(task_ids)
 
     async def _kill_all(self, *, disown: bool) -> None:

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import grpc
 
-from .._proto import pb, rpc
-from .retry import CALL_TIMEOUT_SECONDS, with_retry
+from .._proto import pb
+from .connection import Connection
 
 log = logging.getLogger("tqhpc.worker")
 
@@ -25,10 +25,9 @@ HIGH_WATER_BYTES = 8 * 1024 * 1024
 
 
 class LogShipper:
-    def __init__(self, stub: rpc.TaskQueueStub, interval: float, give_up_after: float) -> None:
-        self.stub = stub
+    def __init__(self, connection: Connection, interval: float) -> None:
+        self.connection = connection
         self.interval = interval
-        self.give_up_after = give_up_after
         self._pending: list[tuple[int, str, bytes]] = []
         self._pending_bytes = 0
         self._send_lock = asyncio.Lock()
@@ -60,11 +59,7 @@ class LogShipper:
             self._data_waiting.clear()
             messages = list(_messages(batch))
             try:
-                await with_retry(
-                    lambda: self.stub.SendTaskLogs(iter(messages), timeout=CALL_TIMEOUT_SECONDS),
-                    "sending task output",
-                    self.give_up_after,
-                )
+                await self.connection.send_stream("SendTaskLogs", messages, "sending task output")
             except grpc.aio.AioRpcError as err:
                 # The server stored what it could and names what it refused (a task deleted meanwhile).
                 log.warning("the server refused some task output: %s", err.details())
