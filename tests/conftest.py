@@ -32,7 +32,7 @@ def wait_until(
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
+            pytest.fail(f"timed out after {timeout} s waiting for {(what() if callable(what) else what) or predicate}")
         time.sleep(interval)
 
 

@@ -65,6 +65,20 @@ def _previous_token_and_port(state_dir: Path) -> tuple[str | None, int | None]:
     return None, None
 
 
+def _can_bind(host: str, port: int) -> bool:
+    try:
+        infos = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return False
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError:
+            return False
+    return True
+
+
 class Server:
     """The running server; `start` then `wait`, or `serve()` for the whole life cycle."""
 
@@ -120,6 +134,8 @@ class Server:
         if listen.port == 0 and previous_port:
             candidates.insert(0, previous_port)  # "any free port": the last one, so running workers find us again
         for port in candidates:
+            if port and not _can_bind(listen.host, port):
+                continue  # asked first: gRPC core would print a log line of its own for a port it cannot bind
             try:
                 bound = self.grpc.add_insecure_port(f"{listen.host}:{port}")
             except RuntimeError:

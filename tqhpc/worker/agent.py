@@ -128,6 +128,10 @@ class Worker:
             log.error("%s; stopping and killing %d tasks", err, len(self.slots))
             await self._kill_all(disown=True)
             return 1
+        except Exception:
+            log.exception("the worker failed; killing %d tasks (the server will requeue them)", len(self.slots))
+            await self._kill_all(disown=True)
+            return 1
         finally:
             with contextlib.suppress(Exception):
                 await self.shipper.close()

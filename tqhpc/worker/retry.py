@@ -13,7 +13,8 @@ import grpc
 log = logging.getLogger("tqhpc.worker")
 
 T = TypeVar("T")
-TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED})
+"""Worth another try: a server restarting cancels the calls in flight, then refuses connections for a while."""
 CALL_TIMEOUT_SECONDS = 60.0
 
 
