@@ -129,3 +129,14 @@ def test_each_task_runs_in_its_own_directory_and_process_group(client: Client, w
     assert len(set(dirs)) == 2 and all(d.endswith(f"task-{t}") for d, t in zip(dirs, task_ids, strict=True))
     assert [int(t) for t in task_ids] == ids
     assert len(set(groups)) == 2
+
+
+def test_a_container_task_is_never_run_bare(client: Client, workers) -> None:
+    task_id = client.submit("echo should-not-run", container="docker://alpine:3")
+    workers.start("--concurrency", "1")
+    wait_until(lambda: client.task(task_id).status.terminal, what="the container task")
+    task = client.task(task_id)
+    assert task.status == Status.FAILED and task.exit_code is None
+    assert "cannot run tasks in containers yet" in task.reason and "docker://alpine:3" in task.reason
+    output = list(client.logs(task_id))
+    assert [c.stream for c in output] == ["E"] and b"should-not-run" not in output[0].data

@@ -89,7 +89,9 @@ def test_listen_address_in_use_is_a_clear_error(tmp_path, server) -> None:
         timeout=30,
     )
     assert result.returncode == 1
-    assert result.stderr.strip() == f"Error: cannot listen on 127.0.0.1:{port}: the address is in use or not local"
+    assert (
+        result.stderr.strip() == f"tqhpc: error: cannot listen on 127.0.0.1:{port}: the address is in use or not local"
+    )
 
 
 def test_bad_listen_value(tmp_path) -> None:

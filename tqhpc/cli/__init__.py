@@ -33,8 +33,12 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("tqhpc: interrupted", err=True)
         sys.exit(130)
+    except click.UsageError as err:
+        where = err.ctx.command_path if err.ctx else "tqhpc"
+        click.echo(f"{where}: error: {err.format_message()} (see `{where} --help`)", err=True)
+        sys.exit(err.exit_code)
     except click.ClickException as err:
-        err.show()
+        click.echo(f"tqhpc: error: {err.format_message()}", err=True)
         sys.exit(err.exit_code)
     except (ClientError, AccessError, ConfigError) as err:
         click.echo(f"tqhpc: error: {err}", err=True)

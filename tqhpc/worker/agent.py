@@ -37,6 +37,9 @@ GIVE_UP_AFTER_SECONDS = 600.0
 """How long the worker keeps trying to reach a server that does not answer before it stops."""
 GIVE_UP_WHILE_STOPPING_SECONDS = 30.0
 """The same while stopping: a worker told to stop should not linger an hour for a server that is gone."""
+NO_CONTAINERS = (
+    "this tqhpc worker cannot run tasks in containers yet (the task asks for {image!r}); submit it without --container"
+)
 REFUSED = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
 
 
@@ -220,6 +223,10 @@ class Worker:
             async def sink(log_type: str, data: bytes) -> None:
                 await self.shipper.add(task_id, log_type, data)
 
+            if slot.task.container:
+                # Never run a container task bare: it would run with the wrong software, and quietly.
+                await self._finish(task_id, Outcome(None, NO_CONTAINERS.format(image=slot.task.container)))
+                return
             env = dict(os.environ, TQHPC_TASK_ID=str(task_id), TQHPC_WORKER_ID=str(self.worker_id))
             slot.process = TaskProcess(slot.task.command, self.scratch / f"task-{task_id}", env, sink)
             outcome = await slot.process.run()

@@ -1,0 +1,139 @@
+"""The `tqhpc` command as a user types it: output, exit codes, and one clear line for every error."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import tqhpc_command, wait_until
+
+from tqhpc import Client, Status
+
+
+def run(*args: str, access: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, **(env or {}))
+    if access is not None:
+        full_env["TQHPC_ACCESS"] = str(access)
+    return subprocess.run(tqhpc_command(*args), capture_output=True, text=True, timeout=60, env=full_env, check=False)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, expected: str, code: int = 1) -> None:
+    assert result.returncode == code, result
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert expected in result.stderr
+
+
+def test_submit_tasks_logs_and_workers(server, workers) -> None:
+    first = run("submit", "echo hello; echo oops >&2", access=server.access_file)
+    assert first.returncode == 0 and first.stdout.strip().isdigit()
+    second = run("submit", "--", "printf", "%s|", "a b", "$HOME", access=server.access_file)
+    task_ids = [int(first.stdout), int(second.stdout)]
+    workers.start("--concurrency", "1", "--name", "cli-worker")
+    with Client(server.access_file) as client:
+        wait_until(lambda: all(client.task(t).status == Status.SUCCEEDED for t in task_ids), what="the tasks")
+    logs = run("logs", str(task_ids[0]), access=server.access_file)
+    assert (logs.stdout, logs.stderr) == ("hello\n", "oops\n")
+    # several arguments are a program and its arguments: quoted, not expanded by the shell
+    assert run("logs", str(task_ids[1]), access=server.access_file).stdout == "a b|$HOME|"
+    table = run("tasks", access=server.access_file)
+    assert table.returncode == 0
+    assert "S succeeded" in table.stdout and "echo hello; echo oops >&2" in table.stdout
+    assert "2 tasks: 2 succeeded" in table.stdout
+    listed = json.loads(run("tasks", "--json", "--status", "S", access=server.access_file).stdout)
+    assert [t["task_id"] for t in listed] == task_ids and listed[0]["exit_code"] == 0
+    assert json.loads(run("tasks", "--json", "--status", "F", access=server.access_file).stdout) == []
+    shown = json.loads(run("task", str(task_ids[0]), "--json", access=server.access_file).stdout)
+    assert shown["status"] == "S" and shown["attempts"] == 1
+    workers_table = run("workers", access=server.access_file).stdout
+    assert "cli-worker" in workers_table and "running" in workers_table
+    (record,) = json.loads(run("workers", "--json", access=server.access_file).stdout)
+    assert record["name"] == "cli-worker"
+    changed = run("workers", "set", str(record["worker_id"]), "--concurrency", "3", access=server.access_file)
+    assert changed.stdout.strip() == f"worker {record['worker_id']}: concurrency 3, prefetch 1"
+
+
+def test_logs_follow_waits_for_the_end(server, workers, tmp_path) -> None:
+    flag = tmp_path / "go"
+    task_id = run("submit", f"echo one; while [ ! -e {flag} ]; do sleep 0.02; done; echo two",
+                  access=server.access_file).stdout.strip()  # fmt: skip
+    workers.start("--concurrency", "1")
+    follower = subprocess.Popen(
+        tqhpc_command("logs", "--follow", task_id),
+        stdout=subprocess.PIPE,
+        env=dict(os.environ, TQHPC_ACCESS=str(server.access_file)),
+    )
+    assert follower.stdout is not None
+    assert follower.stdout.readline() == b"one\n"
+    assert follower.poll() is None
+    flag.touch()
+    assert follower.stdout.read() == b"two\n"
+    assert follower.wait(20) == 0
+
+
+def test_workers_create_and_delete(server) -> None:
+    created = run("workers", "create", "--number", "2", "--concurrency", "1", access=server.access_file)
+    ids = created.stdout.split()
+    assert created.returncode == 0 and len(ids) == 2
+    deleted = run("workers", "delete", *ids, access=server.access_file)
+    assert deleted.stdout.splitlines() == [f"worker {i} deleted" for i in ids]
+    gone = json.loads(run("workers", "--all", "--json", access=server.access_file).stdout)
+    assert {w["state"] for w in gone} == {"deleted"}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected", "code"),
+    [
+        (("submit", ""), "tqhpc: error: the command is empty", 1),
+        (("submit", "--", "echo", *["y" * 50_000] * 3), "tqhpc: error: the command is 150007 bytes", 1),
+        (("logs", "999"), "tqhpc: error: no task 999", 1),
+        (("task", "999"), "tqhpc: error: no task 999", 1),
+        (("workers", "delete", "77"), "tqhpc: error: no worker 77", 1),
+        (("workers", "create", "--provider", "nimbus"), "unknown provider 'nimbus'", 1),
+        (("tasks", "--status", "Q"), "unknown status letter 'Q'", 2),
+        (("logs", "abc"), "'abc' is not a valid integer", 2),
+        (("workers", "set", "1"), "give --concurrency, --prefetch or both", 2),
+    ],
+)
+def test_errors_are_one_line(server, args: tuple[str, ...], expected: str, code: int) -> None:
+    assert_one_line_error(run(*args, access=server.access_file), expected, code)
+
+
+def test_no_server(tmp_path) -> None:
+    missing = tmp_path / "nowhere" / "access.toml"
+    assert_one_line_error(run("tasks", access=missing), f"tqhpc: error: no access file at {missing}")
+    dead = tmp_path / "access.toml"
+    dead.write_text('address = "127.0.0.1:1"\ntoken = "x"\n')
+    assert_one_line_error(run("tasks", access=dead), "cannot reach the tqhpc server at 127.0.0.1:1")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("address = \n")
+    assert_one_line_error(run("tasks", access=broken), "is not valid TOML")
+
+
+def test_bad_config_is_one_line(tmp_path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[worker]\nconcurency = 3\n")
+    result = run("worker", env={"TQHPC_CONFIG": str(config)})
+    assert_one_line_error(result, "unknown key 'concurency' in [worker]")
+    result = run("worker", env={"TQHPC_CONFIG": str(tmp_path / "none.toml"), "TQHPC_PREFETCH": "many"})
+    assert_one_line_error(result, "prefetch from $TQHPC_PREFETCH must be a int, not 'many'")
+
+
+def test_worker_settings_come_from_config_file(server, tmp_path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[worker]\nconcurrency = 3\nprefetch = 0\nping_interval = 0.2\n")
+    process = subprocess.Popen(
+        tqhpc_command("worker", "--access", str(server.access_file), "--name", "configured"),
+        env=dict(os.environ, TQHPC_CONFIG=str(config)),
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with Client(server.access_file) as client:
+            (record,) = wait_until(client.workers, what="the worker to register")
+            assert (record.name, record.concurrency, record.prefetch) == ("configured", 3, 0)
+    finally:
+        process.terminate()
+        process.wait(20)
