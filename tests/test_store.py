@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from tqhpc.errors import FailedPrecondition, NotFound
+from tqhpc.records import WorkerState
 from tqhpc.status import Status, TransitionError
 from tqhpc.store import Database
 from tqhpc.store import tasks as task_ops
 from tqhpc.store import workers as worker_ops
-from tqhpc.store.records import WorkerState
 from tqhpc.store.schema import MIGRATIONS, SchemaError, migrate
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -13,7 +13,7 @@ import grpc
 from ._proto import pb
 from .access import Access, find_access_file, read_access
 from .channel import sync_stub
-from .status import Status
+from .records import TaskInfo, WorkerInfo
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -24,78 +24,6 @@ class ClientError(RuntimeError):
     def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
         super().__init__(message)
         self.code = code
-
-
-@dataclass(frozen=True)
-class TaskInfo:
-    task_id: int
-    command: str
-    container: str
-    status: Status
-    exit_code: int | None
-    worker_id: int | None
-    attempts: int
-    submitted_at: float
-    started_at: float | None
-    ended_at: float | None
-    reason: str
-
-    @classmethod
-    def from_message(cls, m: pb.Task) -> TaskInfo:
-        return cls(
-            task_id=m.task_id,
-            command=m.command,
-            container=m.container,
-            status=Status(m.status),
-            exit_code=m.exit_code if m.HasField("exit_code") else None,
-            worker_id=m.worker_id if m.HasField("worker_id") else None,
-            attempts=m.attempts,
-            submitted_at=m.submitted_at,
-            started_at=m.started_at if m.HasField("started_at") else None,
-            ended_at=m.ended_at if m.HasField("ended_at") else None,
-            reason=m.reason,
-        )
-
-    @property
-    def wall_time(self) -> float | None:
-        if self.started_at is None or self.ended_at is None:
-            return None
-        return self.ended_at - self.started_at
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"status": self.status.value}
-
-
-@dataclass(frozen=True)
-class WorkerInfo:
-    worker_id: int
-    name: str
-    concurrency: int
-    prefetch: int
-    state: str
-    provider: str
-    hostname: str
-    last_ping: float | None
-    running: int
-    held: int
-
-    @classmethod
-    def from_message(cls, m: pb.Worker) -> WorkerInfo:
-        return cls(
-            worker_id=m.worker_id,
-            name=m.name,
-            concurrency=m.concurrency,
-            prefetch=m.prefetch,
-            state=m.state,
-            provider=m.provider,
-            hostname=m.hostname,
-            last_ping=m.last_ping if m.HasField("last_ping") else None,
-            running=m.running,
-            held=m.held,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..client import Client
-from ..store.records import WorkerState
+from ..records import WorkerState
 from . import output
 from .options import access_option, connect, json_option
 

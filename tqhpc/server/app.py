@@ -14,9 +14,9 @@ from grpc import aio
 
 from ..access import ACCESS_FILE, Access, AccessError, new_token, prepare_state_dir, read_access, write_access
 from ..config import ServerSettings
+from ..records import WorkerState
 from ..store import Database
 from ..store import workers as worker_ops
-from ..store.records import WorkerState
 from .auth import TokenInterceptor
 from .local_provider import LocalProvider
 from .logs import LogStore

@@ -15,13 +15,12 @@ from grpc import aio
 
 from .._proto import pb, rpc
 from ..errors import InvalidArgument, NotFound, TqhpcError
+from ..records import WorkerState
 from ..status import Status, TransitionError, parse_status, parse_status_filter
 from ..store import Database
 from ..store import tasks as task_ops
 from ..store import workers as worker_ops
-from ..store.records import WorkerState
 from . import validate
-from .convert import task_message, worker_message
 from .logs import LOG_TYPES, LogStore
 from .registration import Undecodable
 
@@ -77,13 +76,14 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
     @_unary
     async def GetTask(self, request: pb.TaskId, context: aio.ServicerContext) -> pb.Task:
-        return task_message(await self.db.run(lambda c: task_ops.get_task(c, request.task_id)))
+        task = await self.db.run(lambda c: task_ops.get_task(c, request.task_id))
+        return task.to_message()
 
     @_unary
     async def ListTasks(self, request: pb.ListTasksRequest, context: aio.ServicerContext) -> pb.TaskList:
         statuses = parse_status_filter(request.status_filter) if request.HasField("status_filter") else frozenset()
         records = await self.db.run(lambda c: task_ops.list_tasks(c, statuses))
-        return pb.TaskList(tasks=[task_message(t) for t in records])
+        return pb.TaskList(tasks=[t.to_message() for t in records])
 
     @_unary
     async def UpdateTaskStatus(self, request: pb.TaskStatusUpdate, context: aio.ServicerContext) -> pb.Ack:
@@ -218,7 +218,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
         result = await self.db.run(
             lambda c: worker_ops.ping(c, request.worker_id, time.time(), draining=request.draining)
         )
-        return pb.TaskListAndOther(tasks=[task_message(t) for t in result.tasks], concurrency=result.concurrency)
+        return pb.TaskListAndOther(tasks=[t.to_message() for t in result.tasks], concurrency=result.concurrency)
 
     @_unary
     async def ReleaseTasks(self, request: pb.TaskRelease, context: aio.ServicerContext) -> pb.Ack:
@@ -231,7 +231,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
     @_unary
     async def ListWorkers(self, request: pb.ListWorkersRequest, context: aio.ServicerContext) -> pb.WorkersList:
         workers = await self.db.run(worker_ops.list_workers)
-        return pb.WorkersList(workers=[worker_message(w) for w in workers])
+        return pb.WorkersList(workers=[w.to_message() for w in workers])
 
     @_unary
     async def UpdateWorker(self, request: pb.WorkerUpdate, context: aio.ServicerContext) -> pb.Worker:
@@ -240,7 +240,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
         worker = await self.db.run(
             lambda c: worker_ops.update_worker(c, request.worker_id, concurrency=concurrency, prefetch=prefetch)
         )
-        return worker_message(worker)
+        return worker.to_message()
 
     @_unary
     async def CreateWorker(self, request: pb.WorkerRequest, context: aio.ServicerContext) -> pb.WorkerIds:

@@ -6,8 +6,8 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 
 from ..errors import FailedPrecondition, NotFound
+from ..records import TaskInfo
 from ..status import HELD, TERMINAL, Status, check_worker_transition
-from .records import TaskRecord
 
 _HELD_SQL = "('A', 'C', 'R')"
 assert {s.value for s in HELD} == {"A", "C", "R"}
@@ -25,21 +25,21 @@ def insert_tasks(conn: sqlite3.Connection, specs: Sequence[tuple[str, str]], now
     return ids
 
 
-def get_task(conn: sqlite3.Connection, task_id: int) -> TaskRecord:
+def get_task(conn: sqlite3.Connection, task_id: int) -> TaskInfo:
     row = conn.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
     if row is None:
         raise NotFound(f"no task {task_id}")
-    return TaskRecord.from_row(row)
+    return TaskInfo.from_row(row)
 
 
-def list_tasks(conn: sqlite3.Connection, statuses: Iterable[Status] = ()) -> list[TaskRecord]:
+def list_tasks(conn: sqlite3.Connection, statuses: Iterable[Status] = ()) -> list[TaskInfo]:
     letters = sorted(s.value for s in statuses)
     if letters:
         marks = ",".join("?" * len(letters))
         rows = conn.execute(f"SELECT * FROM tasks WHERE status IN ({marks}) ORDER BY task_id", letters)
     else:
         rows = conn.execute("SELECT * FROM tasks ORDER BY task_id")
-    return [TaskRecord.from_row(row) for row in rows]
+    return [TaskInfo.from_row(row) for row in rows]
 
 
 def existing_task_ids(conn: sqlite3.Connection, task_ids: Iterable[int]) -> set[int]:
@@ -61,7 +61,7 @@ def update_status(
     exit_code: int | None = None,
     worker_id: int | None = None,
     reason: str = "",
-) -> TaskRecord:
+) -> TaskInfo:
     """Apply a worker's report. A repeat of the current status is accepted and changes nothing."""
     task = get_task(conn, task_id)
     if worker_id is not None and task.status in HELD and task.worker_id != worker_id:
@@ -83,9 +83,9 @@ def update_status(
     return get_task(conn, task_id)
 
 
-def assigned_tasks(conn: sqlite3.Connection, worker_id: int) -> list[TaskRecord]:
+def assigned_tasks(conn: sqlite3.Connection, worker_id: int) -> list[TaskInfo]:
     rows = conn.execute("SELECT * FROM tasks WHERE worker_id = ? AND status = 'A' ORDER BY task_id", (worker_id,))
-    return [TaskRecord.from_row(row) for row in rows]
+    return [TaskInfo.from_row(row) for row in rows]
 
 
 def held_count(conn: sqlite3.Connection, worker_id: int) -> int:

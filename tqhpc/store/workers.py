@@ -6,8 +6,8 @@ import sqlite3
 from dataclasses import dataclass
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
+from ..records import TaskInfo, WorkerInfo, WorkerState
 from . import tasks
-from .records import TaskRecord, WorkerRecord, WorkerState
 
 _WITH_COUNTS = """
     SELECT w.*,
@@ -17,15 +17,15 @@ _WITH_COUNTS = """
 """
 
 
-def get_worker(conn: sqlite3.Connection, worker_id: int) -> WorkerRecord:
+def get_worker(conn: sqlite3.Connection, worker_id: int) -> WorkerInfo:
     row = conn.execute(_WITH_COUNTS + " WHERE w.worker_id = ?", (worker_id,)).fetchone()
     if row is None:
         raise NotFound(f"no worker {worker_id}: register it first (RegisterWorker)")
-    return WorkerRecord.from_row(row)
+    return WorkerInfo.from_row(row)
 
 
-def list_workers(conn: sqlite3.Connection) -> list[WorkerRecord]:
-    return [WorkerRecord.from_row(row) for row in conn.execute(_WITH_COUNTS + " ORDER BY w.worker_id")]
+def list_workers(conn: sqlite3.Connection) -> list[WorkerInfo]:
+    return [WorkerInfo.from_row(row) for row in conn.execute(_WITH_COUNTS + " ORDER BY w.worker_id")]
 
 
 def create_workers(
@@ -58,7 +58,7 @@ def register(
     pid: int | None,
     now: float,
     worker_id: int | None = None,
-) -> WorkerRecord:
+) -> WorkerInfo:
     """Register a new worker, or bring a worker created by CreateWorker to life under its reserved id."""
     if worker_id is None:
         cursor = conn.execute(
@@ -85,7 +85,7 @@ def register(
 
 @dataclass(frozen=True)
 class PingResult:
-    tasks: list[TaskRecord]
+    tasks: list[TaskInfo]
     concurrency: int
 
 
@@ -111,7 +111,7 @@ def ping(conn: sqlite3.Connection, worker_id: int, now: float, *, draining: bool
 
 def update_worker(
     conn: sqlite3.Connection, worker_id: int, *, concurrency: int | None, prefetch: int | None
-) -> WorkerRecord:
+) -> WorkerInfo:
     worker = get_worker(conn, worker_id)
     if worker.state not in WorkerState.LIVE:
         raise FailedPrecondition(f"worker {worker_id} is {worker.state}; only a live worker can be changed")
@@ -131,7 +131,7 @@ def release(conn: sqlite3.Connection, worker_id: int, task_ids: list[int], reaso
     return tasks.requeue(conn, [t for t in task_ids if t in held], reason)
 
 
-def retire(conn: sqlite3.Connection, worker_id: int, state: str, reason: str) -> tuple[WorkerRecord, list[int]]:
+def retire(conn: sqlite3.Connection, worker_id: int, state: str, reason: str) -> tuple[WorkerInfo, list[int]]:
     """Mark a worker deleted, stopped or lost and send its unfinished tasks back to pending."""
     worker = get_worker(conn, worker_id)
     requeued = tasks.requeue(conn, tasks.held_task_ids(conn, worker_id), reason)
