@@ -213,3 +213,15 @@ def test_a_wrong_token_is_refused(server) -> None:
     )
     assert code == grpc.StatusCode.UNAUTHENTICATED and details.startswith("wrong token")
     assert not list(stub.ListTasks(pb.ListTasksRequest(), metadata=server.access.metadata).tasks)
+
+
+def test_output_from_a_worker_that_no_longer_holds_the_task_is_dropped(stub, client, stored) -> None:
+    holder, (task_id,) = _worker_holding(stub)
+    other = stub.RegisterWorker(pb.WorkerInfo(name="late", concurrency=1)).worker_id
+    chunks = [
+        pb.TaskLog(task_id=task_id, log_type="O", log_text="from the holder\n", worker_id=holder),
+        pb.TaskLog(task_id=task_id, log_type="O", log_text="from a stale worker\n", worker_id=other),
+        pb.TaskLog(task_id=task_id, log_type="O", log_text="from a seed client\n"),
+    ]
+    assert stub.SendTaskLogs(iter(chunks)).success
+    assert b"".join(c.data for c in client.logs(task_id)) == b"from the holder\nfrom a seed client\n"

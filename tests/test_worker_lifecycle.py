@@ -61,11 +61,11 @@ def test_a_lost_worker_tasks_go_to_another_worker(client: Client, workers, tmp_p
     """The server fixture declares a worker lost after 3 s without a ping."""
     ids = [client.submit("echo done") for _ in range(2)]
     flag = tmp_path / "never"
-    blocker = client.submit(_blocking(flag))
+    blocker = client.submit('echo "run by $TQHPC_WORKER_ID"; ' + _blocking(flag))
     first = workers.start("--concurrency", "1", "--prefetch", "0")
     wait_until(lambda: client.task(ids[0]).status == Status.SUCCEEDED, what="the first task")
     wait_until(lambda: client.task(ids[1]).status == Status.SUCCEEDED, what="the second task")
-    wait_until(lambda: client.task(blocker).status == Status.RUNNING, what="the blocker to run")
+    wait_until(lambda: list(client.logs(blocker)), what="the blocker's first output")
     os.kill(first.pid, signal.SIGSTOP)  # frozen: no more pings
     try:
         wait_until(lambda: client.task(blocker).status == Status.PENDING, timeout=15, what="the blocker to be requeued")
@@ -80,7 +80,12 @@ def test_a_lost_worker_tasks_go_to_another_worker(client: Client, workers, tmp_p
     flag.touch()
     workers.start("--concurrency", "1")
     wait_until(lambda: client.task(blocker).status == Status.SUCCEEDED, what="the blocker on the second worker")
-    assert client.task(blocker).attempts == 2
+    task = client.task(blocker)
+    assert task.attempts == 2
+    # each attempt keeps its own output: the current one through the API, the lost one beside it on disk
+    assert b"".join(c.data for c in client.logs(blocker)) == f"run by {task.worker_id}\n".encode()
+    logs_dir = workers.server.state_dir / "logs" / f"{blocker // 1000:04d}"
+    assert (logs_dir / f"{blocker}.1.out").read_text() == "run by 1\n"
 
 
 def test_delete_worker_requeues_and_stops_it(client: Client, workers, tmp_path):

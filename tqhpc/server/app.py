@@ -16,7 +16,6 @@ from ..access import ACCESS_FILE, Access, AccessError, new_token, prepare_state_
 from ..config import ServerSettings
 from ..records import WorkerState
 from ..store import Database
-from ..store import workers as worker_ops
 from .auth import TokenInterceptor
 from .local_provider import LocalProvider
 from .logs import LogStore
@@ -154,14 +153,9 @@ class Server:
                 log.exception("looking for lost workers failed")
 
     async def _local_worker_exited(self, worker_id: int, code: int) -> None:
-        def retire(conn: object) -> None:
-            worker = worker_ops.get_worker(conn, worker_id)  # type: ignore[arg-type]
-            if worker.state in WorkerState.LIVE:
-                reason = f"local worker {worker_id} exited with code {code}; see workers/worker-{worker_id}.log"
-                worker_ops.retire(conn, worker_id, WorkerState.LOST, reason)  # type: ignore[arg-type]
-
+        reason = f"local worker {worker_id} exited with code {code}; see workers/worker-{worker_id}.log"
         with contextlib.suppress(RuntimeError):  # the database is already closed at shutdown
-            await self.db.run(retire)
+            await self.service.retire_if_live(worker_id, WorkerState.LOST, reason)
 
     def request_stop(self) -> None:
         self._stopping.set()

@@ -7,6 +7,7 @@ an event that appends and terminal status changes set, so any number of readers 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections import defaultdict
 from collections.abc import Iterable
@@ -45,6 +46,19 @@ class LogStore:
     async def append(self, chunks: list[tuple[int, str, bytes]]) -> None:
         await asyncio.to_thread(self.write, chunks)
         self.notify({task_id for task_id, _, _ in chunks})
+
+    def rotate(self, task_ids: Iterable[int]) -> None:
+        """Move the current output aside as `ID.N.out` / `ID.N.err`, N the first number free for that task."""
+        for task_id in task_ids:
+            current = {t: self.path(task_id, t) for t in LOG_TYPES}
+            if not any(p.exists() for p in current.values()):
+                continue
+            attempt = 1
+            while any(p.with_name(f"{task_id}.{attempt}.{_SUFFIX[t]}").exists() for t, p in current.items()):
+                attempt += 1
+            for log_type, path in current.items():
+                with contextlib.suppress(FileNotFoundError):
+                    path.rename(path.with_name(f"{task_id}.{attempt}.{_SUFFIX[log_type]}"))
 
     def notify(self, task_ids: Iterable[int]) -> None:
         for task_id in task_ids:

@@ -103,20 +103,27 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
     async def SendTaskLogs(self, request_iterator: AsyncIterator[pb.TaskLog], context: aio.ServicerContext) -> pb.Ack:
         """Store chunks in batches; refuse bad ones one by one so the good ones of the same stream are kept."""
-        batch: list[tuple[int, str, bytes]] = []
-        size = stored = 0
+        batch: list[tuple[int, str, bytes, int | None]] = []
+        size = stored = stale = 0
         bad_types: set[str] = set()
         unknown: set[int] = set()
         undecodable: list[Undecodable] = []
 
         async def flush() -> None:
-            nonlocal batch, size, stored
+            nonlocal batch, size, stored, stale
             if not batch:
                 return
-            ids = {task_id for task_id, _, _ in batch}
-            known = await self.db.run(lambda c: task_ops.existing_task_ids(c, ids))
-            unknown.update(ids - known)
-            good = [chunk for chunk in batch if chunk[0] in known]
+            ids = {task_id for task_id, _, _, _ in batch}
+            holders = await self.db.run(lambda c: task_ops.holders(c, ids))
+            unknown.update(ids - holders.keys())
+            good = []
+            for task_id, log_type, data, worker_id in batch:
+                if task_id not in holders:
+                    continue
+                if worker_id is not None and holders[task_id] != worker_id:
+                    stale += 1  # late output of a worker that lost the task: not this attempt's
+                    continue
+                good.append((task_id, log_type, data))
             await self.logs.append(good)
             stored += len(good)
             batch, size = [], 0
@@ -131,11 +138,15 @@ class TaskQueueService(rpc.TaskQueueServicer):
             data = chunk.log_bytes or chunk.log_text.encode()
             if not data:
                 continue
-            batch.append((chunk.task_id, chunk.log_type, data))
+            batch.append(
+                (chunk.task_id, chunk.log_type, data, chunk.worker_id if chunk.HasField("worker_id") else None)
+            )
             size += len(data)
             if len(batch) >= LOG_BATCH_CHUNKS or size >= LOG_BATCH_BYTES:
                 await flush()
         await flush()
+        if stale:
+            log.info("dropped %d output chunks from workers that no longer hold their tasks", stale)
         if undecodable:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -178,6 +189,8 @@ class TaskQueueService(rpc.TaskQueueServicer):
     def _read_new(self, task_id: int, offsets: dict[str, int], *, final: bool) -> list[pb.TaskLog]:
         messages = []
         for log_type in LOG_TYPES:
+            if self.logs.size(task_id, log_type) < offsets[log_type]:
+                offsets[log_type] = 0  # the task went back to the queue: its output starts again
             while data := self.logs.read_from(task_id, log_type, offsets[log_type]):
                 text, data = _text_of(data, final=final)
                 if not data:
@@ -224,6 +237,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
     async def ReleaseTasks(self, request: pb.TaskRelease, context: aio.ServicerContext) -> pb.Ack:
         reason = request.reason or f"handed back by worker {request.worker_id}"
         released = await self.db.run(lambda c: worker_ops.release(c, request.worker_id, list(request.task_ids), reason))
+        await self._requeued(released)
         if released:
             log.info("worker %d handed back tasks %s: %s", request.worker_id, released, reason)
         return pb.Ack(success=True)
@@ -259,7 +273,8 @@ class TaskQueueService(rpc.TaskQueueServicer):
             await provider.start(ids, request.concurrency, request.prefetch, request.flavor)
         except Exception as err:
             reason = f"the {provider.name} provider could not start the worker: {err}"
-            await self.db.run(lambda c: [worker_ops.retire(c, i, WorkerState.LOST, reason) for i in ids])
+            for worker_id in ids:
+                await self.retire_if_live(worker_id, WorkerState.LOST, reason)
             raise
         log.info("created %s workers %s", provider.name, ids)
         return pb.WorkerIds(worker_ids=ids)
@@ -277,6 +292,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
             return worker_ops.retire(conn, worker_id, state, reason)
 
         worker, requeued = await self.db.run(retire)
+        await self._requeued(requeued)
         log.info("worker %d is %s; tasks back to pending: %s", worker_id, worker.state, requeued)
         provider = self.providers.get(worker.provider)
         if provider is not None and worker.state == WorkerState.DELETED:
@@ -287,17 +303,30 @@ class TaskQueueService(rpc.TaskQueueServicer):
         """Retire workers silent for longer than `timeout`; their unfinished tasks go back to pending."""
         deadline = time.time() - timeout
 
-        def reap(conn: Any) -> list[int]:
-            lost = worker_ops.silent_workers(conn, deadline)
-            for worker_id in lost:
-                reason = f"worker {worker_id} was lost: no ping for {timeout:g} s"
-                worker_ops.retire(conn, worker_id, WorkerState.LOST, reason)
-            return lost
-
-        lost = await self.db.run(reap)
+        lost = await self.db.run(lambda c: worker_ops.silent_workers(c, deadline))
         for worker_id in lost:
-            log.warning("worker %d lost: no ping for %g s; its tasks went back to pending", worker_id, timeout)
+            reason = f"worker {worker_id} was lost: no ping for {timeout:g} s"
+            requeued = await self.retire_if_live(worker_id, WorkerState.LOST, reason)
+            log.warning("worker %d lost: no ping for %g s; tasks back to pending: %s", worker_id, timeout, requeued)
         return lost
+
+    async def retire_if_live(self, worker_id: int, state: str, reason: str) -> list[int]:
+        """Retire a worker still counted as live; return the tasks that went back to pending."""
+
+        def retire(conn: Any) -> list[int]:
+            if worker_ops.get_worker(conn, worker_id).state not in WorkerState.LIVE:
+                return []
+            return worker_ops.retire(conn, worker_id, state, reason)[1]
+
+        requeued = await self.db.run(retire)
+        await self._requeued(requeued)
+        return requeued
+
+    async def _requeued(self, task_ids: list[int]) -> None:
+        """A task going back to the queue keeps the output of the attempt that ended as `ID.N.out` and `.err`."""
+        if task_ids:
+            await asyncio.to_thread(self.logs.rotate, task_ids)
+            self.logs.notify(task_ids)
 
 
 def _text_of(data: bytes, *, final: bool) -> tuple[str, bytes]:

@@ -42,13 +42,15 @@ def list_tasks(conn: sqlite3.Connection, statuses: Iterable[Status] = ()) -> lis
     return [TaskInfo.from_row(row) for row in rows]
 
 
-def existing_task_ids(conn: sqlite3.Connection, task_ids: Iterable[int]) -> set[int]:
+def holders(conn: sqlite3.Connection, task_ids: Iterable[int]) -> dict[int, int | None]:
+    """For each existing task, the worker holding it (None when nobody does); unknown ids are left out."""
     wanted = sorted(set(task_ids))
-    found: set[int] = set()
+    found: dict[int, int | None] = {}
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        found.update(row[0] for row in conn.execute(f"SELECT task_id FROM tasks WHERE task_id IN ({marks})", chunk))
+        rows = conn.execute(f"SELECT task_id, worker_id, status FROM tasks WHERE task_id IN ({marks})", chunk)
+        found.update((row[0], row[1] if row[2] in {"A", "C", "R"} else None) for row in rows)
     return found
 
 

@@ -119,6 +119,7 @@ class Worker:
             loop.add_signal_handler(signum, self.request_stop)
         try:
             await self._register()
+            self.shipper.worker_id = self.worker_id
             self.shipper.start()
             await self._work()
             await self._drain()

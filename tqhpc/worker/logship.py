@@ -27,6 +27,7 @@ HIGH_WATER_BYTES = 8 * 1024 * 1024
 class LogShipper:
     def __init__(self, connection: Connection, interval: float) -> None:
         self.connection = connection
+        self.worker_id: int | None = None  # set once registered: the server drops output of tasks we lost
         self.interval = interval
         self._pending: list[tuple[int, str, bytes]] = []
         self._pending_bytes = 0
@@ -57,7 +58,7 @@ class LogShipper:
                 return
             batch, self._pending, self._pending_bytes = self._pending, [], 0
             self._data_waiting.clear()
-            messages = list(_messages(batch))
+            messages = list(_messages(batch, self.worker_id))
             try:
                 await self.connection.send_stream("SendTaskLogs", messages, "sending task output")
             except grpc.aio.AioRpcError as err:
@@ -80,7 +81,7 @@ class LogShipper:
             await self._data_waiting.wait()
 
 
-def _messages(batch: list[tuple[int, str, bytes]]) -> Iterator[pb.TaskLog]:
+def _messages(batch: list[tuple[int, str, bytes]], worker_id: int | None) -> Iterator[pb.TaskLog]:
     """Merge consecutive chunks of one task and stream, then cut into messages of at most MAX_MESSAGE_DATA."""
     merged: list[tuple[int, str, bytearray]] = []
     for task_id, log_type, data in batch:
@@ -91,7 +92,9 @@ def _messages(batch: list[tuple[int, str, bytes]]) -> Iterator[pb.TaskLog]:
     for task_id, log_type, data in merged:
         for start in range(0, len(data), MAX_MESSAGE_DATA):
             piece = bytes(data[start : start + MAX_MESSAGE_DATA])
+            message = pb.TaskLog(task_id=task_id, log_type=log_type, worker_id=worker_id)
             try:
-                yield pb.TaskLog(task_id=task_id, log_type=log_type, log_text=piece.decode())
+                message.log_text = piece.decode()
             except UnicodeDecodeError:
-                yield pb.TaskLog(task_id=task_id, log_type=log_type, log_bytes=piece)
+                message.log_bytes = piece
+            yield message
