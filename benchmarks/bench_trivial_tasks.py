@@ -20,6 +20,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
+
 from tqhpc import Client
 
 
@@ -35,8 +37,13 @@ def bare_pool(tasks: int, concurrency: int) -> float:
     return tasks / (time.perf_counter() - start)
 
 
-def through_tqhpc(tasks: int, concurrency: int, prefetch: int, state: Path) -> tuple[float, float]:
-    """(submissions per second, tasks per second from first submission to last task done)."""
+def _cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def through_tqhpc(tasks: int, concurrency: int, prefetch: int, state: Path) -> tuple[float, float, dict[str, float]]:
+    """(submissions per second, tasks per second from first submission to last task done, CPU seconds by process)."""
     server = subprocess.Popen(tqhpc("server", "--state-dir", str(state), "--listen", "127.0.0.1:0"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     worker = None
@@ -69,7 +76,8 @@ def through_tqhpc(tasks: int, concurrency: int, prefetch: int, state: Path) -> t
             failed = [t.task_id for t in done if t.status.value != "S"]
             if failed:
                 raise SystemExit(f"{len(failed)} tasks failed, e.g. {failed[:5]}")
-        return tasks / (submitted - start), tasks / (finished - start)
+            cpu = {name: _cpu_seconds(p.pid) for name, p in (("server", server), ("worker", worker))}
+        return tasks / (submitted - start), tasks / (finished - start), cpu
     finally:
         for process in (worker, server):
             if process is not None:
@@ -86,11 +94,13 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs; {args.tasks} tasks of `true`, concurrency {args.concurrency}")
     peer = bare_pool(args.tasks, args.concurrency)
     with tempfile.TemporaryDirectory() as tmp:
-        submit_rate, rate = through_tqhpc(args.tasks, args.concurrency, args.prefetch, Path(tmp) / "state")
+        submit_rate, rate, cpu = through_tqhpc(args.tasks, args.concurrency, args.prefetch, Path(tmp) / "state")
     print(f"bare pool of {args.concurrency} processes (peer):  {peer:8.1f} tasks/s")
     print(f"tqhpc, one worker, end to end:          {rate:8.1f} tasks/s  ({1000 / rate:.2f} ms a task)")
     print(f"tqhpc, SubmitTask one by one:           {submit_rate:8.1f} submissions/s")
     print(f"ratio tqhpc / bare pool:                {rate / peer:8.2f}")
+    for name, seconds in cpu.items():
+        print(f"CPU of the {name} process:            {1000 * seconds / args.tasks:8.2f} ms a task (start-up included)")
 
 
 if __name__ == "__main__":

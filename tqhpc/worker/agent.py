@@ -185,7 +185,11 @@ class Worker:
             new = [task for task in reply.tasks if task.task_id not in self.slots]
             for task in new:
                 self.slots[task.task_id] = Slot(task)
-            await asyncio.gather(*(self._accept(task) for task in new))
+            # Tasks that can start at once go straight from A to R; only those that must wait are accepted (C).
+            free = max(0, self.concurrency - self._running() - len(self.ready))
+            for task in new[:free]:
+                self._start(self.slots[task.task_id])
+            await asyncio.gather(*(self._accept(task) for task in new[free:]))
             self._start_ready()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.ping_interval)
@@ -207,11 +211,14 @@ class Worker:
     def _running(self) -> int:
         return sum(1 for slot in self.slots.values() if slot.runner is not None)
 
+    def _start(self, slot: Slot) -> None:
+        slot.runner = asyncio.create_task(self._run_task(slot))
+
     def _start_ready(self) -> None:
         while self.ready and self._running() < self.concurrency and not self._draining:
             slot = self.slots.get(self.ready.popleft())
             if slot is not None and slot.runner is None:
-                slot.runner = asyncio.create_task(self._run_task(slot))
+                self._start(slot)
 
     # --- one task ----------------------------------------------------------------------------------------------
 
