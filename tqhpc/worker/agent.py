@@ -25,6 +25,7 @@ import grpc
 from .._proto import pb
 from ..access import Access
 from ..config import WorkerSettings
+from ..records import WorkerState
 from ..status import Status
 from .connection import Connection
 from .logship import LogShipper
@@ -107,7 +108,8 @@ class Worker:
         self._draining = False
         self._hurry = asyncio.Event()
         scratch = settings.scratch_dir or os.environ.get("TMPDIR") or "/tmp"
-        self.scratch = Path(scratch) / f"tqhpc-{os.getuid()}"
+        self.scratch_root = Path(scratch) / f"tqhpc-{os.getuid()}"
+        self.scratch = self.scratch_root
 
     # --- life cycle --------------------------------------------------------------------------------------------
 
@@ -119,9 +121,8 @@ class Worker:
             loop.add_signal_handler(signum, self.request_stop)
         try:
             await self._register()
-            self.shipper.worker_id = self.worker_id
             self.shipper.start()
-            await self._work()
+            await self._work_until_stopped()
             await self._drain()
             return 0
         except WorkerStopped as err:
@@ -163,8 +164,8 @@ class Worker:
         if self.reserved_id:
             info.worker_id = self.reserved_id
         reply = await self._call("RegisterWorker", info, "registering")
-        self.worker_id = reply.worker_id
-        self.scratch = self.scratch / f"worker-{self.worker_id}"
+        self.worker_id = self.shipper.worker_id = reply.worker_id
+        self.scratch = self.scratch_root / f"worker-{self.worker_id}"
         log.info(
             "worker %d (%s) registered with %s: concurrency %d, prefetch %d",
             self.worker_id, self.name, self.connection.access.address, self.concurrency, self.prefetch,
@@ -174,6 +175,24 @@ class Worker:
         return await self.connection.call(method, request, what)
 
     # --- the heartbeat loop ------------------------------------------------------------------------------------
+
+    async def _work_until_stopped(self) -> None:
+        """Work; if the server declared us lost (a long network cut, a frozen node), start over as a new worker."""
+        while True:
+            try:
+                await self._work()
+                return
+            except WorkerStopped as err:
+                if self._draining or await self._my_state() != WorkerState.LOST:
+                    raise
+                log.warning("%s; killing our copies of its tasks and registering again", err)
+                await self._kill_all(disown=True)
+                self.reserved_id = None
+                await self._register()
+
+    async def _my_state(self) -> str:
+        reply = await self._call("ListWorkers", pb.ListWorkersRequest(), "asking for our state")
+        return next((w.state for w in reply.workers if w.worker_id == self.worker_id), "")
 
     async def _work(self) -> None:
         while not self._draining:
