@@ -225,3 +225,31 @@ def test_output_from_a_worker_that_no_longer_holds_the_task_is_dropped(stub, cli
     ]
     assert stub.SendTaskLogs(iter(chunks)).success
     assert b"".join(c.data for c in client.logs(task_id)) == b"from the holder\nfrom a seed client\n"
+
+
+def test_output_the_server_cannot_write_is_a_clear_error(server, stub, stored) -> None:
+    """A shard directory that cannot be made (here a file in its place) stands for a full or broken disk."""
+    (server.state_dir / "logs" / "0000").write_text("not a directory")
+    chunks = [pb.TaskLog(task_id=stored[0], log_type="O", log_text="lost?\n")]
+    code, details = _code_and_details(stub.SendTaskLogs, iter(chunks))
+    assert code == grpc.StatusCode.INTERNAL
+    assert details.startswith("the server could not store or read data (") and "server.log" in details
+    assert "SendTaskLogs failed on the server's storage" in (server.state_dir / "server.log").read_text()
+    _unchanged(stub, stored)  # the server goes on
+
+
+def test_a_database_error_is_a_clear_error(server, stub, stored) -> None:
+    """SQLite refusing a write (a trigger stands in for a full disk or a corrupt page) fails that call alone."""
+    import sqlite3
+
+    conn = sqlite3.connect(server.state_dir / "tqhpc.db")
+    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON tasks BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    conn.commit()
+    code, details = _code_and_details(stub.SubmitTask, pb.TaskRequest(command="echo x"))
+    assert code == grpc.StatusCode.INTERNAL
+    assert details == "the server could not store or read data (IntegrityError: disk on fire); see its server.log"
+    conn.execute("DROP TRIGGER refuse")
+    conn.commit()
+    conn.close()
+    _unchanged(stub, stored)
+    assert stub.SubmitTask(pb.TaskRequest(command="echo y")).task_id == stored[-1] + 1

@@ -140,3 +140,13 @@ def test_a_container_task_is_never_run_bare(client: Client, workers) -> None:
     assert "cannot run tasks in containers yet" in task.reason and "docker://alpine:3" in task.reason
     output = list(client.logs(task_id))
     assert [c.stream for c in output] == ["E"] and b"should-not-run" not in output[0].data
+
+
+def test_empty_task_directories_are_removed_and_others_kept(client: Client, workers, tmp_path: Path) -> None:
+    empty = client.submit("true")
+    kept = client.submit("echo result > out.txt")
+    workers.start("--concurrency", "1")
+    wait_until(lambda: all(t.status == Status.SUCCEEDED for t in client.tasks()), what="both tasks")
+    (worker_dir,) = (tmp_path / "scratch").glob("tqhpc-*/worker-*")
+    assert not (worker_dir / f"task-{empty}").exists()
+    assert (worker_dir / f"task-{kept}" / "out.txt").read_text() == "result\n"

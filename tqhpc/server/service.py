@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -56,8 +57,20 @@ def _unary(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
         except TqhpcError as err:
             await context.abort(err.code, str(err))
             raise  # unreachable: abort raises
+        except (sqlite3.Error, OSError) as err:
+            await context.abort(*_storage_failure(method.__name__, err))
+            raise
 
     return handler
+
+
+def _storage_failure(what: str, err: Exception) -> tuple[grpc.StatusCode, str]:
+    """A full disk or a broken database: logged with its traceback here, one line for the client."""
+    log.error("%s failed on the server's storage: %s", what, err, exc_info=err)
+    return (
+        grpc.StatusCode.INTERNAL,
+        f"the server could not store or read data ({type(err).__name__}: {err}); see its server.log",
+    )
 
 
 class TaskQueueService(rpc.TaskQueueServicer):
@@ -124,7 +137,10 @@ class TaskQueueService(rpc.TaskQueueServicer):
                     stale += 1  # late output of a worker that lost the task: not this attempt's
                     continue
                 good.append((task_id, log_type, data))
-            await self.logs.append(good)
+            try:
+                await self.logs.append(good)
+            except OSError as err:
+                await context.abort(*_storage_failure("SendTaskLogs", err))
             stored += len(good)
             batch, size = [], 0
 

@@ -257,6 +257,8 @@ class Worker:
             env = dict(os.environ, TQHPC_TASK_ID=str(task_id), TQHPC_WORKER_ID=str(self.worker_id))
             slot.process = TaskProcess(slot.task.command, self.scratch / f"task-{task_id}", env, sink)
             outcome = await slot.process.run()
+            with contextlib.suppress(OSError):
+                slot.process.workdir.rmdir()  # only if the task left nothing there: thousands of empty dirs help no one
             if slot.disowned or slot.handed_back:
                 return
             await self._finish(task_id, outcome)
