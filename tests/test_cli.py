@@ -137,3 +137,12 @@ def test_worker_settings_come_from_config_file(server, tmp_path) -> None:
     finally:
         process.terminate()
         process.wait(20)
+
+
+def test_a_worker_with_a_wrong_token_says_so_and_exits(server, tmp_path) -> None:
+    forged = tmp_path / "forged.toml"
+    forged.write_text(f'address = "{server.access.address}"\ntoken = "guess"\n')
+    result = run("worker", "--access", str(forged))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "the server refused this worker (UNAUTHENTICATED): wrong token" in result.stderr

@@ -9,6 +9,7 @@ and commits once. Callers get their result only after the commit, so an acknowle
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import sqlite3
 import threading
@@ -21,6 +22,8 @@ from .schema import migrate
 
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], T]
+
+log = logging.getLogger("tqhpc.server")
 
 MAX_BATCH = 512
 _STOP = object()
@@ -73,6 +76,7 @@ class Database:
         self._closed = True
         self._queue.put(_STOP)
         self._thread.join()
+        log.info("database closed: %d operations in %d transactions", self.operations, self.batches)
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._conn.close()
 

@@ -133,6 +133,10 @@ class Worker:
             log.error("%s; stopping and killing %d tasks", err, len(self.slots))
             await self._kill_all(disown=True)
             return 1
+        except grpc.aio.AioRpcError as err:  # refused outright: a wrong token, a reserved id already taken
+            log.error("the server refused this worker (%s): %s", err.code().name, err.details())
+            await self._kill_all(disown=True)
+            return 1
         except Exception:
             log.exception("the worker failed; killing %d tasks (the server will requeue them)", len(self.slots))
             await self._kill_all(disown=True)
