@@ -150,3 +150,14 @@ def test_empty_task_directories_are_removed_and_others_kept(client: Client, work
     (worker_dir,) = (tmp_path / "scratch").glob("tqhpc-*/worker-*")
     assert not (worker_dir / f"task-{empty}").exists()
     assert (worker_dir / f"task-{kept}" / "out.txt").read_text() == "result\n"
+
+
+def test_large_output_arrives_whole(client: Client, workers) -> None:
+    """About 20 MB on stdout crosses many batches, buffers and messages, and comes back identical."""
+    task_id = client.submit("seq 1 3000000")
+    workers.start("--concurrency", "1")
+    wait_until(lambda: client.task(task_id).status.terminal, timeout=120, what="the large task")
+    assert client.task(task_id).status == Status.SUCCEEDED
+    expected = "".join(f"{i}\n" for i in range(1, 3_000_001)).encode()
+    assert len(expected) > 20_000_000
+    assert b"".join(c.data for c in client.logs(task_id)) == expected

@@ -8,7 +8,7 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -202,8 +202,8 @@ class TaskQueueService(rpc.TaskQueueServicer):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wakeup.wait(), FOLLOW_POLL_SECONDS)
 
-    def _read_new(self, task_id: int, offsets: dict[str, int], *, final: bool) -> list[pb.TaskLog]:
-        messages = []
+    def _read_new(self, task_id: int, offsets: dict[str, int], *, final: bool) -> Iterator[pb.TaskLog]:
+        """New output as messages, read as they are sent: a log of gigabytes is never held in memory at once."""
         for log_type in LOG_TYPES:
             if self.logs.size(task_id, log_type) < offsets[log_type]:
                 offsets[log_type] = 0  # the task went back to the queue: its output starts again
@@ -215,8 +215,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
                 message = pb.TaskLog(task_id=task_id, log_type=log_type, log_text=text)
                 if text.encode() != data:
                     message.log_bytes = data
-                messages.append(message)
-        return messages
+                yield message
 
     # --- workers -----------------------------------------------------------------------------------------------
 
