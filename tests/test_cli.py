@@ -146,3 +146,31 @@ def test_a_worker_with_a_wrong_token_says_so_and_exits(server, tmp_path) -> None
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "the server refused this worker (UNAUTHENTICATED): wrong token" in result.stderr
+
+
+def test_every_setting_has_a_flag_and_the_flag_wins() -> None:
+    """DESIGN.md: every configuration key can be overridden by a flag (and by a TQHPC_* variable)."""
+    import dataclasses
+
+    from tqhpc.cli.processes import server, worker
+    from tqhpc.config import ServerSettings, WorkerSettings
+
+    for command, cls in ((server, ServerSettings), (worker, WorkerSettings)):
+        flags = {opt for param in command.params for opt in param.opts}
+        assert {"--" + f.name.replace("_", "-") for f in dataclasses.fields(cls)} <= flags
+
+
+def test_flag_over_variable_over_file(tmp_path, monkeypatch) -> None:
+    from tqhpc.config import WorkerSettings, load_settings
+
+    config = tmp_path / "config.toml"
+    config.write_text("[worker]\nprefetch = 5\ngrace_period = 7\nping_interval = 3\n")
+    monkeypatch.setenv("TQHPC_GRACE_PERIOD", "8")
+    monkeypatch.setenv("TQHPC_PING_INTERVAL", "4")
+    settings = load_settings(WorkerSettings, {"ping_interval": 0.5, "prefetch": None}, path=config)
+    assert (settings.prefetch, settings.grace_period, settings.ping_interval) == (5, 8.0, 0.5)
+
+
+def test_a_negative_flag_is_refused(server) -> None:
+    assert_one_line_error(run("worker", "--concurrency", "-2", access=server.access_file),
+                          "concurrency from --concurrency must not be negative")  # fmt: skip

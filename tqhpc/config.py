@@ -9,9 +9,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import click
 import tomli
 
 from .access import default_state_dir
@@ -21,30 +23,26 @@ class ConfigError(ValueError):
     """A setting that cannot be used; the message names the key, where it came from and what was wrong."""
 
 
+def _setting(default: Any, help: str) -> Any:
+    """A settings field; its help is shown by the flag that `settings_options` makes for it."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerSettings:
-    worker_timeout: float = 60.0
-    """Seconds without a ping after which a worker is lost and its unfinished tasks go back to pending."""
-    reap_interval: float = 5.0
-    """How often the server looks for lost workers."""
-    local_worker_ping_interval: float = 1.0
-    """Ping interval of the workers that CreateWorker(provider="local") starts."""
+    worker_timeout: float = _setting(60.0, "Seconds without a ping before a worker is lost and its tasks requeued.")
+    reap_interval: float = _setting(5.0, "Seconds between looks for lost workers.")
+    local_worker_ping_interval: float = _setting(1.0, "Ping interval of the workers `workers create` starts.")
 
 
 @dataclasses.dataclass(frozen=True)
 class WorkerSettings:
-    concurrency: int = 0
-    """Tasks run at once; 0 means $SLURM_CPUS_PER_TASK, else the number of CPUs this process may use."""
-    prefetch: int = 1
-    """Tasks accepted beyond `concurrency`, so the next one starts without waiting for a ping."""
-    ping_interval: float = 1.0
-    """Seconds between heartbeats while idle; a worker pings at once whenever it has room for more work."""
-    grace_period: float = 30.0
-    """On SIGTERM, how long running tasks may go on before they are killed and handed back."""
-    log_flush_interval: float = 0.2
-    """How long output may wait in the worker before it is sent; it is sent sooner when a buffer fills."""
-    scratch_dir: str = ""
-    """Where per-task working directories go; empty means $TMPDIR (per job on most clusters), else /tmp."""
+    concurrency: int = _setting(0, "Tasks run at once (0: $SLURM_CPUS_PER_TASK, else the CPUs it may use).")
+    prefetch: int = _setting(1, "Tasks accepted beyond concurrency, ready to start without waiting for a ping.")
+    ping_interval: float = _setting(1.0, "Seconds between heartbeats while idle; with room for work it pings at once.")
+    grace_period: float = _setting(30.0, "On SIGTERM, seconds running tasks may go on before they are handed back.")
+    log_flush_interval: float = _setting(0.2, "Seconds output may wait in the worker before it is sent.")
+    scratch_dir: str = _setting("", "Where per-task working directories go (default: $TMPDIR, else /tmp).")
 
 
 S = TypeVar("S", ServerSettings, WorkerSettings)
@@ -97,3 +95,21 @@ def load_settings(cls: type[S], flags: dict[str, Any] | None = None, path: Path 
         if value is not None:
             values[key] = _coerce(key, value, fields[key], f"--{key.replace('_', '-')}")
     return cls(**values)
+
+
+def settings_options(cls: type[S]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """One flag per settings key (`--worker-timeout` for worker_timeout), so every key has its flag."""
+    hints = typing.get_type_hints(cls)
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for f in reversed(dataclasses.fields(cls)):
+            flag = "--" + f.name.replace("_", "-")
+            command = click.option(flag, f.name, type=hints[f.name], default=None, help=f.metadata["help"])(command)
+        return command
+
+    return decorate
+
+
+def pop_settings(cls: type[S], options: dict[str, Any]) -> S:
+    """Take the settings flags out of a command's keyword arguments and build the settings from all layers."""
+    return load_settings(cls, {f.name: options.pop(f.name) for f in dataclasses.fields(cls)})
