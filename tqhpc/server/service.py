@@ -17,7 +17,7 @@ from grpc import aio
 from .._proto import pb, rpc
 from ..errors import InvalidArgument, NotFound, TqhpcError
 from ..records import WorkerState
-from ..status import Status, TransitionError, parse_status, parse_status_filter
+from ..status import parse_status, parse_status_filter
 from ..store import Database
 from ..store import tasks as task_ops
 from ..store import workers as worker_ops
@@ -360,4 +360,4 @@ def _peer_host(context: aio.ServicerContext) -> str:
     return rest.rsplit(":", 1)[0] if kind in {"ipv4", "ipv6"} else peer
 
 
-__all__ = ["Provider", "Status", "TaskQueueService", "TransitionError"]
+__all__ = ["Provider", "TaskQueueService"]
