@@ -52,8 +52,9 @@ class _Record:
         return self.message_type(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: value.value if isinstance(value, Status) else value
-                for name, value in dataclasses.asdict(self).items()}  # type: ignore[call-overload]  # fmt: skip
+        # Flat fields only, so no deep copy (asdict) on the hot path of every ping and listing.
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return {name: value.value if isinstance(value, Status) else value for name, value in values.items()}
 
 
 def _typed(values: dict[str, Any]) -> dict[str, Any]:

@@ -318,12 +318,20 @@ class TaskQueueService(rpc.TaskQueueServicer):
         """Retire workers silent for longer than `timeout`; their unfinished tasks go back to pending."""
         deadline = time.time() - timeout
 
-        lost = await self.db.run(lambda c: worker_ops.silent_workers(c, deadline))
-        for worker_id in lost:
-            reason = f"worker {worker_id} was lost: no ping for {timeout:g} s"
-            requeued = await self.retire_if_live(worker_id, WorkerState.LOST, reason)
+        def reap(conn: Any) -> dict[int, list[int]]:
+            # Found and retired in one transaction: a ping landing in between cannot be overruled.
+            return {
+                worker_id: worker_ops.retire(
+                    conn, worker_id, WorkerState.LOST, f"worker {worker_id} was lost: no ping for {timeout:g} s"
+                )[1]
+                for worker_id in worker_ops.silent_workers(conn, deadline)
+            }
+
+        lost = await self.db.run(reap)
+        for worker_id, requeued in lost.items():
+            await self._requeued(requeued)
             log.warning("worker %d lost: no ping for %g s; tasks back to pending: %s", worker_id, timeout, requeued)
-        return lost
+        return list(lost)
 
     async def retire_if_live(self, worker_id: int, state: str, reason: str) -> list[int]:
         """Retire a worker still counted as live; return the tasks that went back to pending."""

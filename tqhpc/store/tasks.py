@@ -9,8 +9,8 @@ from ..errors import FailedPrecondition, NotFound
 from ..records import TaskInfo
 from ..status import HELD, TERMINAL, Status, check_worker_transition
 
-_HELD_SQL = "('A', 'C', 'R')"
-assert {s.value for s in HELD} == {"A", "C", "R"}
+_HELD_LETTERS = frozenset(s.value for s in HELD)
+_HELD_SQL = "(" + ", ".join(f"'{letter}'" for letter in sorted(_HELD_LETTERS)) + ")"
 
 
 def insert_tasks(conn: sqlite3.Connection, specs: Sequence[tuple[str, str]], now: float) -> list[int]:
@@ -50,7 +50,7 @@ def holders(conn: sqlite3.Connection, task_ids: Iterable[int]) -> dict[int, int 
         chunk = wanted[start : start + 500]
         marks = ",".join("?" * len(chunk))
         rows = conn.execute(f"SELECT task_id, worker_id, status FROM tasks WHERE task_id IN ({marks})", chunk)
-        found.update((row[0], row[1] if row[2] in {"A", "C", "R"} else None) for row in rows)
+        found.update((row[0], row[1] if row[2] in _HELD_LETTERS else None) for row in rows)
     return found
 
 
