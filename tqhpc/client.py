@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,9 @@ from ._proto import pb
 from .access import Access, find_access_file, read_access
 from .channel import sync_stub
 from .records import TaskInfo, WorkerInfo
+from .specs import SpecLike, TaskSpec, as_spec, batch_message, batches
+from .status import Status
+from .waiting import wait_letters
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -31,6 +34,39 @@ class LogChunk:
     task_id: int
     stream: str  # "O" stdout, "E" stderr
     data: bytes
+
+
+ResourceSummary = Mapping[str, float]
+"""Issue 3's per-attempt resource usage (CPU time, peak memory...), filled in when that part is merged."""
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What became of one task: status, exit code, and which attempt this is."""
+
+    task_id: int
+    status: Status
+    exit_code: int | None
+    attempts: int  # the attempt shown (1 = first run)
+    failure_retries: int  # re-runs after a failure used so far (requeues after a lost worker are not counted)
+    name: str
+    reason: str
+    wall_time: float | None
+    usage: ResourceSummary | None = None  # issue 3 fills this (resource summary of the attempt shown)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == Status.SUCCEEDED
+
+    @classmethod
+    def of(cls, task: TaskInfo) -> TaskResult:
+        return cls(
+            task.task_id, task.status, task.exit_code, task.attempts, task.failure_retries, task.name, task.reason,
+            task.wall_time,
+        )  # fmt: skip
+
+
+STATUS_POLL_CHUNK = 50_000
 
 
 class Client:
@@ -73,16 +109,104 @@ class Client:
 
     # --- tasks -------------------------------------------------------------------------------------------------
 
-    def submit(self, command: str, container: str = "") -> int:
-        """Queue one command (run as `sh -c COMMAND`); return its task id."""
-        return self._call(self._stub.SubmitTask, pb.TaskRequest(command=command, container=container)).task_id
+    def submit(
+        self,
+        command: str,
+        container: str = "",
+        *,
+        name: str = "",
+        retry: int = 0,
+        after: Iterable[int] = (),
+        slots: int = 1,
+        array_id: str = "",
+    ) -> int:
+        """Queue one command (run as `sh -c COMMAND`); return its task id.
+
+        `retry`: re-run a failed attempt up to this many times. `after`: wait (status W) until these tasks succeed;
+        if one fails or is cancelled, this one is cancelled. `slots`: how much of a worker's concurrency it takes.
+        """
+        spec = TaskSpec(command, container, name, retry, tuple(after), (), slots, array_id)
+        return self._call(self._stub.SubmitTask, spec.to_message()).task_id
+
+    def submit_many(self, specs: Iterable[SpecLike]) -> list[int]:
+        """Queue many tasks (TaskSpec, command strings, or dicts of TaskSpec fields); return their ids in order.
+
+        They go in batches of up to 10,000 per call, each stored in one transaction; a refused batch raises and
+        leaves the batches before it queued (their ids are in the error's `submitted`)."""
+        items = [as_spec(item) for item in specs]
+        ids: list[int] = []
+        for offset, chunk in batches(items):
+            try:
+                message = batch_message(offset, chunk, ids)
+            except ValueError as err:
+                raise ClientError(str(err), grpc.StatusCode.INVALID_ARGUMENT) from None
+            try:
+                reply = self._call(self._stub.SubmitTasks, message)
+            except ClientError as err:
+                if ids:
+                    err.args = (f"{err} ({len(ids)} tasks of earlier batches were queued: {ids[0]}..{ids[-1]})",)
+                err.submitted = list(ids)  # type: ignore[attr-defined]
+                raise
+            ids.extend(reply.task_ids)
+        return ids
+
+    def letters(self, task_ids: Sequence[int]) -> str:
+        """The status letters of many tasks in one small call per 50,000 ids; unknown ids are refused."""
+        letters = []
+        for start in range(0, len(task_ids), STATUS_POLL_CHUNK):
+            chunk = list(task_ids[start : start + STATUS_POLL_CHUNK])
+            letters.append(self._call(self._stub.GetTaskStatuses, pb.TaskIds(task_ids=chunk)).letters)
+        text = "".join(letters)
+        if "?" in text:
+            missing = [str(task_ids[i]) for i, letter in enumerate(text) if letter == "?"][:5]
+            raise ClientError(f"no task {', '.join(missing)}", grpc.StatusCode.NOT_FOUND)
+        return text
+
+    def status(self, task_ids: Iterable[int]) -> list[TaskResult]:
+        """The current result of each task, in the order asked."""
+        wanted = list(task_ids)
+        if not wanted:
+            return []
+        found = {t.task_id: t for t in self.tasks(ids=wanted)}
+        missing = [str(t) for t in wanted if t not in found][:5]
+        if missing:
+            raise ClientError(f"no task {', '.join(missing)}", grpc.StatusCode.NOT_FOUND)
+        return [TaskResult.of(found[t]) for t in wanted]
+
+    def wait(self, task_ids: Iterable[int], timeout: float | None = None, progress: bool = True) -> list[TaskResult]:
+        """Block until every task is finished (S, F or X) and return their results in order.
+
+        A progress bar is drawn on stderr when it is a terminal (and `progress` is true); raises
+        `tqhpc.waiting.WaitTimeout` (a TimeoutError) if `timeout` seconds pass first."""
+        wanted = list(task_ids)
+        wait_letters(self.letters, wanted, timeout=timeout, progress=progress)
+        return self.status(wanted)
+
+    def follow(self, task_id: int) -> Iterator[LogChunk]:
+        """The task's output, live, until it ends."""
+        return self.logs(task_id, follow=True)
+
+    def cancel(self, task_ids: Iterable[int] = (), *, name: str = "", status: str = "") -> list[int]:
+        """Cancel tasks (by ids, or every task with this name and/or status letters); return those cancelled.
+
+        Waiting, pending and assigned tasks become X at once; running ones are killed on their worker."""
+        request = pb.TaskSelection(task_ids=list(task_ids), name=name, status_filter=status)
+        return list(self._call(self._stub.CancelTasks, request).task_ids)
+
+    def retry(self, task_ids: Iterable[int] = (), *, name: str = "", status: str = "") -> list[int]:
+        """Run failed or cancelled tasks again (a new attempt; the earlier one's logs are kept as ID.N.out).
+        Return the ids sent back to the queue; their dependents cancelled because of them wait again."""
+        request = pb.TaskSelection(task_ids=list(task_ids), name=name, status_filter=status)
+        return list(self._call(self._stub.RetryTasks, request).task_ids)
 
     def task(self, task_id: int) -> TaskInfo:
         return TaskInfo.from_message(self._call(self._stub.GetTask, pb.TaskId(task_id=task_id)))
 
-    def tasks(self, status: str | None = None) -> list[TaskInfo]:
-        """Every task, or those whose status letter is in `status` ("F", "SF")."""
+    def tasks(self, status: str | None = None, *, name: str = "", ids: Iterable[int] = ()) -> list[TaskInfo]:
+        """Every task, or those whose status letter is in `status` ("F", "SF"), with this name, among these ids."""
         request = pb.ListTasksRequest() if status is None else pb.ListTasksRequest(status_filter=status)
+        request.name_filter = name
+        request.task_ids.extend(ids)
         return [TaskInfo.from_message(t) for t in self._call(self._stub.ListTasks, request).tasks]
 
     def logs(self, task_id: int, *, follow: bool = False) -> Iterator[LogChunk]:

@@ -54,12 +54,17 @@ class _Record:
     def to_dict(self) -> dict[str, Any]:
         # Flat fields only, so no deep copy (asdict) on the hot path of every ping and listing.
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-        return {name: value.value if isinstance(value, Status) else value for name, value in values.items()}
+        return {
+            name: value.value if isinstance(value, Status) else list(value) if isinstance(value, tuple) else value
+            for name, value in values.items()
+        }
 
 
 def _typed(values: dict[str, Any]) -> dict[str, Any]:
     if "status" in values:
         values["status"] = Status(values["status"])
+    if "after" in values:
+        values["after"] = tuple(values["after"] or ())
     return values
 
 
@@ -78,6 +83,13 @@ class TaskInfo(_Record):
     started_at: float | None
     ended_at: float | None
     reason: str
+    # issue 5: sweeps, retries, dependencies, slots.
+    name: str = ""
+    retry: int = 0
+    failure_retries: int = 0
+    after: tuple[int, ...] = ()
+    slots: int = 1
+    array_id: str = ""
 
     @property
     def wall_time(self) -> float | None:

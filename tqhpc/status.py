@@ -6,6 +6,7 @@ rules live in one place (scitq's lesson) and the errors users see name the task,
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 from .errors import InvalidArgument
@@ -93,3 +94,28 @@ def check_worker_transition(task_id: int, current: Status, new: Status) -> bool:
             f"task {task_id} is {current.value} ({current.label}); it cannot become {new.value} ({new.label}): {hint}"
         )
     return True
+
+
+# --- issue 5: the server's own moves (dependencies, retries, cancel) --------------------------------------------
+
+CANCELLABLE = frozenset({Status.WAITING, Status.PENDING, Status.ASSIGNED, Status.ACCEPTED, Status.RUNNING})
+"""Every status that is not terminal: cancelling moves it to X at once (a held task is also killed on its worker)."""
+RETRYABLE = frozenset({Status.FAILED, Status.CANCELLED})
+"""What `RetryTasks` may send back to the queue; a succeeded task is never re-run behind the user's back."""
+
+
+def after_failed_attempt(retry: int, failure_retries: int) -> Status:
+    """A failed attempt goes back to P while re-runs are left (`retry` of them in all), else the task is F."""
+    return Status.PENDING if failure_retries < retry else Status.FAILED
+
+
+def from_dependencies(dependencies: Iterable[Status]) -> Status:
+    """The status a task with these dependencies should have: X if one failed or was cancelled (it can never run),
+    P once all succeeded, else W."""
+    waiting = False
+    for status in dependencies:
+        if status in (Status.FAILED, Status.CANCELLED):
+            return Status.CANCELLED
+        if status != Status.SUCCEEDED:
+            waiting = True
+    return Status.WAITING if waiting else Status.PENDING

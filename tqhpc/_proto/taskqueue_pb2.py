@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0ftaskqueue.proto\x12\ttaskqueue\"\x16\n\x03\x41\x63k\x12\x0f\n\x07success\x18\x01 \x01(\x08\"@\n\x10ListTasksRequest\x12\x1a\n\rstatus_filter\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_status_filter\"\x14\n\x12ListWorkersRequest\"\x9b\x02\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\tworker_id\x18\x06 \x01(\rH\x01\x88\x01\x01\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12\x14\n\x0csubmitted_at\x18\x08 \x01(\x01\x12\x17\n\nstarted_at\x18\t \x01(\x01H\x02\x88\x01\x01\x12\x15\n\x08\x65nded_at\x18\n \x01(\x01H\x03\x88\x01\x01\x12\x0e\n\x06reason\x18\x0b \x01(\tB\x0c\n\n_exit_codeB\x0c\n\n_worker_idB\r\n\x0b_started_atB\x0b\n\t_ended_at\"+\n\x06TaskId\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x10\n\x08snapshot\x18\x02 \x01(\x08\"*\n\x08TaskList\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.taskqueue.Task\"G\n\x10TaskListAndOther\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.taskqueue.Task\x12\x13\n\x0b\x63oncurrency\x18\x02 \x01(\r\"w\n\x07TaskLog\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x10\n\x08log_type\x18\x02 \x01(\t\x12\x10\n\x08log_text\x18\x03 \x01(\t\x12\x11\n\tlog_bytes\x18\x04 \x01(\x0c\x12\x16\n\tworker_id\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x0c\n\n_worker_id\"1\n\x0bTaskRequest\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x11\n\tcontainer\x18\x02 \x01(\t\"\x1f\n\x0cTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\r\"\x93\x01\n\x10TaskStatusUpdate\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x12\n\nnew_status\x18\x02 \x01(\t\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\tworker_id\x18\x04 \x01(\rH\x01\x88\x01\x01\x12\x0e\n\x06reason\x18\x05 \x01(\tB\x0c\n\n_exit_codeB\x0c\n\n_worker_id\"\x8a\x02\n\x06Worker\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\r\x12\x10\n\x08prefetch\x18\x04 \x01(\r\x12\r\n\x05state\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x10\n\x08hostname\x18\x07 \x01(\t\x12\x16\n\tlast_ping\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07running\x18\t \x01(\r\x12\x0c\n\x04held\x18\n \x01(\r\x12\x10\n\x03pid\x18\x0b \x01(\rH\x01\x88\x01\x01\x12\x17\n\ncreated_at\x18\x0c \x01(\x01H\x02\x88\x01\x01\x42\x0c\n\n_last_pingB\x06\n\x04_pidB\r\n\x0b_created_at\"/\n\x08WorkerId\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x10\n\x08\x64raining\x18\x02 \x01(\x08\"\x1f\n\tWorkerIds\x12\x12\n\nworker_ids\x18\x01 \x03(\r\"\xad\x01\n\nWorkerInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0b\x63oncurrency\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x15\n\x08prefetch\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x16\n\tworker_id\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x0b\n\x03pid\x18\x06 \x01(\rB\x0e\n\x0c_concurrencyB\x0b\n\t_prefetchB\x0c\n\n_worker_id\"\x9f\x01\n\rWorkerRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0e\n\x06\x66lavor\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\r\x12\x13\n\x0b\x63oncurrency\x18\x04 \x01(\r\x12\x10\n\x08prefetch\x18\x05 \x01(\r\x12\x0f\n\x07step_id\x18\x06 \x01(\r\x12\x11\n\tflavor_id\x18\x07 \x01(\r\x12\x11\n\tregion_id\x18\x08 \x01(\r\"1\n\x0bWorkersList\x12\"\n\x07workers\x18\x01 \x03(\x0b\x32\x11.taskqueue.Worker\"B\n\x0bTaskRelease\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x10\n\x08task_ids\x18\x02 \x03(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"o\n\x0cWorkerUpdate\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x18\n\x0b\x63oncurrency\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x15\n\x08prefetch\x18\x03 \x01(\rH\x01\x88\x01\x01\x42\x0e\n\x0c_concurrencyB\x0b\n\t_prefetch2\xa0\x06\n\tTaskQueue\x12=\n\nSubmitTask\x12\x16.taskqueue.TaskRequest\x1a\x17.taskqueue.TaskResponse\x12<\n\x0eRegisterWorker\x12\x15.taskqueue.WorkerInfo\x1a\x13.taskqueue.WorkerId\x12G\n\x13PingAndTakeNewTasks\x12\x13.taskqueue.WorkerId\x1a\x1b.taskqueue.TaskListAndOther\x12?\n\x10UpdateTaskStatus\x12\x1b.taskqueue.TaskStatusUpdate\x1a\x0e.taskqueue.Ack\x12\x34\n\x0cSendTaskLogs\x12\x12.taskqueue.TaskLog\x1a\x0e.taskqueue.Ack(\x01\x12\x39\n\x0eStreamTaskLogs\x12\x11.taskqueue.TaskId\x1a\x12.taskqueue.TaskLog0\x01\x12=\n\tListTasks\x12\x1b.taskqueue.ListTasksRequest\x1a\x13.taskqueue.TaskList\x12\x44\n\x0bListWorkers\x12\x1d.taskqueue.ListWorkersRequest\x1a\x16.taskqueue.WorkersList\x12>\n\x0c\x43reateWorker\x12\x18.taskqueue.WorkerRequest\x1a\x14.taskqueue.WorkerIds\x12\x33\n\x0c\x44\x65leteWorker\x12\x13.taskqueue.WorkerId\x1a\x0e.taskqueue.Ack\x12-\n\x07GetTask\x12\x11.taskqueue.TaskId\x1a\x0f.taskqueue.Task\x12\x36\n\x0cReleaseTasks\x12\x16.taskqueue.TaskRelease\x1a\x0e.taskqueue.Ack\x12:\n\x0cUpdateWorker\x12\x17.taskqueue.WorkerUpdate\x1a\x11.taskqueue.Workerb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0ftaskqueue.proto\x12\ttaskqueue\"\x16\n\x03\x41\x63k\x12\x0f\n\x07success\x18\x01 \x01(\x08\"g\n\x10ListTasksRequest\x12\x1a\n\rstatus_filter\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x0bname_filter\x18\x02 \x01(\t\x12\x10\n\x08task_ids\x18\x03 \x03(\rB\x10\n\x0e_status_filter\"\x14\n\x12ListWorkersRequest\"\x81\x03\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\tworker_id\x18\x06 \x01(\rH\x01\x88\x01\x01\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12\x14\n\x0csubmitted_at\x18\x08 \x01(\x01\x12\x17\n\nstarted_at\x18\t \x01(\x01H\x02\x88\x01\x01\x12\x15\n\x08\x65nded_at\x18\n \x01(\x01H\x03\x88\x01\x01\x12\x0e\n\x06reason\x18\x0b \x01(\t\x12\x0c\n\x04name\x18\x19 \x01(\t\x12\r\n\x05retry\x18\x1a \x01(\r\x12\x17\n\x0f\x66\x61ilure_retries\x18\x1b \x01(\r\x12\r\n\x05\x61\x66ter\x18\x1c \x03(\r\x12\r\n\x05slots\x18\x1d \x01(\r\x12\x10\n\x08\x61rray_id\x18\x1e \x01(\tB\x0c\n\n_exit_codeB\x0c\n\n_worker_idB\r\n\x0b_started_atB\x0b\n\t_ended_at\"+\n\x06TaskId\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x10\n\x08snapshot\x18\x02 \x01(\x08\"*\n\x08TaskList\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.taskqueue.Task\"`\n\x10TaskListAndOther\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.taskqueue.Task\x12\x13\n\x0b\x63oncurrency\x18\x02 \x01(\r\x12\x17\n\x0f\x63\x61ncel_task_ids\x18\t \x03(\r\"w\n\x07TaskLog\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x10\n\x08log_type\x18\x02 \x01(\t\x12\x10\n\x08log_text\x18\x03 \x01(\t\x12\x11\n\tlog_bytes\x18\x04 \x01(\x0c\x12\x16\n\tworker_id\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x0c\n\n_worker_id\"\x99\x01\n\x0bTaskRequest\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x11\n\tcontainer\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x0f \x01(\t\x12\r\n\x05retry\x18\x10 \x01(\r\x12\r\n\x05\x61\x66ter\x18\x11 \x03(\r\x12\x19\n\x11\x61\x66ter_batch_index\x18\x12 \x03(\r\x12\r\n\x05slots\x18\x13 \x01(\r\x12\x10\n\x08\x61rray_id\x18\x14 \x01(\t\"\x1f\n\x0cTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\r\"\x93\x01\n\x10TaskStatusUpdate\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x12\n\nnew_status\x18\x02 \x01(\t\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\tworker_id\x18\x04 \x01(\rH\x01\x88\x01\x01\x12\x0e\n\x06reason\x18\x05 \x01(\tB\x0c\n\n_exit_codeB\x0c\n\n_worker_id\"\x8a\x02\n\x06Worker\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\r\x12\x10\n\x08prefetch\x18\x04 \x01(\r\x12\r\n\x05state\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x10\n\x08hostname\x18\x07 \x01(\t\x12\x16\n\tlast_ping\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07running\x18\t \x01(\r\x12\x0c\n\x04held\x18\n \x01(\r\x12\x10\n\x03pid\x18\x0b \x01(\rH\x01\x88\x01\x01\x12\x17\n\ncreated_at\x18\x0c \x01(\x01H\x02\x88\x01\x01\x42\x0c\n\n_last_pingB\x06\n\x04_pidB\r\n\x0b_created_at\"/\n\x08WorkerId\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x10\n\x08\x64raining\x18\x02 \x01(\x08\"\x1f\n\tWorkerIds\x12\x12\n\nworker_ids\x18\x01 \x03(\r\"\xad\x01\n\nWorkerInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0b\x63oncurrency\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x15\n\x08prefetch\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x16\n\tworker_id\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x0b\n\x03pid\x18\x06 \x01(\rB\x0e\n\x0c_concurrencyB\x0b\n\t_prefetchB\x0c\n\n_worker_id\"\x9f\x01\n\rWorkerRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0e\n\x06\x66lavor\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\r\x12\x13\n\x0b\x63oncurrency\x18\x04 \x01(\r\x12\x10\n\x08prefetch\x18\x05 \x01(\r\x12\x0f\n\x07step_id\x18\x06 \x01(\r\x12\x11\n\tflavor_id\x18\x07 \x01(\r\x12\x11\n\tregion_id\x18\x08 \x01(\r\"1\n\x0bWorkersList\x12\"\n\x07workers\x18\x01 \x03(\x0b\x32\x11.taskqueue.Worker\"B\n\x0bTaskRelease\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x10\n\x08task_ids\x18\x02 \x03(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"o\n\x0cWorkerUpdate\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x18\n\x0b\x63oncurrency\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x15\n\x08prefetch\x18\x03 \x01(\rH\x01\x88\x01\x01\x42\x0e\n\x0c_concurrencyB\x0b\n\t_prefetch\"2\n\tTaskBatch\x12%\n\x05tasks\x18\x01 \x03(\x0b\x32\x16.taskqueue.TaskRequest\"\x1b\n\x07TaskIds\x12\x10\n\x08task_ids\x18\x01 \x03(\r\"3\n\x0cTaskStatuses\x12\x0f\n\x07letters\x18\x01 \x01(\t\x12\x12\n\nexit_codes\x18\x02 \x03(\x05\"F\n\rTaskSelection\x12\x10\n\x08task_ids\x18\x01 \x03(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rstatus_filter\x18\x03 \x01(\t2\x92\x08\n\tTaskQueue\x12=\n\nSubmitTask\x12\x16.taskqueue.TaskRequest\x1a\x17.taskqueue.TaskResponse\x12<\n\x0eRegisterWorker\x12\x15.taskqueue.WorkerInfo\x1a\x13.taskqueue.WorkerId\x12G\n\x13PingAndTakeNewTasks\x12\x13.taskqueue.WorkerId\x1a\x1b.taskqueue.TaskListAndOther\x12?\n\x10UpdateTaskStatus\x12\x1b.taskqueue.TaskStatusUpdate\x1a\x0e.taskqueue.Ack\x12\x34\n\x0cSendTaskLogs\x12\x12.taskqueue.TaskLog\x1a\x0e.taskqueue.Ack(\x01\x12\x39\n\x0eStreamTaskLogs\x12\x11.taskqueue.TaskId\x1a\x12.taskqueue.TaskLog0\x01\x12=\n\tListTasks\x12\x1b.taskqueue.ListTasksRequest\x1a\x13.taskqueue.TaskList\x12\x44\n\x0bListWorkers\x12\x1d.taskqueue.ListWorkersRequest\x1a\x16.taskqueue.WorkersList\x12>\n\x0c\x43reateWorker\x12\x18.taskqueue.WorkerRequest\x1a\x14.taskqueue.WorkerIds\x12\x33\n\x0c\x44\x65leteWorker\x12\x13.taskqueue.WorkerId\x1a\x0e.taskqueue.Ack\x12-\n\x07GetTask\x12\x11.taskqueue.TaskId\x1a\x0f.taskqueue.Task\x12\x36\n\x0cReleaseTasks\x12\x16.taskqueue.TaskRelease\x1a\x0e.taskqueue.Ack\x12:\n\x0cUpdateWorker\x12\x17.taskqueue.WorkerUpdate\x1a\x11.taskqueue.Worker\x12\x37\n\x0bSubmitTasks\x12\x14.taskqueue.TaskBatch\x1a\x12.taskqueue.TaskIds\x12>\n\x0fGetTaskStatuses\x12\x12.taskqueue.TaskIds\x1a\x17.taskqueue.TaskStatuses\x12;\n\x0b\x43\x61ncelTasks\x12\x18.taskqueue.TaskSelection\x1a\x12.taskqueue.TaskIds\x12:\n\nRetryTasks\x12\x18.taskqueue.TaskSelection\x1a\x12.taskqueue.TaskIdsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,41 +34,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACK']._serialized_start=30
   _globals['_ACK']._serialized_end=52
   _globals['_LISTTASKSREQUEST']._serialized_start=54
-  _globals['_LISTTASKSREQUEST']._serialized_end=118
-  _globals['_LISTWORKERSREQUEST']._serialized_start=120
-  _globals['_LISTWORKERSREQUEST']._serialized_end=140
-  _globals['_TASK']._serialized_start=143
-  _globals['_TASK']._serialized_end=426
-  _globals['_TASKID']._serialized_start=428
-  _globals['_TASKID']._serialized_end=471
-  _globals['_TASKLIST']._serialized_start=473
-  _globals['_TASKLIST']._serialized_end=515
-  _globals['_TASKLISTANDOTHER']._serialized_start=517
-  _globals['_TASKLISTANDOTHER']._serialized_end=588
-  _globals['_TASKLOG']._serialized_start=590
-  _globals['_TASKLOG']._serialized_end=709
-  _globals['_TASKREQUEST']._serialized_start=711
-  _globals['_TASKREQUEST']._serialized_end=760
-  _globals['_TASKRESPONSE']._serialized_start=762
-  _globals['_TASKRESPONSE']._serialized_end=793
-  _globals['_TASKSTATUSUPDATE']._serialized_start=796
-  _globals['_TASKSTATUSUPDATE']._serialized_end=943
-  _globals['_WORKER']._serialized_start=946
-  _globals['_WORKER']._serialized_end=1212
-  _globals['_WORKERID']._serialized_start=1214
-  _globals['_WORKERID']._serialized_end=1261
-  _globals['_WORKERIDS']._serialized_start=1263
-  _globals['_WORKERIDS']._serialized_end=1294
-  _globals['_WORKERINFO']._serialized_start=1297
-  _globals['_WORKERINFO']._serialized_end=1470
-  _globals['_WORKERREQUEST']._serialized_start=1473
-  _globals['_WORKERREQUEST']._serialized_end=1632
-  _globals['_WORKERSLIST']._serialized_start=1634
-  _globals['_WORKERSLIST']._serialized_end=1683
-  _globals['_TASKRELEASE']._serialized_start=1685
-  _globals['_TASKRELEASE']._serialized_end=1751
-  _globals['_WORKERUPDATE']._serialized_start=1753
-  _globals['_WORKERUPDATE']._serialized_end=1864
-  _globals['_TASKQUEUE']._serialized_start=1867
-  _globals['_TASKQUEUE']._serialized_end=2667
+  _globals['_LISTTASKSREQUEST']._serialized_end=157
+  _globals['_LISTWORKERSREQUEST']._serialized_start=159
+  _globals['_LISTWORKERSREQUEST']._serialized_end=179
+  _globals['_TASK']._serialized_start=182
+  _globals['_TASK']._serialized_end=567
+  _globals['_TASKID']._serialized_start=569
+  _globals['_TASKID']._serialized_end=612
+  _globals['_TASKLIST']._serialized_start=614
+  _globals['_TASKLIST']._serialized_end=656
+  _globals['_TASKLISTANDOTHER']._serialized_start=658
+  _globals['_TASKLISTANDOTHER']._serialized_end=754
+  _globals['_TASKLOG']._serialized_start=756
+  _globals['_TASKLOG']._serialized_end=875
+  _globals['_TASKREQUEST']._serialized_start=878
+  _globals['_TASKREQUEST']._serialized_end=1031
+  _globals['_TASKRESPONSE']._serialized_start=1033
+  _globals['_TASKRESPONSE']._serialized_end=1064
+  _globals['_TASKSTATUSUPDATE']._serialized_start=1067
+  _globals['_TASKSTATUSUPDATE']._serialized_end=1214
+  _globals['_WORKER']._serialized_start=1217
+  _globals['_WORKER']._serialized_end=1483
+  _globals['_WORKERID']._serialized_start=1485
+  _globals['_WORKERID']._serialized_end=1532
+  _globals['_WORKERIDS']._serialized_start=1534
+  _globals['_WORKERIDS']._serialized_end=1565
+  _globals['_WORKERINFO']._serialized_start=1568
+  _globals['_WORKERINFO']._serialized_end=1741
+  _globals['_WORKERREQUEST']._serialized_start=1744
+  _globals['_WORKERREQUEST']._serialized_end=1903
+  _globals['_WORKERSLIST']._serialized_start=1905
+  _globals['_WORKERSLIST']._serialized_end=1954
+  _globals['_TASKRELEASE']._serialized_start=1956
+  _globals['_TASKRELEASE']._serialized_end=2022
+  _globals['_WORKERUPDATE']._serialized_start=2024
+  _globals['_WORKERUPDATE']._serialized_end=2135
+  _globals['_TASKBATCH']._serialized_start=2137
+  _globals['_TASKBATCH']._serialized_end=2187
+  _globals['_TASKIDS']._serialized_start=2189
+  _globals['_TASKIDS']._serialized_end=2216
+  _globals['_TASKSTATUSES']._serialized_start=2218
+  _globals['_TASKSTATUSES']._serialized_end=2269
+  _globals['_TASKSELECTION']._serialized_start=2271
+  _globals['_TASKSELECTION']._serialized_end=2341
+  _globals['_TASKQUEUE']._serialized_start=2344
+  _globals['_TASKQUEUE']._serialized_end=3386
 # @@protoc_insertion_point(module_scope)

@@ -13,17 +13,21 @@ class Ack(_message.Message):
     def __init__(self, success: _Optional[bool] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
-    __slots__ = ("status_filter",)
+    __slots__ = ("status_filter", "name_filter", "task_ids")
     STATUS_FILTER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FILTER_FIELD_NUMBER: _ClassVar[int]
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     status_filter: str
-    def __init__(self, status_filter: _Optional[str] = ...) -> None: ...
+    name_filter: str
+    task_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, status_filter: _Optional[str] = ..., name_filter: _Optional[str] = ..., task_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ListWorkersRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("task_id", "command", "container", "status", "exit_code", "worker_id", "attempts", "submitted_at", "started_at", "ended_at", "reason")
+    __slots__ = ("task_id", "command", "container", "status", "exit_code", "worker_id", "attempts", "submitted_at", "started_at", "ended_at", "reason", "name", "retry", "failure_retries", "after", "slots", "array_id")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +39,12 @@ class Task(_message.Message):
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     ENDED_AT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     command: str
     container: str
@@ -46,7 +56,13 @@ class Task(_message.Message):
     started_at: float
     ended_at: float
     reason: str
-    def __init__(self, task_id: _Optional[int] = ..., command: _Optional[str] = ..., container: _Optional[str] = ..., status: _Optional[str] = ..., exit_code: _Optional[int] = ..., worker_id: _Optional[int] = ..., attempts: _Optional[int] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+    name: str
+    retry: int
+    failure_retries: int
+    after: _containers.RepeatedScalarFieldContainer[int]
+    slots: int
+    array_id: str
+    def __init__(self, task_id: _Optional[int] = ..., command: _Optional[str] = ..., container: _Optional[str] = ..., status: _Optional[str] = ..., exit_code: _Optional[int] = ..., worker_id: _Optional[int] = ..., attempts: _Optional[int] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., name: _Optional[str] = ..., retry: _Optional[int] = ..., failure_retries: _Optional[int] = ..., after: _Optional[_Iterable[int]] = ..., slots: _Optional[int] = ..., array_id: _Optional[str] = ...) -> None: ...
 
 class TaskId(_message.Message):
     __slots__ = ("task_id", "snapshot")
@@ -63,12 +79,14 @@ class TaskList(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
 
 class TaskListAndOther(_message.Message):
-    __slots__ = ("tasks", "concurrency")
+    __slots__ = ("tasks", "concurrency", "cancel_task_ids")
     TASKS_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedCompositeFieldContainer[Task]
     concurrency: int
-    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., concurrency: _Optional[int] = ...) -> None: ...
+    cancel_task_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., concurrency: _Optional[int] = ..., cancel_task_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class TaskLog(_message.Message):
     __slots__ = ("task_id", "log_type", "log_text", "log_bytes", "worker_id")
@@ -85,12 +103,24 @@ class TaskLog(_message.Message):
     def __init__(self, task_id: _Optional[int] = ..., log_type: _Optional[str] = ..., log_text: _Optional[str] = ..., log_bytes: _Optional[bytes] = ..., worker_id: _Optional[int] = ...) -> None: ...
 
 class TaskRequest(_message.Message):
-    __slots__ = ("command", "container")
+    __slots__ = ("command", "container", "name", "retry", "after", "after_batch_index", "slots", "array_id")
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    AFTER_BATCH_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_ID_FIELD_NUMBER: _ClassVar[int]
     command: str
     container: str
-    def __init__(self, command: _Optional[str] = ..., container: _Optional[str] = ...) -> None: ...
+    name: str
+    retry: int
+    after: _containers.RepeatedScalarFieldContainer[int]
+    after_batch_index: _containers.RepeatedScalarFieldContainer[int]
+    slots: int
+    array_id: str
+    def __init__(self, command: _Optional[str] = ..., container: _Optional[str] = ..., name: _Optional[str] = ..., retry: _Optional[int] = ..., after: _Optional[_Iterable[int]] = ..., after_batch_index: _Optional[_Iterable[int]] = ..., slots: _Optional[int] = ..., array_id: _Optional[str] = ...) -> None: ...
 
 class TaskResponse(_message.Message):
     __slots__ = ("task_id",)
@@ -215,3 +245,33 @@ class WorkerUpdate(_message.Message):
     concurrency: int
     prefetch: int
     def __init__(self, worker_id: _Optional[int] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ...) -> None: ...
+
+class TaskBatch(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskRequest]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[TaskRequest, _Mapping]]] = ...) -> None: ...
+
+class TaskIds(_message.Message):
+    __slots__ = ("task_ids",)
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    task_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, task_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class TaskStatuses(_message.Message):
+    __slots__ = ("letters", "exit_codes")
+    LETTERS_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODES_FIELD_NUMBER: _ClassVar[int]
+    letters: str
+    exit_codes: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, letters: _Optional[str] = ..., exit_codes: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class TaskSelection(_message.Message):
+    __slots__ = ("task_ids", "name", "status_filter")
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FILTER_FIELD_NUMBER: _ClassVar[int]
+    task_ids: _containers.RepeatedScalarFieldContainer[int]
+    name: str
+    status_filter: str
+    def __init__(self, task_ids: _Optional[_Iterable[int]] = ..., name: _Optional[str] = ..., status_filter: _Optional[str] = ...) -> None: ...

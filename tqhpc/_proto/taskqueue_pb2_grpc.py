@@ -99,6 +99,26 @@ class TaskQueueStub:
                 request_serializer=taskqueue__pb2.WorkerUpdate.SerializeToString,
                 response_deserializer=taskqueue__pb2.Worker.FromString,
                 _registered_method=True)
+        self.SubmitTasks = channel.unary_unary(
+                '/taskqueue.TaskQueue/SubmitTasks',
+                request_serializer=taskqueue__pb2.TaskBatch.SerializeToString,
+                response_deserializer=taskqueue__pb2.TaskIds.FromString,
+                _registered_method=True)
+        self.GetTaskStatuses = channel.unary_unary(
+                '/taskqueue.TaskQueue/GetTaskStatuses',
+                request_serializer=taskqueue__pb2.TaskIds.SerializeToString,
+                response_deserializer=taskqueue__pb2.TaskStatuses.FromString,
+                _registered_method=True)
+        self.CancelTasks = channel.unary_unary(
+                '/taskqueue.TaskQueue/CancelTasks',
+                request_serializer=taskqueue__pb2.TaskSelection.SerializeToString,
+                response_deserializer=taskqueue__pb2.TaskIds.FromString,
+                _registered_method=True)
+        self.RetryTasks = channel.unary_unary(
+                '/taskqueue.TaskQueue/RetryTasks',
+                request_serializer=taskqueue__pb2.TaskSelection.SerializeToString,
+                response_deserializer=taskqueue__pb2.TaskIds.FromString,
+                _registered_method=True)
 
 
 class TaskQueueServicer:
@@ -183,6 +203,31 @@ class TaskQueueServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitTasks(self, request, context):
+        """issue 5
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTaskStatuses(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelTasks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryTasks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskQueueServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -250,6 +295,26 @@ def add_TaskQueueServicer_to_server(servicer, server):
                     servicer.UpdateWorker,
                     request_deserializer=taskqueue__pb2.WorkerUpdate.FromString,
                     response_serializer=taskqueue__pb2.Worker.SerializeToString,
+            ),
+            'SubmitTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitTasks,
+                    request_deserializer=taskqueue__pb2.TaskBatch.FromString,
+                    response_serializer=taskqueue__pb2.TaskIds.SerializeToString,
+            ),
+            'GetTaskStatuses': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTaskStatuses,
+                    request_deserializer=taskqueue__pb2.TaskIds.FromString,
+                    response_serializer=taskqueue__pb2.TaskStatuses.SerializeToString,
+            ),
+            'CancelTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTasks,
+                    request_deserializer=taskqueue__pb2.TaskSelection.FromString,
+                    response_serializer=taskqueue__pb2.TaskIds.SerializeToString,
+            ),
+            'RetryTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryTasks,
+                    request_deserializer=taskqueue__pb2.TaskSelection.FromString,
+                    response_serializer=taskqueue__pb2.TaskIds.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -603,6 +668,114 @@ class TaskQueue:
             '/taskqueue.TaskQueue/UpdateWorker',
             taskqueue__pb2.WorkerUpdate.SerializeToString,
             taskqueue__pb2.Worker.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskqueue.TaskQueue/SubmitTasks',
+            taskqueue__pb2.TaskBatch.SerializeToString,
+            taskqueue__pb2.TaskIds.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTaskStatuses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskqueue.TaskQueue/GetTaskStatuses',
+            taskqueue__pb2.TaskIds.SerializeToString,
+            taskqueue__pb2.TaskStatuses.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskqueue.TaskQueue/CancelTasks',
+            taskqueue__pb2.TaskSelection.SerializeToString,
+            taskqueue__pb2.TaskIds.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskqueue.TaskQueue/RetryTasks',
+            taskqueue__pb2.TaskSelection.SerializeToString,
+            taskqueue__pb2.TaskIds.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,11 +17,11 @@ from grpc import aio
 from .._proto import pb, rpc
 from ..errors import InvalidArgument, NotFound, TqhpcError
 from ..records import WorkerState
-from ..status import parse_status, parse_status_filter
-from ..store import Database
+from ..status import Status, parse_status, parse_status_filter
+from ..store import Database, taskflow
 from ..store import tasks as task_ops
 from ..store import workers as worker_ops
-from . import validate
+from . import submission, validate
 from .logs import LOG_TYPES, LogStore
 from .registration import Undecodable
 
@@ -83,20 +83,64 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
     @_unary
     async def SubmitTask(self, request: pb.TaskRequest, context: aio.ServicerContext) -> pb.TaskResponse:
-        spec = (validate.command(request.command), validate.container(request.container))
-        ids = await self.db.run(lambda c: task_ops.insert_tasks(c, [spec], time.time()))
+        spec = submission.new_task(request)
+        ids = await self.db.run(lambda c: taskflow.insert_batch(c, [spec], time.time()))
         return pb.TaskResponse(task_id=ids[0])
 
     @_unary
     async def GetTask(self, request: pb.TaskId, context: aio.ServicerContext) -> pb.Task:
-        task = await self.db.run(lambda c: task_ops.get_task(c, request.task_id))
+        task = await self.db.run(lambda c: taskflow.with_details(c, [task_ops.get_task(c, request.task_id)])[0])
         return task.to_message()
 
     @_unary
     async def ListTasks(self, request: pb.ListTasksRequest, context: aio.ServicerContext) -> pb.TaskList:
         statuses = parse_status_filter(request.status_filter) if request.HasField("status_filter") else frozenset()
-        records = await self.db.run(lambda c: task_ops.list_tasks(c, statuses))
+        name, ids = request.name_filter, list(request.task_ids)
+        records = await self.db.run(lambda c: taskflow.list_tasks(c, statuses, name, ids))
         return pb.TaskList(tasks=[t.to_message() for t in records])
+
+    # --- issue 5: batches, statuses of many, cancel, retry -----------------------------------------------------
+
+    @_unary
+    async def SubmitTasks(self, request: pb.TaskBatch, context: aio.ServicerContext) -> pb.TaskIds:
+        specs = submission.new_tasks(request.tasks)
+        ids = await self.db.run(lambda c: taskflow.insert_batch(c, specs, time.time()))
+        return pb.TaskIds(task_ids=ids)
+
+    @_unary
+    async def GetTaskStatuses(self, request: pb.TaskIds, context: aio.ServicerContext) -> pb.TaskStatuses:
+        ids = list(request.task_ids)
+        found = await self.db.run(lambda c: taskflow.statuses_of(c, ids))
+        letters, codes = [], []
+        for task_id in ids:
+            status, exit_code = found.get(task_id, ("?", None))
+            letters.append(status)
+            codes.append(exit_code or 0)
+        return pb.TaskStatuses(letters="".join(letters), exit_codes=codes)
+
+    @_unary
+    async def CancelTasks(self, request: pb.TaskSelection, context: aio.ServicerContext) -> pb.TaskIds:
+        changes = await self._select_and(request, taskflow.cancel)
+        self.logs.notify(changes.finished)
+        if changes.ids:
+            log.info("cancelled %d tasks", len(changes.ids))
+        return pb.TaskIds(task_ids=changes.ids)
+
+    @_unary
+    async def RetryTasks(self, request: pb.TaskSelection, context: aio.ServicerContext) -> pb.TaskIds:
+        changes = await self._select_and(request, taskflow.retry)
+        await self._requeued(changes.requeued)
+        return pb.TaskIds(task_ids=changes.ids)
+
+    async def _select_and(self, request: pb.TaskSelection, action: Callable[..., taskflow.Changes]) -> taskflow.Changes:
+        statuses = parse_status_filter(request.status_filter)
+        ids = list(request.task_ids)
+        name = validate.name(request.name, "task name")
+
+        def run(conn: sqlite3.Connection) -> taskflow.Changes:
+            return action(conn, taskflow.select_ids(conn, ids, name, statuses), time.time())
+
+        return await self.db.run(run)
 
     @_unary
     async def UpdateTaskStatus(self, request: pb.TaskStatusUpdate, context: aio.ServicerContext) -> pb.Ack:
@@ -110,6 +154,8 @@ class TaskQueueService(rpc.TaskQueueServicer):
         )
         if task.status.terminal:
             self.logs.notify([task.task_id])
+        elif new.terminal and task.status == Status.PENDING:
+            await self._requeued([task.task_id])  # issue 5: a failed attempt re-run; its logs are kept aside
         return pb.Ack(success=True)
 
     # --- logs --------------------------------------------------------------------------------------------------
@@ -246,7 +292,11 @@ class TaskQueueService(rpc.TaskQueueServicer):
         result = await self.db.run(
             lambda c: worker_ops.ping(c, request.worker_id, time.time(), draining=request.draining)
         )
-        return pb.TaskListAndOther(tasks=[t.to_message() for t in result.tasks], concurrency=result.concurrency)
+        return pb.TaskListAndOther(
+            tasks=[t.to_message() for t in result.tasks],
+            concurrency=result.concurrency,
+            cancel_task_ids=result.cancel_ids,
+        )
 
     @_unary
     async def ReleaseTasks(self, request: pb.TaskRelease, context: aio.ServicerContext) -> pb.Ack:

@@ -41,6 +41,23 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tasks_by_worker ON tasks(worker_id, status);
     CREATE INDEX workers_by_state ON workers(state);
     """,
+    # issue 5: names, retries after failure, dependencies (status W), slots, array ids, kills owed to workers.
+    """
+    ALTER TABLE tasks ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tasks ADD COLUMN retry INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN failure_retries INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN slots INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE tasks ADD COLUMN array_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tasks ADD COLUMN kill_pending INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE task_deps (
+        task_id INTEGER NOT NULL REFERENCES tasks(task_id),
+        dep_id  INTEGER NOT NULL REFERENCES tasks(task_id),
+        PRIMARY KEY (task_id, dep_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX task_deps_by_dep ON task_deps(dep_id);
+    CREATE INDEX tasks_by_name ON tasks(name, task_id);
+    CREATE INDEX tasks_kill_pending ON tasks(worker_id) WHERE kill_pending = 1;
+    """,
 ]
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from ..errors import FailedPrecondition, NotFound
 from ..records import TaskInfo
 from ..status import HELD, TERMINAL, Status, check_worker_transition
+from . import taskflow
 
 _HELD_LETTERS = frozenset(s.value for s in HELD)
 _HELD_SQL = "(" + ", ".join(f"'{letter}'" for letter in sorted(_HELD_LETTERS)) + ")"
@@ -66,6 +67,8 @@ def update_status(
 ) -> TaskInfo:
     """Apply a worker's report. A repeat of the current status is accepted and changes nothing."""
     task = get_task(conn, task_id)
+    if taskflow.acknowledge_kill(conn, task, worker_id, final=new in TERMINAL):
+        return task  # issue 5: cancelled while its worker held it; the worker's report changes nothing
     if worker_id is not None and task.status in HELD and task.worker_id != worker_id:
         raise FailedPrecondition(f"task {task_id} is held by worker {task.worker_id}, not by worker {worker_id}")
     if not check_worker_transition(task_id, task.status, new):
@@ -75,11 +78,14 @@ def update_status(
             "UPDATE tasks SET status = 'R', started_at = ?, ended_at = NULL, exit_code = NULL WHERE task_id = ?",
             (now, task_id),
         )
+    elif new == Status.FAILED and taskflow.rerun_after_failure(conn, task, exit_code, reason, now):
+        pass  # issue 5: re-runs left, back to P
     elif new in TERMINAL:
         conn.execute(
             "UPDATE tasks SET status = ?, ended_at = ?, exit_code = ?, reason = ? WHERE task_id = ?",
             (new.value, now, exit_code, reason, task_id),
         )
+        taskflow.settle_dependents(conn, task_id, new, now)  # issue 5
     else:
         conn.execute("UPDATE tasks SET status = ? WHERE task_id = ?", (new.value, task_id))
     return get_task(conn, task_id)
@@ -96,14 +102,21 @@ def held_count(conn: sqlite3.Connection, worker_id: int) -> int:
     ).fetchone()[0]
 
 
-def assign_pending(conn: sqlite3.Connection, worker_id: int, room: int) -> int:
-    """Hand up to `room` pending tasks, oldest first, to the worker; return how many."""
+def assign_pending(conn: sqlite3.Connection, worker_id: int, room: int, largest: int | None = None) -> int:
+    """Hand pending tasks, oldest first, to the worker while their slots fit in `room`; return how many.
+
+    Issue 5: a task takes `slots` of the room, and one bigger than `largest` (the worker's concurrency) is never
+    given to it (see taskflow.fitting_pending)."""
     if room <= 0:
         return 0
+    chosen = taskflow.fitting_pending(conn, room, room if largest is None else largest)
+    if not chosen:
+        return 0
+    marks = ",".join("?" * len(chosen))
     cursor = conn.execute(
         "UPDATE tasks SET status = 'A', worker_id = ?, attempts = attempts + 1, reason = '' "
-        "WHERE task_id IN (SELECT task_id FROM tasks WHERE status = 'P' ORDER BY task_id LIMIT ?)",
-        (worker_id, room),
+        f"WHERE task_id IN ({marks})",
+        (worker_id, *chosen),
     )
     return cursor.rowcount
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..records import TaskInfo, WorkerInfo, WorkerState
-from . import tasks
+from . import taskflow, tasks
 
 _WITH_COUNTS = """
     SELECT w.*,
@@ -87,6 +87,7 @@ def register(
 class PingResult:
     tasks: list[TaskInfo]
     concurrency: int
+    cancel_ids: list[int] = field(default_factory=list)  # issue 5: cancelled tasks the worker must kill
 
 
 def ping(conn: sqlite3.Connection, worker_id: int, now: float, *, draining: bool = False) -> PingResult:
@@ -104,9 +105,13 @@ def ping(conn: sqlite3.Connection, worker_id: int, now: float, *, draining: bool
     state = WorkerState.DRAINING if draining else WorkerState.RUNNING
     conn.execute("UPDATE workers SET last_ping = ?, state = ? WHERE worker_id = ?", (now, state, worker_id))
     if not draining:
-        room = worker.concurrency + worker.prefetch - tasks.held_count(conn, worker_id)
-        tasks.assign_pending(conn, worker_id, room)
-    return PingResult(tasks=tasks.assigned_tasks(conn, worker_id), concurrency=worker.concurrency)
+        room = worker.concurrency + worker.prefetch - taskflow.held_slots(conn, worker_id)  # issue 5: in slots
+        tasks.assign_pending(conn, worker_id, room, largest=worker.concurrency)
+    return PingResult(
+        tasks=tasks.assigned_tasks(conn, worker_id),
+        concurrency=worker.concurrency,
+        cancel_ids=taskflow.cancel_requests(conn, worker_id),
+    )
 
 
 def update_worker(

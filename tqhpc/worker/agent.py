@@ -16,6 +16,7 @@ import signal
 import socket
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,12 @@ class Slot:
     runner: asyncio.Task[None] | None = None
     handed_back: bool = False  # killed for shutdown: goes back to the queue, not to F
     disowned: bool = False  # the server no longer counts it as ours: kill, report nothing
+    cancelled: bool = False  # issue 5: cancelled by the user; killed, its final report only ends the kill
+
+    @property
+    def size(self) -> int:
+        """Issue 5: how much of the concurrency the task takes."""
+        return self.task.slots or 1
 
 
 @dataclass
@@ -205,14 +212,21 @@ class Worker:
             if reply.concurrency and reply.concurrency != self.concurrency:
                 log.info("concurrency changed from %d to %d by the server", self.concurrency, reply.concurrency)
                 self.concurrency = reply.concurrency
+            await self._cancel(reply.cancel_task_ids)
             new = [task for task in reply.tasks if task.task_id not in self.slots]
             for task in new:
                 self.slots[task.task_id] = Slot(task)
             # Tasks that can start at once go straight from A to R; only those that must wait are accepted (C).
-            free = max(0, self.concurrency - self._running() - len(self.ready))
-            for task in new[:free]:
-                self._start(self.slots[task.task_id])
-            await asyncio.gather(*(self._accept(task) for task in new[free:]))
+            free = self.concurrency - self._running() - sum(self.slots[t].size for t in self.ready if t in self.slots)
+            waiting = []
+            for task in new:
+                slot = self.slots[task.task_id]
+                if not waiting and self._fits(slot.size, free):
+                    self._start(slot)
+                    free -= slot.size
+                else:
+                    waiting.append(task)
+            await asyncio.gather(*(self._accept(task) for task in waiting))
             self._start_ready()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.ping_interval)
@@ -232,16 +246,43 @@ class Worker:
             self.ready.append(task.task_id)
 
     def _running(self) -> int:
-        return sum(1 for slot in self.slots.values() if slot.runner is not None)
+        """Slots taken by running tasks (issue 5: a task counts as its `slots`)."""
+        return sum(slot.size for slot in self.slots.values() if slot.runner is not None)
+
+    def _fits(self, size: int, free: int) -> bool:
+        # A task bigger than the whole concurrency (lowered live) still runs once the worker is otherwise idle.
+        return size <= free or (free >= self.concurrency and self._running() == 0)
 
     def _start(self, slot: Slot) -> None:
         slot.runner = asyncio.create_task(self._run_task(slot))
 
     def _start_ready(self) -> None:
-        while self.ready and self._running() < self.concurrency and not self._draining:
-            slot = self.slots.get(self.ready.popleft())
-            if slot is not None and slot.runner is None:
-                self._start(slot)
+        while self.ready and not self._draining:
+            slot = self.slots.get(self.ready[0])
+            if slot is None or slot.runner is not None:
+                self.ready.popleft()
+                continue
+            if not self._fits(slot.size, self.concurrency - self._running()):
+                break  # oldest first: the next one waits for room
+            self.ready.popleft()
+            self._start(slot)
+
+    async def _cancel(self, task_ids: Iterable[int]) -> None:
+        """Issue 5: the server cancelled these tasks. Kill the running ones (their runner then reports F, which the
+        server takes as the end of the kill); drop the others and report F for them at once."""
+        for task_id in task_ids:
+            slot = self.slots.get(task_id)
+            if slot is not None and slot.runner is not None:
+                if slot.process is not None and not slot.cancelled:
+                    slot.cancelled = True
+                    log.info("task %d was cancelled: killing it", task_id)
+                    await slot.process.kill()
+                continue
+            if slot is not None:
+                self.slots.pop(task_id, None)
+                with contextlib.suppress(ValueError):
+                    self.ready.remove(task_id)
+            await self._report(task_id, Status.FAILED, reason="cancelled before it started")
 
     # --- one task ----------------------------------------------------------------------------------------------
 
@@ -259,6 +300,8 @@ class Worker:
                 await self._finish(task_id, Outcome(None, NO_CONTAINERS.format(image=slot.task.container)))
                 return
             env = dict(os.environ, TQHPC_TASK_ID=str(task_id), TQHPC_WORKER_ID=str(self.worker_id))
+            if slot.task.array_id:
+                env["TQHPC_ARRAY_ID"] = slot.task.array_id  # issue 5: `tqhpc submit --array`
             slot.process = TaskProcess(slot.task.command, self.scratch / f"task-{task_id}", env, sink)
             outcome = await slot.process.run()
             with contextlib.suppress(OSError):

@@ -1,0 +1,100 @@
+"""Issue 5: what a task asks for, on the client side, and how a long list of them becomes SubmitTasks calls."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._proto import pb
+
+BATCH_TASKS = 10_000
+"""Tasks per SubmitTasks message: one transaction each on the server."""
+BATCH_BYTES = 32 * 1024 * 1024
+"""And at most about this many bytes of commands per message, well below the channel's message limit."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task to submit. `after` names existing task ids; `after_index` earlier specs of the same
+    `submit_many` call, by position (for pipelines submitted in one go)."""
+
+    command: str
+    container: str = ""
+    name: str = ""
+    retry: int = 0
+    after: tuple[int, ...] = ()
+    after_index: tuple[int, ...] = ()
+    slots: int = 1
+    array_id: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Fields other issues add to TaskRequest (e.g. timeout), set as they are on the message."""
+
+    def to_message(self) -> pb.TaskRequest:
+        message = pb.TaskRequest(command=self.command)
+        if self.container:
+            message.container = self.container
+        if self.name:
+            message.name = self.name
+        if self.retry:
+            message.retry = self.retry
+        if self.after:
+            message.after.extend(self.after)
+        if self.slots != 1:
+            message.slots = self.slots
+        if self.array_id:
+            message.array_id = self.array_id
+        for key, value in self.extra.items():
+            setattr(message, key, value)
+        return message
+
+
+SpecLike = TaskSpec | str | Mapping[str, Any]
+
+
+def as_spec(item: SpecLike) -> TaskSpec:
+    """A TaskSpec from a spec, a command string, or a dict of TaskSpec's fields."""
+    if isinstance(item, TaskSpec):
+        return item
+    if isinstance(item, str):
+        return TaskSpec(item)
+    if isinstance(item, Mapping):
+        values = dict(item)
+        for key in ("after", "after_index"):
+            if key in values:
+                values[key] = tuple(values[key])
+        try:
+            return TaskSpec(**values)
+        except TypeError as err:
+            raise ValueError(f"not a task spec: {err}") from None
+    raise TypeError(f"a task spec is a TaskSpec, a command string or a dict, not {type(item).__name__}")
+
+
+def batches(specs: Sequence[TaskSpec]) -> Iterator[tuple[int, list[TaskSpec]]]:
+    """Split specs into (offset, chunk) pieces small enough for one message each."""
+    start = 0
+    while start < len(specs):
+        end, size = start, 0
+        while end < len(specs) and end - start < BATCH_TASKS:
+            size += len(specs[end].command) + len(specs[end].container) + 64
+            if size > BATCH_BYTES and end > start:
+                break
+            end += 1
+        yield start, list(specs[start:end])
+        start = end
+
+
+def batch_message(offset: int, chunk: Iterable[TaskSpec], earlier_ids: Sequence[int]) -> pb.TaskBatch:
+    """The message for one chunk: references to specs of earlier chunks become their ids, the rest are re-based."""
+    messages = []
+    for position, spec in enumerate(chunk, start=offset):
+        message = spec.to_message()
+        for index in spec.after_index:
+            if not 0 <= index < position:
+                raise ValueError(f"spec {position + 1} may only depend on earlier specs, not on spec {index + 1}")
+            if index < offset:
+                message.after.append(earlier_ids[index])
+            else:
+                message.after_batch_index.append(index - offset)
+        messages.append(message)
+    return pb.TaskBatch(tasks=messages)
