@@ -36,7 +36,7 @@ def new_task(request: pb.TaskRequest, index: int | None = None) -> NewTask:
         if request.retry > MAX_RETRY:
             raise InvalidArgument(f"retry must be at most {MAX_RETRY}, not {request.retry}")
         after = tuple(request.after)
-        after_index = tuple(request.after_index)
+        after_index = tuple(request.after_batch_index)
         if len(after) + len(after_index) > MAX_DEPENDENCIES:
             raise InvalidArgument(f"a task may depend on at most {MAX_DEPENDENCIES} others")
         if index is None and after_index:
