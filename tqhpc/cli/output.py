@@ -79,6 +79,9 @@ def tasks_table(tasks: Sequence[TaskInfo], width: int) -> Table:
     with_container = any(t.container for t in tasks)
     if with_container:
         headers.append("CONTAINER")
+    with_name = any(t.name for t in tasks)  # issue 5: names and why a task waits
+    with_reason = any(t.reason and not t.status.terminal for t in tasks)
+    headers += ["NAME"] * with_name + ["WHY"] * with_reason
     rows = []
     for t in tasks:
         row = [
@@ -91,6 +94,10 @@ def tasks_table(tasks: Sequence[TaskInfo], width: int) -> Table:
         ]
         if with_container:
             row.append(escape(t.container))
+        if with_name:
+            row.append(escape(t.name))
+        if with_reason:
+            row.append("" if t.status.terminal else escape(t.reason))
         rows.append(row)
     return _table(headers, rows, right={"ID", "EXIT", "WORKER", "WALL"}, elastic="COMMAND", width=width)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 
 import click
 
@@ -12,26 +11,12 @@ from . import output
 from .options import access_option, connect, json_option
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
-@access_option
-@click.option("--container", default="", help="Run the command in this Apptainer image (path or URI).")
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def submit(access: str | None, container: str, command: tuple[str, ...]) -> None:
-    """Queue COMMAND and print its task id.
-
-    One argument is taken as a shell command line (`tqhpc submit 'echo a | wc -c'`); several are taken as a
-    program and its arguments and quoted for the shell (`tqhpc submit -- python sim.py --seed 3`).
-    """
-    line = command[0] if len(command) == 1 else shlex.join(command)
-    with connect(access) as client:
-        click.echo(client.submit(line, container))
-
-
 @click.command("tasks")
 @access_option
 @click.option("--status", "status", default=None, help="Only these status letters, e.g. F or SF (W P A C R S F X).")
+@click.option("--name", default="", help="Only tasks with this name (issue 5: `submit --name`).")
 @json_option
-def list_tasks(access: str | None, status: str | None, as_json: bool) -> None:
+def list_tasks(access: str | None, status: str | None, name: str, as_json: bool) -> None:
     """List tasks with their status, exit code, worker and wall time."""
     if status is not None:
         try:
@@ -39,7 +24,7 @@ def list_tasks(access: str | None, status: str | None, as_json: bool) -> None:
         except TransitionError as err:
             raise click.BadParameter(str(err), param_hint="--status") from None
     with connect(access) as client:
-        tasks = client.tasks(status)
+        tasks = client.tasks(status, name=name)
     if as_json:
         output.print_json(tasks)
         return
@@ -75,4 +60,4 @@ def logs(access: str | None, task_id: int, follow: bool) -> None:
         client.write_logs(task_id, follow=follow)
 
 
-COMMANDS = [submit, list_tasks, show_task, logs]
+COMMANDS = [list_tasks, show_task, logs]  # `submit` lives in sweeps.py (issue 5)

@@ -1,0 +1,203 @@
+"""Issue 5: `tqhpc submit` (one task or a sweep: --array, --each-line, --param), `tqhpc wait`, `tqhpc cancel`,
+`tqhpc retry`."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from ..client import Client
+from ..expand import Expanded, ExpandError, from_array, from_lines, from_params, parse_array, parse_params, read_lines
+from ..specs import TaskSpec
+from ..status import Status, TransitionError, parse_status_filter
+from ..waiting import WaitTimeout, summary
+from .options import access_option, connect
+
+
+def _ids(values: Sequence[str], what: str = "TASK_IDS") -> list[int]:
+    """Task ids from arguments such as `12`, `3-10` or `4,5`."""
+    ids: list[int] = []
+    for value in values:
+        for part in value.split(","):
+            first, sep, last = part.strip().partition("-")
+            try:
+                if sep:
+                    ids.extend(range(int(first), int(last) + 1))
+                else:
+                    ids.append(int(first))
+            except ValueError:
+                raise click.BadParameter(
+                    f"task ids look like 12, 3-10 or 4,5, not {value!r}", param_hint=what
+                ) from None
+    if any(i < 1 for i in ids):
+        raise click.BadParameter("task ids start at 1", param_hint=what)
+    return ids
+
+
+def _expand(words: Sequence[str], array: str | None, each_line: str | None, params: Sequence[str]) -> list[Expanded]:
+    chosen = [flag for flag, used in (("--array", array), ("--each-line", each_line), ("--param", params)) if used]
+    if len(chosen) > 1:
+        raise click.UsageError(f"use one of --array, --each-line and --param, not {' and '.join(chosen)}")
+    try:
+        if array is not None:
+            return from_array(words, parse_array(array))
+        if each_line is not None:
+            try:
+                text = sys.stdin.read() if each_line == "-" else Path(each_line).read_text()
+            except OSError as err:
+                raise click.BadParameter(f"cannot read {each_line}: {err.strerror}", param_hint="--each-line") from None
+            lines = read_lines(text)
+            if not lines:
+                raise click.BadParameter(f"{each_line} has no non-empty line", param_hint="--each-line")
+            return from_lines(words, lines)
+        if params:
+            return from_params(words, parse_params(params))
+    except ExpandError as err:
+        raise click.UsageError(str(err)) from None
+    return []
+
+
+def _wait(client: Client, ids: list[int], timeout: float | None) -> None:
+    """Wait with a bar on a terminal; exit 1 unless every task succeeded."""
+    try:
+        results = client.wait(ids, timeout=timeout)
+    except WaitTimeout as err:
+        click.echo(f"tqhpc: timed out: {err}", err=True)
+        sys.exit(2)
+    letters = "".join(r.status.value for r in results)
+    click.echo(summary(letters))
+    if any(r.status != Status.SUCCEEDED for r in results):
+        failed = [str(r.task_id) for r in results if r.status != Status.SUCCEEDED]
+        more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+        click.echo(f"not succeeded: {' '.join(failed[:10])}{more} (see `tqhpc tasks --status FX`)", err=True)
+        sys.exit(1)
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@access_option
+@click.option("--container", default="", help="Run the command in this Apptainer image (path or URI).")
+@click.option("--array", default=None, metavar="RANGE", help="One task per id: 1-1000, 0-99:10, 3,7,9. {} is the id.")
+@click.option(
+    "--each-line",
+    default=None,
+    metavar="FILE",
+    help="One task per non-empty line of FILE (- for stdin); {} is the line.",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=V1,V2",
+    help="A sweep over every combination; {NAME} is the value. Repeat.",
+)
+@click.option("--name", default="", help="A name for the task or sweep, to filter with `tasks --name`, `wait --name`.")
+@click.option("--retry", default=0, type=click.IntRange(0, 1000), help="Re-run a failed attempt up to N times.")
+@click.option(
+    "--after", "after", multiple=True, metavar="IDS", help="Wait until these tasks succeed (12, 3-10, 4,5). Repeat."
+)
+@click.option(
+    "--slots", default=1, type=click.IntRange(1, 4096), help="How much of a worker's concurrency each task takes."
+)
+@click.option("--wait", "wait", is_flag=True, help="Wait for the tasks, with a progress bar on a terminal.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def submit(
+    access: str | None,
+    container: str,
+    array: str | None,
+    each_line: str | None,
+    params: tuple[str, ...],
+    name: str,
+    retry: int,
+    after: tuple[str, ...],
+    slots: int,
+    wait: bool,
+    command: tuple[str, ...],
+) -> None:
+    """Queue COMMAND (or a sweep of it) and print the task ids.
+
+    One argument is a shell command line (`tqhpc submit 'echo a | wc -c'`); several are a program and its arguments,
+    quoted for the shell (`tqhpc submit -- python sim.py --seed 3`). In a sweep, `{}` or `{NAME}` in the command
+    is replaced by each value (shell-quoted), and each task finds its array id in $TQHPC_ARRAY_ID:
+
+      tqhpc submit --array 1-1000 -- python sim.py --seed {}
+      tqhpc submit --param a=1,2,3 --param b=x,y 'python fit.py {a} {b}'
+
+    A sweep of any size is sent in one call (batches of 10,000).
+    """
+    depends = tuple(_ids(after, "--after"))
+    expanded = _expand(command, array, each_line, params)
+    with connect(access) as client:
+        if not expanded:
+            line = command[0] if len(command) == 1 else shlex.join(command)
+            ids = [client.submit(line, container, name=name, retry=retry, after=depends, slots=slots)]
+            click.echo(ids[0])
+        else:
+            specs = [TaskSpec(e.command, container, name, retry, depends, (), slots, e.array_id) for e in expanded]
+            ids = client.submit_many(specs)
+            click.echo(f"submitted {len(ids)} tasks: {ids[0]}-{ids[-1]}")
+        if wait:
+            _wait(client, ids, None)
+
+
+def _selection(ids: Sequence[str], name: str, status: str) -> tuple[list[int], str, str]:
+    try:
+        parse_status_filter(status)
+    except TransitionError as err:
+        raise click.BadParameter(str(err), param_hint="--status") from None
+    task_ids = _ids(ids)
+    if not task_ids and not name and not status:
+        raise click.UsageError("name the tasks: TASK_IDS, --name or --status")
+    return task_ids, name, status
+
+
+@click.command("wait")
+@access_option
+@click.argument("task_ids", nargs=-1)
+@click.option("--name", default="", help="Every task with this name.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Give up after this many seconds (exit 2).")
+def wait_command(access: str | None, task_ids: tuple[str, ...], name: str, timeout: float | None) -> None:
+    """Wait until the tasks are finished; exit 0 if they all succeeded, 1 if not."""
+    ids = _ids(task_ids)
+    if not ids and not name:
+        raise click.UsageError("name the tasks: TASK_IDS or --name")
+    with connect(access) as client:
+        if name:
+            ids = sorted(set(ids) | {t.task_id for t in client.tasks(name=name)})
+            if not ids:
+                raise click.UsageError(f"no task is named {name!r}")
+        _wait(client, ids, timeout)
+
+
+@click.command()
+@access_option
+@click.argument("task_ids", nargs=-1)
+@click.option("--name", default="", help="Every task with this name.")
+@click.option("--status", default="", help="Only tasks with these status letters, e.g. P or WP.")
+def cancel(access: str | None, task_ids: tuple[str, ...], name: str, status: str) -> None:
+    """Cancel tasks: waiting and pending ones at once, running ones are killed on their worker."""
+    ids, name, status = _selection(task_ids, name, status)
+    with connect(access) as client:
+        done = client.cancel(ids, name=name, status=status)
+    click.echo(f"cancelled {len(done)} tasks")
+
+
+@click.command()
+@access_option
+@click.argument("task_ids", nargs=-1)
+@click.option("--failed", is_flag=True, help="Only failed tasks (F), not cancelled ones (X).")
+@click.option("--name", default="", help="Every task with this name.")
+def retry(access: str | None, task_ids: tuple[str, ...], failed: bool, name: str) -> None:
+    """Run failed (and cancelled) tasks again, as a new attempt; the earlier attempt's logs are kept."""
+    ids, name, status = _selection(task_ids, name, "F" if failed else "")
+    if not ids and not failed:
+        status = "FX"
+    with connect(access) as client:
+        done = client.retry(ids, name=name, status=status)
+    click.echo(f"{len(done)} tasks back in the queue")
+
+
+COMMANDS = [submit, wait_command, cancel, retry]
