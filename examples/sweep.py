@@ -9,18 +9,16 @@ Run it against a running server (see the README's first command, which does all 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import shlex
 import sys
-import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from tqhpc import Client, Status
+from tqhpc import Client
 
 HERE = Path(__file__).resolve().parent
 A_VALUES = [1.0, 2.0, 3.0, 4.0]
@@ -39,41 +37,41 @@ def main() -> int:
     args = parser.parse_args()
 
     with Client(args.access) as client:
-        script = shlex.quote(str(HERE / "integrate.py"))
-        python = shlex.quote(sys.executable)
-        ids = {
-            client.submit(f"{python} {script} --a {a} --b {b}"): (a, b)
-            for a, b in itertools.product(A_VALUES, B_VALUES)
-        }
-        print(f"submitted {len(ids)} tasks: {min(ids)}..{max(ids)}")
-        deadline = time.monotonic() + args.timeout
-        while True:
-            tasks = {t.task_id: t for t in client.tasks() if t.task_id in ids}
-            if all(t.status.terminal for t in tasks.values()):
-                break
-            if time.monotonic() > deadline:
-                print(f"gave up after {args.timeout:g} s; is a worker running?", file=sys.stderr)
-                return 1
-            time.sleep(0.2)
+        # One call submits the whole grid (the cartesian product of a and b), in one batch.
+        sweep = client.sweep(
+            f"{shlex.quote(sys.executable)} {shlex.quote(str(HERE / 'integrate.py'))} --a {{a}} --b {{b}}",
+            a=A_VALUES,
+            b=B_VALUES,
+            name="integrate",
+            retry=1,  # a task that fails is run once more before it counts as failed
+        )
+        print(f"submitted {len(sweep)} tasks: {sweep.ids[0]}..{sweep.ids[-1]}")
+        try:
+            results = sweep.wait(timeout=args.timeout)  # a progress bar when run in a terminal
+        except TimeoutError as err:
+            print(f"gave up after {args.timeout:g} s ({err}); is a worker running?", file=sys.stderr)
+            return 1
 
         table = Table(title="∫₀¹ sin(a·x)·e^(-b·x) dx")
         for column in ("task", "a", "b", "integral", "|error|", "check"):
             table.add_column(column, justify="right")
         failures = 0
-        for task_id, (a, b) in sorted(ids.items()):
-            task = tasks[task_id]
-            if task.status != Status.SUCCEEDED:
+        for params, result in zip(sweep.params, results, strict=True):
+            a, b = params["a"], params["b"]
+            task_id = result.task_id
+            if not result.ok:
                 failures += 1
-                table.add_row(str(task_id), f"{a:g}", f"{b:g}", "", "", f"[red]{task.status.label}[/]")
+                table.add_row(str(task_id), f"{a:g}", f"{b:g}", "", "", f"[red]{result.status.label}[/]")
                 continue
-            stdout = b"".join(c.data for c in client.logs(task_id) if c.stream == "O")
-            value = json.loads(stdout)["integral"]
+            value = json.loads(sweep.stdout(task_id))["integral"]
             error = abs(value - exact(a, b))
             ok = error < 1e-9
             failures += not ok
             table.add_row(str(task_id), f"{a:g}", f"{b:g}", f"{value:.10f}", f"{error:.1e}", "ok" if ok else "WRONG")
+        for params, result in sweep.failures():
+            print(f"failed: {params} ({result.reason}); `sweep.rerun_failed()` would run only these again")
         Console().print(table)
-        print(f"{len(ids) - failures} of {len(ids)} results match the closed form")
+        print(f"{len(sweep) - failures} of {len(sweep)} results match the closed form")
         return 1 if failures else 0
 
 

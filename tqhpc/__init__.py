@@ -1,7 +1,20 @@
 """tqhpc: a task queue that bridges researchers and HPC clusters."""
 
-from .client import Client, ClientError, LogChunk, TaskInfo, WorkerInfo
+from .client import Client, ClientError, LogChunk, TaskInfo, TaskResult, WorkerInfo
+from .specs import TaskSpec
 from .status import Status
+from .sweep import Sweep
 
 __version__ = "0.1.0"
-__all__ = ["Client", "ClientError", "LogChunk", "Status", "TaskInfo", "WorkerInfo", "__version__"]
+__all__ = [
+    "Client",
+    "ClientError",
+    "LogChunk",
+    "Status",
+    "Sweep",
+    "TaskInfo",
+    "TaskResult",
+    "TaskSpec",
+    "WorkerInfo",
+    "__version__",
+]

@@ -16,6 +16,7 @@ from .channel import sync_stub
 from .records import TaskInfo, WorkerInfo
 from .specs import SpecLike, TaskSpec, as_spec, batch_message, batches
 from .status import Status
+from .sweep import Sweep, submit_sweep
 from .waiting import wait_letters
 
 DEFAULT_TIMEOUT = 60.0
@@ -181,6 +182,22 @@ class Client:
         wanted = list(task_ids)
         wait_letters(self.letters, wanted, timeout=timeout, progress=progress)
         return self.status(wanted)
+
+    def sweep(
+        self,
+        template: str,
+        params: Iterable[Mapping[str, Any]] | None = None,
+        *,
+        name: str = "",
+        container: str = "",
+        retry: int = 0,
+        slots: int = 1,
+        **axes: Sequence[Any],
+    ) -> Sweep:
+        """Submit `template` once per combination: `sweep("run {a} {b}", a=[1, 2], b=[3, 4])` (the cartesian
+        product) or `sweep("run {a}", [{"a": 1}, {"a": 5}])`. Values are shell-quoted into the `{fields}`.
+        Returns a `Sweep` handle: wait(), failures(), rerun_failed()."""
+        return submit_sweep(self, template, params, name=name, container=container, retry=retry, slots=slots, axes=axes)
 
     def follow(self, task_id: int) -> Iterator[LogChunk]:
         """The task's output, live, until it ends."""
