@@ -106,7 +106,7 @@ def test_wait_cancel_and_retry_from_the_cli(server, workers, tmp_path) -> None:
         (("submit", "--after", "99999", "echo"), "depends on task 99999, which does not exist", 1),
         (("submit", "--slots", "0", "echo"), "0 is not in the range", 2),
         (("cancel",), "name the tasks", 2),
-        (("retry",), "name the tasks: TASK_IDS, --name or --status", 2),
+        (("retry",), "name the tasks: TASK_IDS, --name or --failed", 2),
         (("wait", "424242"), "no task 424242", 1),
         (("wait", "--name", "nobody"), "no task is named 'nobody'", 2),
     ],

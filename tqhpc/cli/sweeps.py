@@ -143,14 +143,14 @@ def submit(
             _wait(client, ids, None)
 
 
-def _selection(ids: Sequence[str], name: str, status: str) -> tuple[list[int], str, str]:
+def _selection(ids: Sequence[str], name: str, status: str, hint: str = "--status") -> tuple[list[int], str, str]:
     try:
         parse_status_filter(status)
     except TransitionError as err:
         raise click.BadParameter(str(err), param_hint="--status") from None
     task_ids = _ids(ids)
     if not task_ids and not name and not status:
-        raise click.UsageError("name the tasks: TASK_IDS, --name or --status")
+        raise click.UsageError(f"name the tasks: TASK_IDS, --name or {hint}")
     return task_ids, name, status
 
 
@@ -192,7 +192,7 @@ def cancel(access: str | None, task_ids: tuple[str, ...], name: str, status: str
 @click.option("--name", default="", help="Every task with this name.")
 def retry(access: str | None, task_ids: tuple[str, ...], failed: bool, name: str) -> None:
     """Run failed (and cancelled) tasks again, as a new attempt; the earlier attempt's logs are kept."""
-    ids, name, status = _selection(task_ids, name, "F" if failed else "")
+    ids, name, status = _selection(task_ids, name, "F" if failed else "", hint="--failed")
     if not ids and not failed:
         status = "FX"
     with connect(access) as client:
