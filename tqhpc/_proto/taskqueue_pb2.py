@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0ftaskqueue.proto\x12\ttaskqueue\"\x16\n\x03\x41\x63k\x12\x0f\n\x07success\x18\x01 \x01(\x08\"@\n\x10ListTasksRequest\x12\x1a\n\rstatus_filter\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_status_filter\"\x14\n\x12ListWorkersRequest\"\x9b\x02\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\tworker_id\x18\x06 \x01(\rH\x01\x88\x01\x01\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12\x14\n\x0csubmitted_at\x18\x08 \x01(\x01\x12\x17\n\nstarted_at\x18\t \x01(\x01H\x02\x88\x01\x01\x12\x15\n\x08\x65nded_at\x18\n \x01(\x01H\x03\x88\x01\x01\x12\x0e\n\x06reason\x18\x0b \x01(\tB\x0c\n\n_exit_codeB\x0c\n\n_worker_idB\r\n\x0b_started_atB\x0b\n\t_ended_at\"+\n\x06TaskId\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x10\n\x08snapshot\x18\x02 \x01(\x08\"*\n\x08TaskList\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.taskqueue.Task\"G\n\x10TaskListAndOther\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.taskqueue.Task\x12\x13\n\x0b\x63oncurrency\x18\x02 \x01(\r\"w\n\x07TaskLog\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x10\n\x08log_type\x18\x02 \x01(\t\x12\x10\n\x08log_text\x18\x03 \x01(\t\x12\x11\n\tlog_bytes\x18\x04 \x01(\x0c\x12\x16\n\tworker_id\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x0c\n\n_worker_id\"1\n\x0bTaskRequest\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x11\n\tcontainer\x18\x02 \x01(\t\"\x1f\n\x0cTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\r\"\x93\x01\n\x10TaskStatusUpdate\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x12\n\nnew_status\x18\x02 \x01(\t\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\tworker_id\x18\x04 \x01(\rH\x01\x88\x01\x01\x12\x0e\n\x06reason\x18\x05 \x01(\tB\x0c\n\n_exit_codeB\x0c\n\n_worker_id\"\x8a\x02\n\x06Worker\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\r\x12\x10\n\x08prefetch\x18\x04 \x01(\r\x12\r\n\x05state\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x10\n\x08hostname\x18\x07 \x01(\t\x12\x16\n\tlast_ping\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07running\x18\t \x01(\r\x12\x0c\n\x04held\x18\n \x01(\r\x12\x10\n\x03pid\x18\x0b \x01(\rH\x01\x88\x01\x01\x12\x17\n\ncreated_at\x18\x0c \x01(\x01H\x02\x88\x01\x01\x42\x0c\n\n_last_pingB\x06\n\x04_pidB\r\n\x0b_created_at\"/\n\x08WorkerId\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x10\n\x08\x64raining\x18\x02 \x01(\x08\"\x1f\n\tWorkerIds\x12\x12\n\nworker_ids\x18\x01 \x03(\r\"\xad\x01\n\nWorkerInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0b\x63oncurrency\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x15\n\x08prefetch\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x16\n\tworker_id\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x0b\n\x03pid\x18\x06 \x01(\rB\x0e\n\x0c_concurrencyB\x0b\n\t_prefetchB\x0c\n\n_worker_id\"\x9f\x01\n\rWorkerRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0e\n\x06\x66lavor\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\r\x12\x13\n\x0b\x63oncurrency\x18\x04 \x01(\r\x12\x10\n\x08prefetch\x18\x05 \x01(\r\x12\x0f\n\x07step_id\x18\x06 \x01(\r\x12\x11\n\tflavor_id\x18\x07 \x01(\r\x12\x11\n\tregion_id\x18\x08 \x01(\r\"1\n\x0bWorkersList\x12\"\n\x07workers\x18\x01 \x03(\x0b\x32\x11.taskqueue.Worker\"B\n\x0bTaskRelease\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x10\n\x08task_ids\x18\x02 \x03(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"o\n\x0cWorkerUpdate\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x18\n\x0b\x63oncurrency\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x15\n\x08prefetch\x18\x03 \x01(\rH\x01\x88\x01\x01\x42\x0e\n\x0c_concurrencyB\x0b\n\t_prefetch2\xa0\x06\n\tTaskQueue\x12=\n\nSubmitTask\x12\x16.taskqueue.TaskRequest\x1a\x17.taskqueue.TaskResponse\x12<\n\x0eRegisterWorker\x12\x15.taskqueue.WorkerInfo\x1a\x13.taskqueue.WorkerId\x12G\n\x13PingAndTakeNewTasks\x12\x13.taskqueue.WorkerId\x1a\x1b.taskqueue.TaskListAndOther\x12?\n\x10UpdateTaskStatus\x12\x1b.taskqueue.TaskStatusUpdate\x1a\x0e.taskqueue.Ack\x12\x34\n\x0cSendTaskLogs\x12\x12.taskqueue.TaskLog\x1a\x0e.taskqueue.Ack(\x01\x12\x39\n\x0eStreamTaskLogs\x12\x11.taskqueue.TaskId\x1a\x12.taskqueue.TaskLog0\x01\x12=\n\tListTasks\x12\x1b.taskqueue.ListTasksRequest\x1a\x13.taskqueue.TaskList\x12\x44\n\x0bListWorkers\x12\x1d.taskqueue.ListWorkersRequest\x1a\x16.taskqueue.WorkersList\x12>\n\x0c\x43reateWorker\x12\x18.taskqueue.WorkerRequest\x1a\x14.taskqueue.WorkerIds\x12\x33\n\x0c\x44\x65leteWorker\x12\x13.taskqueue.WorkerId\x1a\x0e.taskqueue.Ack\x12-\n\x07GetTask\x12\x11.taskqueue.TaskId\x1a\x0f.taskqueue.Task\x12\x36\n\x0cReleaseTasks\x12\x16.taskqueue.TaskRelease\x1a\x0e.taskqueue.Ack\x12:\n\x0cUpdateWorker\x12\x17.taskqueue.WorkerUpdate\x1a\x11.taskqueue.Workerb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0ftaskqueue.proto\x12\ttaskqueue\"\x16\n\x03\x41\x63k\x12\x0f\n\x07success\x18\x01 \x01(\x08\"@\n\x10ListTasksRequest\x12\x1a\n\rstatus_filter\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_status_filter\"\x14\n\x12ListWorkersRequest\"\xad\x03\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\tworker_id\x18\x06 \x01(\rH\x01\x88\x01\x01\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12\x14\n\x0csubmitted_at\x18\x08 \x01(\x01\x12\x17\n\nstarted_at\x18\t \x01(\x01H\x02\x88\x01\x01\x12\x15\n\x08\x65nded_at\x18\n \x01(\x01H\x03\x88\x01\x01\x12\x0e\n\x06reason\x18\x0b \x01(\t\x12\x0f\n\x07timeout\x18\x0c \x01(\x01\x12\x14\n\x0cmemory_limit\x18\r \x01(\x04\x12\x0f\n\x07\x66\x61ilure\x18\x0e \x01(\t\x12\'\n\x05usage\x18\x0f \x01(\x0b\x32\x18.taskqueue.ResourceUsage\x12/\n\rattempt_usage\x18\x10 \x03(\x0b\x32\x18.taskqueue.ResourceUsageB\x0c\n\n_exit_codeB\x0c\n\n_worker_idB\r\n\x0b_started_atB\x0b\n\t_ended_at\"+\n\x06TaskId\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x10\n\x08snapshot\x18\x02 \x01(\x08\"*\n\x08TaskList\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.taskqueue.Task\"G\n\x10TaskListAndOther\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.taskqueue.Task\x12\x13\n\x0b\x63oncurrency\x18\x02 \x01(\r\"w\n\x07TaskLog\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x10\n\x08log_type\x18\x02 \x01(\t\x12\x10\n\x08log_text\x18\x03 \x01(\t\x12\x11\n\tlog_bytes\x18\x04 \x01(\x0c\x12\x16\n\tworker_id\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x0c\n\n_worker_id\"X\n\x0bTaskRequest\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x11\n\tcontainer\x18\x02 \x01(\t\x12\x0f\n\x07timeout\x18\x03 \x01(\x01\x12\x14\n\x0cmemory_limit\x18\x04 \x01(\x04\"\x1f\n\x0cTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\r\"\xcd\x01\n\x10TaskStatusUpdate\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x12\n\nnew_status\x18\x02 \x01(\t\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\tworker_id\x18\x04 \x01(\rH\x01\x88\x01\x01\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\'\n\x05usage\x18\x06 \x01(\x0b\x32\x18.taskqueue.ResourceUsage\x12\x0f\n\x07\x66\x61ilure\x18\x07 \x01(\tB\x0c\n\n_exit_codeB\x0c\n\n_worker_id\"\xff\x02\n\x06Worker\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\r\x12\x10\n\x08prefetch\x18\x04 \x01(\r\x12\r\n\x05state\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x10\n\x08hostname\x18\x07 \x01(\t\x12\x16\n\tlast_ping\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07running\x18\t \x01(\r\x12\x0c\n\x04held\x18\n \x01(\r\x12\x10\n\x03pid\x18\x0b \x01(\rH\x01\x88\x01\x01\x12\x17\n\ncreated_at\x18\x0c \x01(\x01H\x02\x88\x01\x01\x12%\n\x05stats\x18\r \x01(\x0b\x32\x16.taskqueue.WorkerStats\x12\x1e\n\x11\x63ontainer_capable\x18\x0e \x01(\x08H\x03\x88\x01\x01\x12\x16\n\x0e\x63ontainer_note\x18\x0f \x01(\tB\x0c\n\n_last_pingB\x06\n\x04_pidB\r\n\x0b_created_atB\x14\n\x12_container_capable\"V\n\x08WorkerId\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x10\n\x08\x64raining\x18\x02 \x01(\x08\x12%\n\x05stats\x18\x03 \x01(\x0b\x32\x16.taskqueue.WorkerStats\"\x1f\n\tWorkerIds\x12\x12\n\nworker_ids\x18\x01 \x03(\r\"\xfb\x01\n\nWorkerInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0b\x63oncurrency\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x15\n\x08prefetch\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x16\n\tworker_id\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x0b\n\x03pid\x18\x06 \x01(\r\x12\x1e\n\x11\x63ontainer_capable\x18\x07 \x01(\x08H\x03\x88\x01\x01\x12\x16\n\x0e\x63ontainer_note\x18\x08 \x01(\tB\x0e\n\x0c_concurrencyB\x0b\n\t_prefetchB\x0c\n\n_worker_idB\x14\n\x12_container_capable\"\x9f\x01\n\rWorkerRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0e\n\x06\x66lavor\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\r\x12\x13\n\x0b\x63oncurrency\x18\x04 \x01(\r\x12\x10\n\x08prefetch\x18\x05 \x01(\r\x12\x0f\n\x07step_id\x18\x06 \x01(\r\x12\x11\n\tflavor_id\x18\x07 \x01(\r\x12\x11\n\tregion_id\x18\x08 \x01(\r\"1\n\x0bWorkersList\x12\"\n\x07workers\x18\x01 \x03(\x0b\x32\x11.taskqueue.Worker\"B\n\x0bTaskRelease\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x10\n\x08task_ids\x18\x02 \x03(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"o\n\x0cWorkerUpdate\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x18\n\x0b\x63oncurrency\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x15\n\x08prefetch\x18\x03 \x01(\rH\x01\x88\x01\x01\x42\x0e\n\x0c_concurrencyB\x0b\n\t_prefetch\"\xf3\x02\n\rResourceUsage\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\r\x12\x11\n\tworker_id\x18\x02 \x01(\r\x12\x13\n\x0bworker_name\x18\x03 \x01(\t\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x14\n\x0cslurm_job_id\x18\x05 \x01(\t\x12\x12\n\nstarted_at\x18\x06 \x01(\x01\x12\x10\n\x08\x65nded_at\x18\x07 \x01(\x01\x12\x11\n\twall_time\x18\x08 \x01(\x01\x12\x10\n\x08\x63pu_user\x18\t \x01(\x01\x12\x12\n\ncpu_system\x18\n \x01(\x01\x12\x10\n\x08peak_rss\x18\x0b \x01(\x04\x12\x10\n\x08last_rss\x18\x0c \x01(\x04\x12\x12\n\nread_bytes\x18\r \x01(\x04\x12\x13\n\x0bwrite_bytes\x18\x0e \x01(\x04\x12\x16\n\texit_code\x18\x0f \x01(\x05H\x00\x88\x01\x01\x12\x0f\n\x07samples\x18\x10 \x01(\r\x12\r\n\x05\x66inal\x18\x11 \x01(\x08\x12\x0f\n\x07\x66\x61ilure\x18\x12 \x01(\tB\x0c\n\n_exit_code\"\xbd\x01\n\x0bWorkerStats\x12\x13\n\x0b\x63pu_percent\x18\x01 \x01(\x01\x12\r\n\x05load1\x18\x02 \x01(\x01\x12\r\n\x05load5\x18\x03 \x01(\x01\x12\x0e\n\x06load15\x18\x04 \x01(\x01\x12\x13\n\x0bmemory_used\x18\x05 \x01(\x04\x12\x18\n\x10memory_available\x18\x06 \x01(\x04\x12\x11\n\tdisk_free\x18\x07 \x01(\x04\x12\x15\n\rrunning_tasks\x18\x08 \x01(\r\x12\x12\n\nsampled_at\x18\t \x01(\x01\x32\xa0\x06\n\tTaskQueue\x12=\n\nSubmitTask\x12\x16.taskqueue.TaskRequest\x1a\x17.taskqueue.TaskResponse\x12<\n\x0eRegisterWorker\x12\x15.taskqueue.WorkerInfo\x1a\x13.taskqueue.WorkerId\x12G\n\x13PingAndTakeNewTasks\x12\x13.taskqueue.WorkerId\x1a\x1b.taskqueue.TaskListAndOther\x12?\n\x10UpdateTaskStatus\x12\x1b.taskqueue.TaskStatusUpdate\x1a\x0e.taskqueue.Ack\x12\x34\n\x0cSendTaskLogs\x12\x12.taskqueue.TaskLog\x1a\x0e.taskqueue.Ack(\x01\x12\x39\n\x0eStreamTaskLogs\x12\x11.taskqueue.TaskId\x1a\x12.taskqueue.TaskLog0\x01\x12=\n\tListTasks\x12\x1b.taskqueue.ListTasksRequest\x1a\x13.taskqueue.TaskList\x12\x44\n\x0bListWorkers\x12\x1d.taskqueue.ListWorkersRequest\x1a\x16.taskqueue.WorkersList\x12>\n\x0c\x43reateWorker\x12\x18.taskqueue.WorkerRequest\x1a\x14.taskqueue.WorkerIds\x12\x33\n\x0c\x44\x65leteWorker\x12\x13.taskqueue.WorkerId\x1a\x0e.taskqueue.Ack\x12-\n\x07GetTask\x12\x11.taskqueue.TaskId\x1a\x0f.taskqueue.Task\x12\x36\n\x0cReleaseTasks\x12\x16.taskqueue.TaskRelease\x1a\x0e.taskqueue.Ack\x12:\n\x0cUpdateWorker\x12\x17.taskqueue.WorkerUpdate\x1a\x11.taskqueue.Workerb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,37 +38,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTWORKERSREQUEST']._serialized_start=120
   _globals['_LISTWORKERSREQUEST']._serialized_end=140
   _globals['_TASK']._serialized_start=143
-  _globals['_TASK']._serialized_end=426
-  _globals['_TASKID']._serialized_start=428
-  _globals['_TASKID']._serialized_end=471
-  _globals['_TASKLIST']._serialized_start=473
-  _globals['_TASKLIST']._serialized_end=515
-  _globals['_TASKLISTANDOTHER']._serialized_start=517
-  _globals['_TASKLISTANDOTHER']._serialized_end=588
-  _globals['_TASKLOG']._serialized_start=590
-  _globals['_TASKLOG']._serialized_end=709
-  _globals['_TASKREQUEST']._serialized_start=711
-  _globals['_TASKREQUEST']._serialized_end=760
-  _globals['_TASKRESPONSE']._serialized_start=762
-  _globals['_TASKRESPONSE']._serialized_end=793
-  _globals['_TASKSTATUSUPDATE']._serialized_start=796
-  _globals['_TASKSTATUSUPDATE']._serialized_end=943
-  _globals['_WORKER']._serialized_start=946
-  _globals['_WORKER']._serialized_end=1212
-  _globals['_WORKERID']._serialized_start=1214
-  _globals['_WORKERID']._serialized_end=1261
-  _globals['_WORKERIDS']._serialized_start=1263
-  _globals['_WORKERIDS']._serialized_end=1294
-  _globals['_WORKERINFO']._serialized_start=1297
-  _globals['_WORKERINFO']._serialized_end=1470
-  _globals['_WORKERREQUEST']._serialized_start=1473
-  _globals['_WORKERREQUEST']._serialized_end=1632
-  _globals['_WORKERSLIST']._serialized_start=1634
-  _globals['_WORKERSLIST']._serialized_end=1683
-  _globals['_TASKRELEASE']._serialized_start=1685
-  _globals['_TASKRELEASE']._serialized_end=1751
-  _globals['_WORKERUPDATE']._serialized_start=1753
-  _globals['_WORKERUPDATE']._serialized_end=1864
-  _globals['_TASKQUEUE']._serialized_start=1867
-  _globals['_TASKQUEUE']._serialized_end=2667
+  _globals['_TASK']._serialized_end=572
+  _globals['_TASKID']._serialized_start=574
+  _globals['_TASKID']._serialized_end=617
+  _globals['_TASKLIST']._serialized_start=619
+  _globals['_TASKLIST']._serialized_end=661
+  _globals['_TASKLISTANDOTHER']._serialized_start=663
+  _globals['_TASKLISTANDOTHER']._serialized_end=734
+  _globals['_TASKLOG']._serialized_start=736
+  _globals['_TASKLOG']._serialized_end=855
+  _globals['_TASKREQUEST']._serialized_start=857
+  _globals['_TASKREQUEST']._serialized_end=945
+  _globals['_TASKRESPONSE']._serialized_start=947
+  _globals['_TASKRESPONSE']._serialized_end=978
+  _globals['_TASKSTATUSUPDATE']._serialized_start=981
+  _globals['_TASKSTATUSUPDATE']._serialized_end=1186
+  _globals['_WORKER']._serialized_start=1189
+  _globals['_WORKER']._serialized_end=1572
+  _globals['_WORKERID']._serialized_start=1574
+  _globals['_WORKERID']._serialized_end=1660
+  _globals['_WORKERIDS']._serialized_start=1662
+  _globals['_WORKERIDS']._serialized_end=1693
+  _globals['_WORKERINFO']._serialized_start=1696
+  _globals['_WORKERINFO']._serialized_end=1947
+  _globals['_WORKERREQUEST']._serialized_start=1950
+  _globals['_WORKERREQUEST']._serialized_end=2109
+  _globals['_WORKERSLIST']._serialized_start=2111
+  _globals['_WORKERSLIST']._serialized_end=2160
+  _globals['_TASKRELEASE']._serialized_start=2162
+  _globals['_TASKRELEASE']._serialized_end=2228
+  _globals['_WORKERUPDATE']._serialized_start=2230
+  _globals['_WORKERUPDATE']._serialized_end=2341
+  _globals['_RESOURCEUSAGE']._serialized_start=2344
+  _globals['_RESOURCEUSAGE']._serialized_end=2715
+  _globals['_WORKERSTATS']._serialized_start=2718
+  _globals['_WORKERSTATS']._serialized_end=2907
+  _globals['_TASKQUEUE']._serialized_start=2910
+  _globals['_TASKQUEUE']._serialized_end=3710
 # @@protoc_insertion_point(module_scope)

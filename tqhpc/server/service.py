@@ -16,10 +16,11 @@ from grpc import aio
 
 from .._proto import pb, rpc
 from ..errors import InvalidArgument, NotFound, TqhpcError
-from ..records import WorkerState
+from ..records import ResourceUsage, TaskInfo, WorkerState, WorkerStats
 from ..status import parse_status, parse_status_filter
 from ..store import Database
 from ..store import tasks as task_ops
+from ..store import usage as usage_ops
 from ..store import workers as worker_ops
 from . import validate
 from .logs import LOG_TYPES, LogStore
@@ -84,18 +85,25 @@ class TaskQueueService(rpc.TaskQueueServicer):
     @_unary
     async def SubmitTask(self, request: pb.TaskRequest, context: aio.ServicerContext) -> pb.TaskResponse:
         spec = (validate.command(request.command), validate.container(request.container))
-        ids = await self.db.run(lambda c: task_ops.insert_tasks(c, [spec], time.time()))
+        timeout = validate.timeout(request.timeout)
+
+        def insert(conn: Any) -> list[int]:
+            ids = task_ops.insert_tasks(conn, [spec], time.time())
+            usage_ops.set_limits(conn, ids[0], timeout=timeout, memory_limit=request.memory_limit)  # issue 3
+            return ids
+
+        ids = await self.db.run(insert)
         return pb.TaskResponse(task_id=ids[0])
 
     @_unary
     async def GetTask(self, request: pb.TaskId, context: aio.ServicerContext) -> pb.Task:
-        task = await self.db.run(lambda c: task_ops.get_task(c, request.task_id))
+        task = await self.db.run(lambda c: usage_ops.with_all_usage(c, task_ops.get_task(c, request.task_id)))
         return task.to_message()
 
     @_unary
     async def ListTasks(self, request: pb.ListTasksRequest, context: aio.ServicerContext) -> pb.TaskList:
         statuses = parse_status_filter(request.status_filter) if request.HasField("status_filter") else frozenset()
-        records = await self.db.run(lambda c: task_ops.list_tasks(c, statuses))
+        records = await self.db.run(lambda c: usage_ops.with_latest_usage(c, task_ops.list_tasks(c, statuses)))
         return pb.TaskList(tasks=[t.to_message() for t in records])
 
     @_unary
@@ -103,11 +111,17 @@ class TaskQueueService(rpc.TaskQueueServicer):
         new = parse_status(request.new_status)
         exit_code = request.exit_code if request.HasField("exit_code") else None
         worker_id = request.worker_id if request.HasField("worker_id") else None
-        task = await self.db.run(
-            lambda c: task_ops.update_status(
-                c, request.task_id, new, time.time(), exit_code=exit_code, worker_id=worker_id, reason=request.reason
+        usage = ResourceUsage.from_message(request.usage) if request.HasField("usage") else None
+        failure = validate.name(request.failure, "failure")
+
+        def update(conn: Any) -> TaskInfo:
+            task = task_ops.update_status(
+                conn, request.task_id, new, time.time(), exit_code=exit_code, worker_id=worker_id, reason=request.reason
             )
-        )
+            usage_ops.record_update(conn, task, new, worker_id, usage, failure)  # issue 3
+            return task
+
+        task = await self.db.run(update)
         if task.status.terminal:
             self.logs.notify([task.task_id])
         return pb.Ack(success=True)
@@ -238,14 +252,25 @@ class TaskQueueService(rpc.TaskQueueServicer):
                 worker_id=worker_id,
             )
         )
+        capable = request.container_capable if request.HasField("container_capable") else None
+        note = validate.name(request.container_note, "container note")
+        await self.db.run(lambda c: usage_ops.set_container_capability(c, worker.worker_id, capable, note))
         log.info("worker %d (%s) registered from %s", worker.worker_id, worker.name, hostname)
+        if capable is False:
+            log.warning("worker %d cannot run container tasks: %s", worker.worker_id, note)
         return pb.WorkerId(worker_id=worker.worker_id)
 
     @_unary
     async def PingAndTakeNewTasks(self, request: pb.WorkerId, context: aio.ServicerContext) -> pb.TaskListAndOther:
-        result = await self.db.run(
-            lambda c: worker_ops.ping(c, request.worker_id, time.time(), draining=request.draining)
-        )
+        stats = WorkerStats.from_message(request.stats) if request.HasField("stats") else None
+
+        def ping(conn: Any) -> worker_ops.PingResult:
+            result = worker_ops.ping(conn, request.worker_id, time.time(), draining=request.draining)
+            if stats is not None:
+                usage_ops.store_stats(conn, request.worker_id, stats)  # issue 3
+            return result
+
+        result = await self.db.run(ping)
         return pb.TaskListAndOther(tasks=[t.to_message() for t in result.tasks], concurrency=result.concurrency)
 
     @_unary
@@ -259,7 +284,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
     @_unary
     async def ListWorkers(self, request: pb.ListWorkersRequest, context: aio.ServicerContext) -> pb.WorkersList:
-        workers = await self.db.run(worker_ops.list_workers)
+        workers = await self.db.run(lambda c: usage_ops.with_stats(c, worker_ops.list_workers(c)))
         return pb.WorkersList(workers=[w.to_message() for w in workers])
 
     @_unary

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from ..errors import FailedPrecondition, NotFound
 from ..records import TaskInfo
 from ..status import HELD, TERMINAL, Status, check_worker_transition
+from . import usage
 
 _HELD_LETTERS = frozenset(s.value for s in HELD)
 _HELD_SQL = "(" + ", ".join(f"'{letter}'" for letter in sorted(_HELD_LETTERS)) + ")"
@@ -100,9 +101,10 @@ def assign_pending(conn: sqlite3.Connection, worker_id: int, room: int) -> int:
     """Hand up to `room` pending tasks, oldest first, to the worker; return how many."""
     if room <= 0:
         return 0
+    eligible = usage.container_condition(conn, worker_id)  # issue 3: container tasks only to capable workers
     cursor = conn.execute(
         "UPDATE tasks SET status = 'A', worker_id = ?, attempts = attempts + 1, reason = '' "
-        "WHERE task_id IN (SELECT task_id FROM tasks WHERE status = 'P' ORDER BY task_id LIMIT ?)",
+        f"WHERE task_id IN (SELECT task_id FROM tasks WHERE status = 'P' AND {eligible} ORDER BY task_id LIMIT ?)",
         (worker_id, room),
     )
     return cursor.rowcount
