@@ -73,9 +73,14 @@ class Client:
 
     # --- tasks -------------------------------------------------------------------------------------------------
 
-    def submit(self, command: str, container: str = "") -> int:
-        """Queue one command (run as `sh -c COMMAND`); return its task id."""
-        return self._call(self._stub.SubmitTask, pb.TaskRequest(command=command, container=container)).task_id
+    def submit(self, command: str, container: str = "", *, timeout: float = 0.0, memory_limit: int = 0) -> int:
+        """Queue one command (run as `sh -c COMMAND`); return its task id.
+
+        `timeout` (seconds of wall-clock time) and `memory_limit` (bytes of RSS over all the task's processes) are
+        limits the worker holds the task to: over one, it kills the task's whole process tree and the task fails.
+        """
+        request = pb.TaskRequest(command=command, container=container, timeout=timeout, memory_limit=memory_limit)
+        return self._call(self._stub.SubmitTask, request).task_id
 
     def task(self, task_id: int) -> TaskInfo:
         return TaskInfo.from_message(self._call(self._stub.GetTask, pb.TaskId(task_id=task_id)))

@@ -10,13 +10,16 @@ import click
 from ..status import TransitionError, parse_status_filter
 from . import output
 from .options import access_option, connect, json_option
+from .units import DurationType, SizeType
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
 @access_option
 @click.option("--container", default="", help="Run the command in this Apptainer image (path or URI).")
+@click.option("--timeout", type=DurationType(), default=0.0, help="Kill it after this long: 90, 30s, 10m, 1h30m.")
+@click.option("--memory", type=SizeType(), default=0, help="Kill it when its processes use more RSS: 512M, 2G.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def submit(access: str | None, container: str, command: tuple[str, ...]) -> None:
+def submit(access: str | None, container: str, timeout: float, memory: int, command: tuple[str, ...]) -> None:
     """Queue COMMAND and print its task id.
 
     One argument is taken as a shell command line (`tqhpc submit 'echo a | wc -c'`); several are taken as a
@@ -24,7 +27,7 @@ def submit(access: str | None, container: str, command: tuple[str, ...]) -> None
     """
     line = command[0] if len(command) == 1 else shlex.join(command)
     with connect(access) as client:
-        click.echo(client.submit(line, container))
+        click.echo(client.submit(line, container, timeout=timeout, memory_limit=memory))
 
 
 @click.command("tasks")
@@ -50,19 +53,21 @@ def list_tasks(access: str | None, status: str | None, as_json: bool) -> None:
 
 @click.command("task")
 @access_option
-@click.argument("task_id", type=click.IntRange(min=1))
+@click.argument("words", nargs=-1, required=True, metavar="[show] TASK_ID")
 @json_option
-def show_task(access: str | None, task_id: int, as_json: bool) -> None:
-    """Show one task's whole record."""
+def show_task(access: str | None, words: tuple[str, ...], as_json: bool) -> None:
+    """Show one task's whole record, with what each attempt cost (`tqhpc task 7` or `tqhpc task show 7`)."""
+    if words and words[0] == "show":
+        words = words[1:]
+    if len(words) != 1 or not words[0].isdigit() or int(words[0]) < 1:
+        raise click.BadParameter(f"expected one task id (a positive integer), got {' '.join(words)!r}")
     with connect(access) as client:
-        task = client.task(task_id)
+        task = client.task(int(words[0]))
     record = task.to_dict()
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return
-    width = max(map(len, record))
-    for key, value in record.items():
-        click.echo(f"{key:<{width}}  {'' if value is None else value}")
+    output.print_task_record(record)
 
 
 @click.command()

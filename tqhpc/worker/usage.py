@@ -62,7 +62,8 @@ class TreeSampler:
 
     def _sample(self) -> int:
         rss_now = 0
-        for process in self.tree():
+        tree = self.tree()
+        for process in tree:
             try:
                 with process.oneshot():
                     key = (process.pid, process.create_time())
@@ -81,8 +82,9 @@ class TreeSampler:
             seen.cpu_system = max(seen.cpu_system, times.system)
             seen.peak_rss = max(seen.peak_rss, rss, _high_water_mark(process.pid))
             rss_now += rss
-        self.samples += 1
-        self.last_rss = rss_now
+        if rss_now:  # a tree that is gone (or only a zombie) is no sample: the last RSS stays the last real one
+            self.samples += 1
+            self.last_rss = rss_now
         self.peak_rss = max(self.peak_rss, rss_now)
         return rss_now
 

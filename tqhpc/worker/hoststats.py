@@ -1,0 +1,43 @@
+"""The worker's host at a glance, sent with every ping so `tqhpc workers` shows load and memory of each node."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import psutil
+
+from ..records import WorkerStats
+
+
+class HostStats:
+    def __init__(self, scratch: Path) -> None:
+        self.scratch = scratch
+        psutil.cpu_percent(None)  # the first call only starts the measurement
+
+    def sample(self, running_tasks: int) -> WorkerStats:
+        """Cheap enough for every ping: a few reads of /proc and one statvfs."""
+        memory = psutil.virtual_memory()
+        load1, load5, load15 = os.getloadavg()
+        return WorkerStats(
+            cpu_percent=psutil.cpu_percent(None),  # since the previous ping
+            load1=load1,
+            load5=load5,
+            load15=load15,
+            memory_used=memory.total - memory.available,
+            memory_available=memory.available,
+            disk_free=_disk_free(self.scratch),
+            running_tasks=running_tasks,
+            sampled_at=time.time(),
+        )
+
+
+def _disk_free(path: Path) -> int:
+    """Free bytes on the file system holding `path` (or its nearest existing parent)."""
+    for candidate in (path, *path.parents):
+        try:
+            return psutil.disk_usage(str(candidate)).free
+        except OSError:
+            continue
+    return 0
