@@ -41,6 +41,8 @@ GIVE_UP_AFTER_SECONDS = 600.0
 """How long the worker keeps trying to reach a server that does not answer before it stops."""
 GIVE_UP_WHILE_STOPPING_SECONDS = 30.0
 """The same while stopping: a worker told to stop should not linger an hour for a server that is gone."""
+NOTE_BYTES = 200
+"""The server takes notes of at most 256 bytes."""
 REFUSED = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
 
 
@@ -171,7 +173,7 @@ class Worker:
             hostname=socket.gethostname(),
             pid=os.getpid(),
             container_capable=available.capable,
-            container_note="" if available.capable else available.note,
+            container_note="" if available.capable else available.note[:NOTE_BYTES],
         )
         if self.reserved_id:
             info.worker_id = self.reserved_id

@@ -49,11 +49,10 @@ class Availability:
 def detect(settings: ApptainerSettings) -> Availability:
     """Is there a working apptainer on this node? Blocking (runs `apptainer --version`): call it once, at start."""
     path = shutil.which(settings.executable)
-    if path is None or not check_install(settings.executable):
-        where = os.environ.get("PATH", "")
-        return Availability(
-            False, f"no usable {settings.executable!r} on this node (searched PATH={where}); install Apptainer"
-        )
+    if path is None:
+        return Availability(False, f"{settings.executable!r} not found on this node's PATH; install Apptainer")
+    if not check_install(path):
+        return Availability(False, f"{path} --version fails; the Apptainer installation is broken")
     return Availability(True, path)
 
 
