@@ -133,7 +133,7 @@ def test_two_workers_on_one_node_share_one_pull(client: Client, workers, images,
 
 def test_a_worker_without_apptainer_leaves_container_tasks_to_others(client: Client, workers, images) -> None:
     blind = workers.start("--concurrency", "2", "--apptainer-executable", "/nonexistent/apptainer")
-    wait_until(lambda: client.workers(), what="the worker to register")
+    wait_until(client.workers, what="the worker to register")
     contained = client.submit("cat /marker.txt", str(images["sif"]))
     bare = client.submit("echo bare")
     assert _finished(client, bare).status == Status.SUCCEEDED
