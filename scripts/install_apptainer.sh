@@ -8,17 +8,19 @@
 # that several install scripts can run at the same moment.
 set -euo pipefail
 
-need_binaries=(apptainer mksquashfs squashfuse fusermount3 busybox)
+need_binaries=(apptainer mksquashfs squashfuse fusermount3)
 missing=0
 for binary in "${need_binaries[@]}"; do
     command -v "$binary" >/dev/null 2>&1 || missing=1
 done
+# The test image needs a static busybox (a dynamic one cannot run in an image without a libc).
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install ok installed" || missing=1
 if [ "$missing" -eq 0 ]; then
     echo "install_apptainer: apptainer $(apptainer --version | awk '{print $NF}') already installed"
     exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
-    echo "install_apptainer: must run as root to install apptainer (missing: one of ${need_binaries[*]})" >&2
+    echo "install_apptainer: must run as root to install apptainer (missing: one of ${need_binaries[*]} busybox-static)" >&2
     exit 1
 fi
 

@@ -56,7 +56,7 @@ def test_task_in_a_sif_sees_the_image_and_its_workdir(client: Client, workers, i
     assert _stdout(client, task_id) == f"{MARKER}\n{workdir}\n"
     assert (workdir / "written-inside").read_text() == f"{task_id}\n"  # the task's directory is bound and current
     assert _finished(client, second).status == Status.SUCCEEDED
-    assert task.usage.final and task.usage.wall_time > 0
+    assert task.usage.final and task.usage.wall_time > 0 and task.usage.peak_rss > 0  # the starter and the task
     log = output_of(worker)
     assert log.count("started apptainer instance") == 1, log  # one instance served both tasks
     name = log.split("started apptainer instance ", 1)[1].split()[0]
