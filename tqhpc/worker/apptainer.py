@@ -67,6 +67,12 @@ def _tristate(name: str, value: str) -> bool | None:
     raise ConfigError(f"[apptainer] {name} must be true, false or auto, not {value!r}")
 
 
+def check_settings(settings: ApptainerSettings) -> None:
+    """Raise ConfigError for a value the runner could not use."""
+    _tristate("userns", settings.userns)
+    _tristate("nv", settings.nv)
+
+
 def root_without_sys_resource() -> bool:
     """Root that lacks CAP_SYS_RESOURCE (some containers and VMs) cannot set up a container without a user
     namespace: apptainer fails with "Requesting capability set ..."."""

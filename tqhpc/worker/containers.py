@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from ..config import ApptainerSettings
-from .apptainer import FATAL_MARK, ApptainerRunner, Availability, detect
+from .apptainer import FATAL_MARK, ApptainerRunner, Availability, check_settings, detect
 from .images import ImageCache, ImageError, is_uri
 from .process import Failure, Outcome
 
@@ -21,6 +21,7 @@ APPTAINER_EXIT_CODE = 255
 
 class ContainerSupport:
     def __init__(self, settings: ApptainerSettings, scratch_root: Path) -> None:
+        check_settings(settings)  # a bad [apptainer] value stops the worker at once, in one line
         self.settings = settings
         self.scratch_root = scratch_root
         self.availability: Availability | None = None  # found by start()
