@@ -120,8 +120,7 @@ def test_concurrent_pulls_make_one_pull_and_no_reader_sees_a_partial_image(tmp_p
     fake.write_text(
         "#!/bin/sh\n"
         f'echo pull >> "{count}"\n'
-        'for arg; do out="$prev"; prev="$arg"; done\n'  # the output path is the argument before the URI
-        "out=$(echo \"$@\" | awk '{print $(NF-1)}')\n"
+        "out=$(echo \"$@\" | awk '{print $(NF-1)}')\n"  # the output path is the argument before the URI
         'for i in 1 2 3 4 5; do printf "chunk%s" "$i" >> "$out"; sleep 0.1; done\n'
     )
     fake.chmod(0o755)
