@@ -89,8 +89,8 @@ def tasks_table(tasks: Sequence[TaskInfo], width: int) -> Table:
             "" if t.exit_code is None else str(t.exit_code),
             "" if t.worker_id is None else str(t.worker_id),
             _duration(t.usage.wall_time if t.usage and t.usage.final else t.wall_time),
-            _duration(t.usage.cpu_time) if t.usage and t.usage.samples + t.usage.final else "",
-            format_size(t.usage.peak_rss) if t.usage else "",
+            _duration(t.usage.cpu_time) if _measured(t) else "",
+            format_size(t.usage.peak_rss) if _measured(t) else "",
             escape(_short(t.command)),
         ]
         if with_container:
@@ -98,6 +98,11 @@ def tasks_table(tasks: Sequence[TaskInfo], width: int) -> Table:
         rows.append(row)
     right = {"ID", "EXIT", "WORKER", "WALL", "CPU", "PEAK RSS"}
     return _table(headers, rows, right=right, elastic="COMMAND", width=width)
+
+
+def _measured(task: TaskInfo) -> bool:
+    """Usage figures exist once the task was sampled or ended (the first report says only where it runs)."""
+    return task.usage is not None and (task.usage.final or task.usage.samples > 0)
 
 
 def print_task_record(record: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from ..status import TERMINAL, Status
 
 _USAGE_COLUMNS = tuple(f.name for f in dataclasses.fields(ResourceUsage) if f.name != "attempt")
 _STATS_COLUMNS = tuple(f.name for f in dataclasses.fields(WorkerStats))
+FEW_TASKS = 500
 
 
 # --- limits ---------------------------------------------------------------------------------------------------------
@@ -72,15 +73,14 @@ def with_latest_usage(conn: sqlite3.Connection, tasks: Sequence[TaskInfo]) -> li
     if not tasks:
         return []
     latest: dict[int, ResourceUsage] = {}
-    if len(tasks) == 1:
-        rows = conn.execute(
-            "SELECT * FROM task_attempts WHERE task_id = ? ORDER BY attempt DESC LIMIT 1", (tasks[0].task_id,)
-        )
-    else:
-        rows = conn.execute(
-            "SELECT a.* FROM task_attempts a JOIN (SELECT task_id, MAX(attempt) AS attempt FROM task_attempts "
-            "GROUP BY task_id) m ON a.task_id = m.task_id AND a.attempt = m.attempt"
-        )
+    ids = [t.task_id for t in tasks]
+    # A few tasks: look them up by key; many: one pass over the table beats thousands of lookups.
+    where = f"WHERE task_id IN ({','.join('?' * len(ids))})" if len(ids) <= FEW_TASKS else ""
+    rows = conn.execute(
+        "SELECT a.* FROM task_attempts a JOIN (SELECT task_id, MAX(attempt) AS attempt FROM task_attempts "
+        f"{where} GROUP BY task_id) m ON a.task_id = m.task_id AND a.attempt = m.attempt",
+        ids if where else (),
+    )
     for row in rows:
         latest[row["task_id"]] = _usage(row)
     return [dataclasses.replace(t, usage=latest[t.task_id]) if t.task_id in latest else t for t in tasks]
