@@ -46,7 +46,7 @@ def record_update(
     if task.status != reported or (worker_id is not None and task.worker_id != worker_id):
         return
     if reported == Status.RUNNING:
-        conn.execute("UPDATE tasks SET failure = '' WHERE task_id = ?", (task.task_id,))
+        conn.execute("UPDATE tasks SET failure = '' WHERE task_id = ? AND failure != ''", (task.task_id,))
     elif reported in TERMINAL:
         conn.execute("UPDATE tasks SET failure = ? WHERE task_id = ?", (failure, task.task_id))
     if usage is None:

@@ -228,16 +228,12 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), self.settings.ping_interval)
 
     async def _ping(self, *, draining: bool) -> pb.TaskListAndOther:
+        request = pb.WorkerId(worker_id=self.worker_id, draining=draining)
+        stats = self.host_stats.changed(self._running())
+        if stats is not None:
+            request.stats.CopyFrom(stats.to_message())
         try:
-            return await self._call(
-                "PingAndTakeNewTasks",
-                pb.WorkerId(
-                    worker_id=self.worker_id,
-                    draining=draining,
-                    stats=self.host_stats.sample(self._running()).to_message(),
-                ),
-                "pinging",
-            )
+            return await self._call("PingAndTakeNewTasks", request, "pinging")
         except grpc.aio.AioRpcError as err:
             if err.code() in REFUSED:
                 raise WorkerStopped(f"the server disowned worker {self.worker_id}: {err.details()}") from err

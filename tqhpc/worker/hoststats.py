@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -10,14 +11,29 @@ import psutil
 
 from ..records import WorkerStats
 
+MAX_AGE_SECONDS = 0.5
+"""A worker busy with short tasks pings many times a second; the host's state is not looked at more often."""
+
 
 class HostStats:
     def __init__(self, scratch: Path) -> None:
         self.scratch = scratch
+        self.last: WorkerStats | None = None
         psutil.cpu_percent(None)  # the first call only starts the measurement
 
+    def changed(self, running_tasks: int) -> WorkerStats | None:
+        """A new state to send with this ping, or None when the last one sent is recent and still true."""
+        last = self.last
+        if last is not None and time.time() - last.sampled_at < MAX_AGE_SECONDS:
+            if last.running_tasks == running_tasks:
+                return None
+            self.last = dataclasses.replace(last, running_tasks=running_tasks)
+            return self.last
+        self.last = self.sample(running_tasks)
+        return self.last
+
     def sample(self, running_tasks: int) -> WorkerStats:
-        """Cheap enough for every ping: a few reads of /proc and one statvfs."""
+        """A few reads of /proc and one statvfs."""
         memory = psutil.virtual_memory()
         load1, load5, load15 = os.getloadavg()
         return WorkerStats(

@@ -106,7 +106,10 @@ class TaskProcess:
         watch = asyncio.create_task(self._watch())
         try:
             await self._exited.wait()
-            self.sampler.sample()  # the root is a zombie now, its orphans may still run: one last look
+            if self.sampler.samples:
+                # The root is a zombie now, its orphans may still run: one last look. A task too short to have
+                # been sampled is skipped (a scan of /proc costs more than such a task): the root's rusage has it.
+                self.sampler.sample()
             _, status, rusage = os.wait4(self.process.pid, 0)
         finally:
             watch.cancel()
