@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -145,3 +146,16 @@ def test_a_worker_without_apptainer_leaves_container_tasks_to_others(client: Cli
     workers.start("--concurrency", "1")
     task = _finished(client, contained)
     assert task.status == Status.SUCCEEDED and task.worker_id != worker.worker_id
+
+
+def test_instances_left_by_a_killed_worker_are_stopped_by_the_next(client: Client, workers, images) -> None:
+    first = workers.start("--concurrency", "1")
+    task_id = client.submit("true", str(images["sif"]))
+    assert _finished(client, task_id).status == Status.SUCCEEDED
+    name = output_of(first).split("started apptainer instance ", 1)[1].split()[0]
+    first.send_signal(signal.SIGKILL)  # no chance to stop its instance
+    first.wait(10)
+    assert name in _instances()
+    second = workers.start("--concurrency", "1")
+    wait_until(lambda: name not in _instances(), timeout=30, what=f"instance {name} to be stopped")
+    assert f"stopping apptainer instance {name} left by a worker that is gone" in output_of(second)

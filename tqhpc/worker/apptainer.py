@@ -17,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 from spython.utils import check_install
 
 from ..config import ApptainerSettings, ConfigError
@@ -171,6 +173,23 @@ class ApptainerRunner:
             self.instances[image] = name
             return name
 
+    async def stop_orphans(self) -> None:
+        """Stop instances left by workers of this user that died without stopping them (SIGKILL, a crash): their
+        names carry the dead worker's pid. Instances of live workers are left alone."""
+        code, listing = await _run([self.settings.executable, "instance", "list", "--json"], INSTANCE_STOP_TIMEOUT,
+                                   stdout=True)  # fmt: skip
+        if code != 0:
+            return
+        try:
+            names = [entry["instance"] for entry in json.loads(listing).get("instances", [])]
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return
+        for name in names:
+            owner = _owner_pid(name)
+            if owner is not None and owner != os.getpid() and not psutil.pid_exists(owner):
+                log.info("stopping apptainer instance %s left by a worker that is gone (pid %d)", name, owner)
+                await self._stop(name)
+
     async def stop_all(self) -> None:
         names = list(self.instances.values())
         self.instances.clear()
@@ -184,19 +203,30 @@ class ApptainerRunner:
             log.warning("could not stop apptainer instance %s: %s", name, said.strip() or f"exit code {code}")
 
 
-async def _run(argv: list[str], timeout: float) -> tuple[int, str]:
-    """Run a short apptainer command; (exit code, its stderr). Never raises: a failure is a value."""
+def _owner_pid(name: str) -> int | None:
+    """The worker pid in an instance name this module made (`tqhpc-PID-N`), else None."""
+    parts = name.split("-")
+    if len(parts) == 3 and parts[0] == "tqhpc" and parts[1].isdigit() and parts[2].isdigit():
+        return int(parts[1])
+    return None
+
+
+async def _run(argv: list[str], timeout: float, *, stdout: bool = False) -> tuple[int, str]:
+    """Run a short apptainer command; (exit code, its stderr or with `stdout` its output). Never raises."""
     try:
         process = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE if stdout else asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
         )
     except OSError as err:
         return 127, str(err)
     try:
-        _, stderr = await asyncio.wait_for(process.communicate(), timeout)
+        out, stderr = await asyncio.wait_for(process.communicate(), timeout)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         await process.wait()
         return -1, f"timed out after {timeout:g} s"
-    return process.returncode or 0, stderr.decode(errors="replace")
+    return process.returncode or 0, (out if stdout else stderr).decode(errors="replace")

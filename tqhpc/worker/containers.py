@@ -39,6 +39,8 @@ class ContainerSupport:
         env.setdefault("APPTAINER_CACHEDIR", str(cache_dir / "apptainer-cache"))
         cache = ImageCache(cache_dir, self.settings.executable, env)
         self.runner = ApptainerRunner(self.settings, scratch, cache, tag)
+        if self.settings.instances:
+            await self.runner.stop_orphans()
         log.info("container tasks run with %s; images pulled into %s", self.availability.note, cache_dir)
         return self.availability
 
