@@ -137,3 +137,9 @@ def test_concurrent_pulls_make_one_pull_and_no_reader_sees_a_partial_image(tmp_p
         thread.join(30)
     assert results == ["chunk1chunk2chunk3chunk4chunk5"] * 8
     assert count.read_text().split() == ["pull"]
+
+
+async def test_gpu_flag_only_when_asked_or_found(tmp_path: Path) -> None:
+    with_gpu = await _runner(tmp_path, instances=False, nv="true").command("/i.sif", "true", tmp_path, {})
+    without = await _runner(tmp_path, instances=False, nv="false").command("/i.sif", "true", tmp_path, {})
+    assert "--nv" in with_gpu and "--nv" not in without

@@ -159,3 +159,12 @@ def test_instances_left_by_a_killed_worker_are_stopped_by_the_next(client: Clien
     second = workers.start("--concurrency", "1")
     wait_until(lambda: name not in _instances(), timeout=30, what=f"instance {name} to be stopped")
     assert f"stopping apptainer instance {name} left by a worker that is gone" in output_of(second)
+
+
+@pytest.mark.parametrize("instances", ["true", "false"])
+def test_cleanenv_keeps_only_the_task_variables(client: Client, workers, images, instances: str) -> None:
+    task_id = client.submit('echo "[$CLEANENV_PROBE] $TQHPC_TASK_ID"', str(images["sif"]))
+    env = dict(os.environ, CLEANENV_PROBE="leaked")
+    workers.start("--concurrency", "1", "--apptainer-cleanenv", "true", "--apptainer-instances", instances, env=env)
+    assert _finished(client, task_id).status == Status.SUCCEEDED
+    assert _stdout(client, task_id) == f"[] {task_id}\n"

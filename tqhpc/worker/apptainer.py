@@ -38,6 +38,8 @@ INSTANCE_STOP_TIMEOUT = 20.0
 FATAL_MARK = b"FATAL:"
 """How apptainer itself reports that it could not run the container (the task never ran)."""
 
+TASK_VARIABLES = ("TQHPC_TASK_ID", "TQHPC_WORKER_ID")
+"""What a task gets from the worker even in a clean environment."""
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -127,11 +129,16 @@ class ApptainerRunner:
             options += ["--bind", bind]
         return options + list(self.settings.options)
 
+    def _instance_exec_options(self) -> list[str]:
+        """What still applies when joining a started instance: binds and devices were set when it started, but
+        the environment is each exec's own."""
+        return (["--userns"] if self.userns else []) + (["--cleanenv"] if self.settings.cleanenv else [])
+
     def _env(self, env: dict[str, str]) -> list[str]:
         """With a clean environment, the task still gets its TQHPC_* variables."""
         if not self.settings.cleanenv:
             return []
-        return [f"--env={key}={value}" for key, value in env.items() if key.startswith("TQHPC_")]
+        return [f"--env={key}={env[key]}" for key in TASK_VARIABLES if key in env]
 
     async def command(self, image: str, command: str, workdir: Path, env: dict[str, str]) -> list[str]:
         """The argv that runs `command` in `image` (a local path by now) with `workdir` bound and current."""
@@ -139,7 +146,7 @@ class ApptainerRunner:
         if self.settings.instances and image not in self.no_instance:
             name = await self._instance(image)
             if name is not None:
-                return [exe, "--quiet", "exec", *(["--userns"] if self.userns else []), *self._env(env),
+                return [exe, "--quiet", "exec", *self._instance_exec_options(), *self._env(env),
                         "--pwd", str(workdir), f"instance://{name}", "sh", "-c", command]  # fmt: skip
         return [exe, "--quiet", "exec", *self._common(), *self._env(env), "--bind", str(workdir),
                 "--pwd", str(workdir), image, "sh", "-c", command]  # fmt: skip
