@@ -45,6 +45,15 @@ def test_peak_rss_of_a_200_mib_task_is_within_15_percent(client: Client, workers
     assert task.usage.last_rss > 0 and task.usage.samples >= 1
 
 
+def test_a_small_task_is_not_charged_the_workers_own_memory(client: Client, workers) -> None:
+    """Linux puts the forking process's memory into the child's ru_maxrss; a `sleep` must not show the worker's."""
+    ids = [client.submit("sleep 0.5"), client.submit("true")]
+    workers.start("--concurrency", "1")
+    sleeper, trivial = (_finished(client, task_id) for task_id in ids)
+    assert 0 < sleeper.usage.peak_rss < 10 * MIB, sleeper.usage
+    assert trivial.usage.peak_rss < 10 * MIB, trivial.usage  # too short to sample: unknown (0) rather than wrong
+
+
 def test_cpu_time_of_a_2_second_burner_is_within_20_percent(client: Client, workers) -> None:
     # The burner runs as a child of the shell, in the background, so the shell's own wait reaps it.
     burn = f'{PYTHON} -c "import time\nt = time.process_time()\nwhile time.process_time() - t < 2: pass" & wait'
@@ -140,7 +149,7 @@ def test_workers_report_host_state_with_every_ping(server, client: Client, worke
 
 
 def test_cli_shows_usage_and_sets_limits(server, client: Client, workers) -> None:
-    submitted = run("submit", "--timeout", "1m30s", "--memory", "512M", "echo hi", access=server.access_file)
+    submitted = run("submit", "--timeout", "1m30s", "--memory", "512M", "sleep 0.3", access=server.access_file)
     assert submitted.returncode == 0, submitted
     task_id = int(submitted.stdout)
     workers.start("--concurrency", "1")

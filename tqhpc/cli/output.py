@@ -109,7 +109,7 @@ def print_task_record(record: dict[str, Any]) -> None:
     """One task for people: its fields, then its latest usage, then one line per attempt."""
     usage = record.pop("usage", None)
     attempts = record.pop("attempt_usage", [])
-    width = max(map(len, record))
+    width = max(map(len, [*record, *(f"  {key}" for key in usage or ())]))
     for key, value in record.items():
         print(f"{key:<{width}}  {'' if value is None else value}")
     if usage:

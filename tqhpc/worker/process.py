@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 
 from ..records import ResourceUsage
-from .usage import TreeSampler
+from .usage import TreeSampler, high_water_mark
 
 READ_SIZE = 64 * 1024
 KILL_ESCALATION_SECONDS = 5.0
@@ -87,6 +87,7 @@ class TaskProcess:
 
     async def run(self) -> Outcome:
         loop = asyncio.get_running_loop()
+        parent_peak = high_water_mark(os.getpid())
         try:
             self.workdir.mkdir(parents=True, exist_ok=True)
             self.process = subprocess.Popen(
@@ -125,7 +126,7 @@ class TaskProcess:
             # so its leftovers go too (as Slurm ends a step's processes), and what they wrote is still read.
             self._kill_tree(signal.SIGKILL)
             await pumps
-        usage = self.sampler.usage(rusage=rusage, ended_at=ended)
+        usage = self.sampler.usage(rusage=rusage, ended_at=ended, parent_peak=parent_peak)
         if self._stop_reason:
             failure, message = self._stop_reason
             return Outcome(exit_code=exit_code, error=message, failure=failure, usage=usage)

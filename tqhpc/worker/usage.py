@@ -4,7 +4,9 @@ Sampling alone misses what happens between two samples: a child that burns CPU a
 or a memory peak that comes and goes. So each process keeps the highest counters ever seen for it (an exited child
 still counts with what it had at its last sample), each process's peak RSS comes from the kernel's high-water mark
 (VmHWM) rather than from our samples, and at the end the root's own `wait4` resource usage (which includes every
-descendant it waited for) is taken when it is larger. All figures are therefore lower bounds, close ones.
+descendant it waited for) is taken when it is larger. Its ru_maxrss counts only above the worker's own peak:
+Linux charges the child with the memory of the process that forked it. All figures are lower bounds, close ones;
+the peak RSS of a task too short to be sampled (under 50 ms) and smaller than the worker is unknown and shows 0.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ class TreeSampler:
                 continue
             seen.cpu_user = max(seen.cpu_user, times.user)
             seen.cpu_system = max(seen.cpu_system, times.system)
-            seen.peak_rss = max(seen.peak_rss, rss, _high_water_mark(process.pid))
+            seen.peak_rss = max(seen.peak_rss, rss, high_water_mark(process.pid))
             rss_now += rss
         if rss_now:  # a tree that is gone (or only a zombie) is no sample: the last RSS stays the last real one
             self.samples += 1
@@ -99,12 +101,22 @@ class TreeSampler:
                     alive.setdefault(seen.process.pid, seen.process)
         return list(alive.values())
 
-    def usage(self, *, rusage: resource.struct_rusage | None = None, ended_at: float | None = None) -> ResourceUsage:
-        """The usage so far; with the root's `wait4` rusage, the final summary."""
-        with self.lock:
-            return self._usage(rusage, ended_at)
+    def usage(
+        self,
+        *,
+        rusage: resource.struct_rusage | None = None,
+        ended_at: float | None = None,
+        parent_peak: int = 0,
+    ) -> ResourceUsage:
+        """The usage so far; with the root's `wait4` rusage, the final summary.
 
-    def _usage(self, rusage: resource.struct_rusage | None, ended_at: float | None) -> ResourceUsage:
+        `parent_peak` is the worker's own peak RSS when it started the task: Linux counts the memory of the process
+        that forked the root into the root's ru_maxrss, so ru_maxrss says something about the task only above it.
+        """
+        with self.lock:
+            return self._usage(rusage, ended_at, parent_peak)
+
+    def _usage(self, rusage: resource.struct_rusage | None, ended_at: float | None, parent_peak: int) -> ResourceUsage:
         cpu_user = sum(s.cpu_user for s in self.seen.values())
         cpu_system = sum(s.cpu_system for s in self.seen.values())
         read_bytes = sum(s.read_bytes for s in self.seen.values())
@@ -113,7 +125,8 @@ class TreeSampler:
         if rusage is not None:
             cpu_user = max(cpu_user, rusage.ru_utime)
             cpu_system = max(cpu_system, rusage.ru_stime)
-            peak_rss = max(peak_rss, rusage.ru_maxrss * 1024)  # kilobytes on Linux
+            if rusage.ru_maxrss * 1024 > parent_peak:  # kilobytes on Linux
+                peak_rss = max(peak_rss, rusage.ru_maxrss * 1024)
             read_bytes = max(read_bytes, rusage.ru_inblock * 512)
             write_bytes = max(write_bytes, rusage.ru_oublock * 512)
         end = ended_at if ended_at is not None else time.time()
@@ -132,7 +145,7 @@ class TreeSampler:
         )
 
 
-def _high_water_mark(pid: int) -> int:
+def high_water_mark(pid: int) -> int:
     """The process's peak resident set size (VmHWM) in bytes, which the kernel keeps between our samples."""
     try:
         with open(f"/proc/{pid}/status", "rb") as status:
