@@ -47,7 +47,7 @@ def test_peak_rss_of_a_200_mib_task_is_within_15_percent(client: Client, workers
 
 def test_a_small_task_is_not_charged_the_workers_own_memory(client: Client, workers) -> None:
     """Linux puts the forking process's memory into the child's ru_maxrss; a `sleep` must not show the worker's."""
-    ids = [client.submit("sleep 0.5"), client.submit("true")]
+    ids = [client.submit("sleep 1"), client.submit("true")]
     workers.start("--concurrency", "1")
     sleeper, trivial = (_finished(client, task_id) for task_id in ids)
     assert 0 < sleeper.usage.peak_rss < 10 * MIB, sleeper.usage
