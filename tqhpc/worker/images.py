@@ -18,7 +18,7 @@ import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import filelock
@@ -53,11 +53,16 @@ class ImageCache:
     executable: str = "apptainer"
     env: dict[str, str] | None = None
     pull_timeout: float = PULL_TIMEOUT_SECONDS
+    _pulling: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     async def resolve(self, image: str) -> str:
         """The local path to run `image` from, pulling it first if it is a URI not yet in the cache."""
         if is_uri(image):
-            return str(await asyncio.to_thread(self.pull_once, image))
+            if self.path_for(image).exists():
+                return str(self.path_for(image))
+            # Tasks of this worker wait for one of them here, not each in a thread of its own on the file lock.
+            async with self._pulling.setdefault(image, asyncio.Lock()):
+                return str(await asyncio.to_thread(self.pull_once, image))
         path = Path(image).expanduser()
         if not path.exists():
             raise ImageError(

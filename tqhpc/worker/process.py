@@ -26,6 +26,9 @@ ORPHAN_GRACE_SECONDS = 2.0
 FIRST_SAMPLE_SECONDS = 0.05
 """The first sample comes fast, so that `R` carries real figures and short tasks are seen at all."""
 
+LOST_STATUS = 255 << 8
+"""The wait status used when the root's real one could not be had (exit code 255)."""
+
 OutputSink = Callable[[str, bytes], Awaitable[None]]
 SampleSink = Callable[[ResourceUsage], Awaitable[None]]
 
@@ -111,7 +114,10 @@ class TaskProcess:
                 # The root is a zombie now, its orphans may still run: one last look. A task too short to have
                 # been sampled is skipped (a scan of /proc costs more than such a task): the root's rusage has it.
                 self.sampler.sample()
-            _, status, rusage = os.wait4(self.process.pid, 0)
+            try:
+                _, status, rusage = os.wait4(self.process.pid, 0)
+            except ChildProcessError:  # reaped by someone else: the exit status is lost, the task still ended
+                status, rusage = LOST_STATUS, None
         finally:
             watch.cancel()
         ended = time.time()
