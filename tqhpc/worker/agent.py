@@ -34,6 +34,7 @@ from .hoststats import HostStats
 from .logship import LogShipper
 from .process import Failure, Limits, Outcome, TaskProcess
 from .retry import ServerGone
+from .usage import attempt_start, placed
 
 log = logging.getLogger("tqhpc.worker")
 
@@ -259,7 +260,7 @@ class Worker:
 
     async def _run_task(self, slot: Slot) -> None:
         task_id = slot.task.task_id
-        started = self._where(slot.task)
+        started = attempt_start(slot.task.attempts, self.worker_id, self.name)
         try:
             if not await self._report(task_id, Status.RUNNING, usage=started):
                 return
@@ -268,7 +269,7 @@ class Worker:
                 await self.shipper.add(task_id, log_type, data)
 
             async def first_sample(usage: ResourceUsage) -> None:
-                await self._report(task_id, Status.RUNNING, usage=self._placed(usage, started))
+                await self._report(task_id, Status.RUNNING, usage=placed(usage, started))
 
             env = dict(os.environ, TQHPC_TASK_ID=str(task_id), TQHPC_WORKER_ID=str(self.worker_id))
             workdir = self.scratch / f"task-{task_id}"
@@ -277,15 +278,11 @@ class Worker:
                 # Never run a container task bare: it would run with the wrong software, and quietly.
                 prepared = await self.containers.command(slot.task.container, slot.task.command, workdir, env)
                 if isinstance(prepared, Outcome):
-                    prepared.usage = self._placed(ResourceUsage(ended_at=time.time(), final=True), started)
+                    prepared.usage = placed(ResourceUsage(ended_at=time.time(), final=True), started)
                     await self._finish(task_id, prepared)
                     return
                 argv = prepared
-            limits = Limits(
-                timeout=slot.task.timeout or self.settings.default_timeout,
-                memory=slot.task.memory_limit or self.settings.default_memory_limit,
-                usage_interval=self.settings.usage_interval,
-            )
+            limits = Limits.of(slot.task, self.settings)
             slot.process = TaskProcess(
                 slot.task.command, workdir, env, sink, argv=argv, limits=limits, on_first_sample=first_sample
             )
@@ -293,7 +290,7 @@ class Worker:
             if slot.task.container:
                 outcome = self.containers.judge(slot.task.container, outcome, slot.process.stderr_tail)
             if outcome.usage is not None:
-                outcome.usage = self._placed(outcome.usage, started)
+                outcome.usage = placed(outcome.usage, started)
             with contextlib.suppress(OSError):
                 slot.process.workdir.rmdir()  # only if the task left nothing there: thousands of empty dirs help no one
             if slot.disowned or slot.handed_back:
@@ -365,30 +362,6 @@ class Worker:
             if status != Status.RUNNING:
                 self.slots.pop(task_id, None)
             return False
-
-    def _where(self, task: pb.Task) -> ResourceUsage:
-        """Where and when an attempt runs: the part of its usage record known before it starts."""
-        return ResourceUsage(
-            attempt=task.attempts,
-            worker_id=self.worker_id,
-            worker_name=self.name,
-            hostname=socket.gethostname(),
-            slurm_job_id=os.environ.get("SLURM_JOB_ID", ""),
-            started_at=time.time(),
-        )
-
-    @staticmethod
-    def _placed(usage: ResourceUsage, where: ResourceUsage) -> ResourceUsage:
-        return dataclasses.replace(
-            usage,
-            attempt=where.attempt,
-            worker_id=where.worker_id,
-            worker_name=where.worker_name,
-            hostname=where.hostname,
-            slurm_job_id=where.slurm_job_id,
-            started_at=where.started_at,
-            wall_time=(usage.ended_at or time.time()) - where.started_at,
-        )
 
     # --- stopping ----------------------------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import psutil
 
+from .._proto import pb
+from ..config import WorkerSettings
 from ..records import ResourceUsage
 from .usage import TreeSampler, high_water_mark
 
@@ -64,6 +66,15 @@ class Limits:
     timeout: float = 0.0  # seconds of wall-clock time, 0: none
     memory: int = 0  # bytes of RSS over the whole tree, 0: none
     usage_interval: float = 1.0
+
+    @classmethod
+    def of(cls, task: pb.Task, settings: WorkerSettings) -> Limits:
+        """The task's own limits, else the worker's defaults."""
+        return cls(
+            timeout=task.timeout or settings.default_timeout,
+            memory=task.memory_limit or settings.default_memory_limit,
+            usage_interval=settings.usage_interval,
+        )
 
 
 class TaskProcess:

@@ -12,7 +12,10 @@ the peak RSS of a task too short to be sampled (under 50 ms) and smaller than th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 import resource
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -143,6 +146,33 @@ class TreeSampler:
             samples=self.samples,
             final=rusage is not None,
         )
+
+
+def attempt_start(attempt: int, worker_id: int, worker_name: str) -> ResourceUsage:
+    """Where and when an attempt runs: the part of its usage record known before it starts."""
+    return ResourceUsage(
+        attempt=attempt,
+        worker_id=worker_id,
+        worker_name=worker_name,
+        hostname=socket.gethostname(),
+        slurm_job_id=os.environ.get("SLURM_JOB_ID", ""),
+        started_at=time.time(),
+    )
+
+
+def placed(usage: ResourceUsage, start: ResourceUsage) -> ResourceUsage:
+    """Figures measured by the sampler, with where and when the attempt ran (its wall time counts from `start`,
+    which for a container task includes getting the image and starting the container)."""
+    return dataclasses.replace(
+        usage,
+        attempt=start.attempt,
+        worker_id=start.worker_id,
+        worker_name=start.worker_name,
+        hostname=start.hostname,
+        slurm_job_id=start.slurm_job_id,
+        started_at=start.started_at,
+        wall_time=(usage.ended_at or time.time()) - start.started_at,
+    )
 
 
 def high_water_mark(pid: int) -> int:
