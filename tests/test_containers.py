@@ -24,7 +24,11 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     if shutil.which("apptainer") is None:
         pytest.fail("apptainer is not installed: run scripts/install_apptainer.sh as root (scripts/test.sh does)")
     directory = tmp_path_factory.mktemp("images")
-    return {"sif": build_sif(directory), "archive": build_docker_archive(directory)}
+    return {
+        "sif": build_sif(directory),
+        "archive": build_docker_archive(directory),
+        "sandbox": directory / "busybox-root",  # the tree both were made from: a sandbox directory
+    }
 
 
 def _finished(client: Client, task_id: int, timeout: float = 90.0):
@@ -170,3 +174,11 @@ def test_cleanenv_keeps_only_the_task_variables(client: Client, workers, images,
     workers.start("--concurrency", "1", "--apptainer-cleanenv", "true", "--apptainer-instances", instances, env=env)
     assert _finished(client, task_id).status == Status.SUCCEEDED
     assert _stdout(client, task_id) == f"[] {task_id}\n"
+
+
+def test_a_sandbox_directory_runs_as_an_image(client: Client, workers, images) -> None:
+    task_id = client.submit("cat /marker.txt", str(images["sandbox"]))
+    workers.start("--concurrency", "1")
+    task = _finished(client, task_id)
+    assert task.status == Status.SUCCEEDED, (task, _stderr(client, task_id))
+    assert _stdout(client, task_id) == MARKER + "\n"
