@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import psutil
 
@@ -189,7 +190,7 @@ class TaskProcess:
         self._stop_reason = (failure, message)
         await self.kill(grace=LIMIT_KILL_GRACE_SECONDS)
 
-    async def _pump(self, stream: object, log_type: str) -> None:
+    async def _pump(self, stream: IO[bytes] | None, log_type: str) -> None:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=READ_SIZE * 4)
         transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
