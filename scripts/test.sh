@@ -3,6 +3,12 @@
 # Extra arguments go to pytest. Exit code is pytest's; "no tests ran" (5) is a failure too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# issue 3: real Apptainer (from Debian sid, pinned) for the container tests; installing needs root.
+if [ "$(id -u)" -eq 0 ]; then
+    apptainer_log=$(mktemp)
+    bash scripts/install_apptainer.sh > "$apptainer_log" 2>&1 || { cat "$apptainer_log" >&2; exit 1; }
+    rm -f "$apptainer_log"
+fi
 bash scripts/bootstrap.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

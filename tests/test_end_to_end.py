@@ -132,12 +132,13 @@ def test_each_task_runs_in_its_own_directory_and_process_group(client: Client, w
 
 
 def test_a_container_task_is_never_run_bare(client: Client, workers) -> None:
-    task_id = client.submit("echo should-not-run", container="docker://alpine:3")
+    # issue 3 runs containers; one whose image cannot be had still never falls back to running bare.
+    task_id = client.submit("echo should-not-run", container="/nonexistent/image.sif")
     workers.start("--concurrency", "1")
     wait_until(lambda: client.task(task_id).status.terminal, what="the container task")
     task = client.task(task_id)
-    assert task.status == Status.FAILED and task.exit_code is None
-    assert "cannot run tasks in containers yet" in task.reason and "docker://alpine:3" in task.reason
+    assert task.status == Status.FAILED and task.exit_code is None and task.failure == "image_missing"
+    assert "does not exist" in task.reason and "/nonexistent/image.sif" in task.reason
     output = list(client.logs(task_id))
     assert [c.stream for c in output] == ["E"] and b"should-not-run" not in output[0].data
 

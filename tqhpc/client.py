@@ -120,13 +120,17 @@ class Client:
         after: Iterable[int] = (),
         slots: int = 1,
         array_id: str = "",
+        timeout: float = 0.0,
+        memory_limit: int = 0,
     ) -> int:
         """Queue one command (run as `sh -c COMMAND`); return its task id.
 
         `retry`: re-run a failed attempt up to this many times. `after`: wait (status W) until these tasks succeed;
         if one fails or is cancelled, this one is cancelled. `slots`: how much of a worker's concurrency it takes.
+        `timeout` (seconds of wall-clock time) and `memory_limit` (bytes of RSS over all the task's processes) are
+        limits the worker holds the task to: over one, it kills the task's whole process tree and the task fails.
         """
-        spec = TaskSpec(command, container, name, retry, tuple(after), (), slots, array_id)
+        spec = TaskSpec(command, container, name, retry, tuple(after), (), slots, array_id, timeout, memory_limit)
         return self._call(self._stub.SubmitTask, spec.to_message()).task_id
 
     def submit_many(self, specs: Iterable[SpecLike]) -> list[int]:

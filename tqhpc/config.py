@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -43,9 +44,34 @@ class WorkerSettings:
     grace_period: float = _setting(30.0, "On SIGTERM, seconds running tasks may go on before they are handed back.")
     log_flush_interval: float = _setting(0.2, "Seconds output may wait in the worker before it is sent.")
     scratch_dir: str = _setting("", "Where per-task working directories go (default: $TMPDIR, else /tmp).")
+    # issue 3
+    usage_interval: float = _setting(1.0, "Seconds between samples of each task's processes (the first is at once).")
+    default_timeout: float = _setting(0.0, "Wall-clock limit in seconds for tasks submitted without one (0: none).")
+    default_memory_limit: int = _setting(0, "RSS limit in bytes for tasks submitted without one (0: none).")
 
 
-S = TypeVar("S", ServerSettings, WorkerSettings)
+@dataclasses.dataclass(frozen=True)
+class ApptainerSettings:
+    """The `[apptainer]` table (issue 3): how container tasks are run."""
+
+    executable: str = _setting("apptainer", "The apptainer command.")
+    userns: str = _setting(
+        "auto",
+        "Run containers in a user namespace: true, false, or auto (yes when root lacks CAP_SYS_RESOURCE, "
+        "as on machines where root cannot set up a container otherwise).",
+    )
+    binds: tuple[str, ...] = _setting((), "Extra --bind specs (SRC[:DEST[:OPTS]]), whitespace-separated in a flag.")
+    options: tuple[str, ...] = _setting((), "Extra options put after `apptainer exec`, whitespace-separated in a flag.")
+    cleanenv: bool = _setting(False, "Start containers with a clean environment (--cleanenv).")
+    nv: str = _setting("auto", "Add --nv for GPUs: true, false, or auto (when the node has an NVIDIA GPU).")
+    instances: bool = _setting(True, "Keep one started instance per image and run tasks in it (saves the start).")
+    image_cache: str = _setting("", "Where pulled images go (default: <scratch>/tqhpc-<uid>/images, per node).")
+
+
+S = TypeVar("S", ServerSettings, WorkerSettings, ApptainerSettings)
+SECTIONS: dict[type, str] = {ServerSettings: "server", WorkerSettings: "worker", ApptainerSettings: "apptainer"}
+PREFIXES: dict[type, str] = {ApptainerSettings: "apptainer_"}
+"""Flags and variables of a table other than [server] and [worker] carry its name: --apptainer-userns."""
 
 
 def config_path() -> Path:
@@ -55,6 +81,11 @@ def config_path() -> Path:
 
 def _coerce(name: str, value: Any, kind: type, origin: str) -> Any:
     try:
+        if kind == tuple[str, ...]:
+            items = shlex.split(value) if isinstance(value, str) else value
+            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+                raise TypeError(value)
+            return tuple(items)
         if kind is bool and isinstance(value, str):
             if value.lower() in {"1", "true", "yes", "on"}:
                 return True
@@ -65,7 +96,8 @@ def _coerce(name: str, value: Any, kind: type, origin: str) -> Any:
             raise ValueError(value)
         result = kind(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} from {origin} must be a {kind.__name__}, not {value!r}") from None
+        kind_name = "list of strings" if kind == tuple[str, ...] else kind.__name__
+        raise ConfigError(f"{name} from {origin} must be a {kind_name}, not {value!r}") from None
     if isinstance(result, int | float) and not isinstance(result, bool) and result < 0:
         raise ConfigError(f"{name} from {origin} must not be negative, got {value!r}")
     return result
@@ -73,7 +105,8 @@ def _coerce(name: str, value: Any, kind: type, origin: str) -> Any:
 
 def load_settings(cls: type[S], flags: dict[str, Any] | None = None, path: Path | None = None) -> S:
     """Build settings of `cls` from the four layers; flags whose value is None are not given."""
-    section = "server" if cls is ServerSettings else "worker"
+    section = SECTIONS[cls]
+    prefix = PREFIXES.get(cls, "")
     hints = typing.get_type_hints(cls)
     fields = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
@@ -88,23 +121,26 @@ def load_settings(cls: type[S], flags: dict[str, Any] | None = None, path: Path 
                 raise ConfigError(f"unknown key {key!r} in [{section}] of {path} (known: {', '.join(fields)})")
             values[key] = _coerce(key, value, fields[key], str(path))
     for key, kind in fields.items():
-        env_name = f"TQHPC_{key.upper()}"
+        env_name = f"TQHPC_{prefix.upper()}{key.upper()}"
         if env_name in os.environ:
             values[key] = _coerce(key, os.environ[env_name], kind, f"${env_name}")
     for key, value in (flags or {}).items():
         if value is not None:
-            values[key] = _coerce(key, value, fields[key], f"--{key.replace('_', '-')}")
+            values[key] = _coerce(key, value, fields[key], f"--{(prefix + key).replace('_', '-')}")
     return cls(**values)
 
 
 def settings_options(cls: type[S]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """One flag per settings key (`--worker-timeout` for worker_timeout), so every key has its flag."""
     hints = typing.get_type_hints(cls)
+    prefix = PREFIXES.get(cls, "")
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         for f in reversed(dataclasses.fields(cls)):
-            flag = "--" + f.name.replace("_", "-")
-            command = click.option(flag, f.name, type=hints[f.name], default=None, help=f.metadata["help"])(command)
+            flag = "--" + (prefix + f.name).replace("_", "-")
+            kind = str if hints[f.name] == tuple[str, ...] else hints[f.name]
+            option = click.option(flag, prefix + f.name, type=kind, default=None, help=f.metadata["help"])
+            command = option(command)
         return command
 
     return decorate
@@ -112,4 +148,5 @@ def settings_options(cls: type[S]) -> Callable[[Callable[..., Any]], Callable[..
 
 def pop_settings(cls: type[S], options: dict[str, Any]) -> S:
     """Take the settings flags out of a command's keyword arguments and build the settings from all layers."""
-    return load_settings(cls, {f.name: options.pop(f.name) for f in dataclasses.fields(cls)})
+    prefix = PREFIXES.get(cls, "")
+    return load_settings(cls, {f.name: options.pop(prefix + f.name) for f in dataclasses.fields(cls)})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from google.protobuf.message import Message
 
@@ -29,6 +29,10 @@ class _Record:
     """Conversions shared by the records: from a row, from and to a message, to JSON-ready dicts."""
 
     message_type: type[Message]
+    nested: ClassVar[dict[str, type[_Record]]] = {}
+    """Fields holding another record (a sub-message on the wire); a store attaches them after reading the row."""
+    repeated: ClassVar[dict[str, type[_Record]]] = {}
+    """Fields holding a tuple of records (a repeated sub-message)."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Self:
@@ -41,23 +45,46 @@ class _Record:
         fields = message.DESCRIPTOR.fields_by_name
         values = {}
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if f.name in fields:
+            if f.name in cls.repeated:
+                values[f.name] = tuple(cls.repeated[f.name].from_message(m) for m in getattr(message, f.name))
+            elif f.name in fields:
                 absent = fields[f.name].has_presence and not message.HasField(f.name)
-                values[f.name] = None if absent else getattr(message, f.name)
+                value = None if absent else getattr(message, f.name)
+                if f.name in cls.nested and value is not None:
+                    value = cls.nested[f.name].from_message(value)
+                values[f.name] = value
         return cls(**_typed(values))
 
     def to_message(self) -> Any:
         fields = self.message_type.DESCRIPTOR.fields_by_name
-        values = {name: value for name, value in self.to_dict().items() if name in fields and value is not None}
+        values = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.name not in fields or value is None:
+                continue
+            if isinstance(value, _Record):
+                value = value.to_message()
+            elif f.name in self.repeated:
+                value = [item.to_message() for item in value]
+            elif isinstance(value, Status):
+                value = value.value
+            values[f.name] = value
         return self.message_type(**values)
 
     def to_dict(self) -> dict[str, Any]:
         # Flat fields only, so no deep copy (asdict) on the hot path of every ping and listing.
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-        return {
-            name: value.value if isinstance(value, Status) else list(value) if isinstance(value, tuple) else value
-            for name, value in values.items()
-        }
+        return {name: _plain(value) for name, value in values.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Status):
+        return value.value
+    if isinstance(value, _Record):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _typed(values: dict[str, Any]) -> dict[str, Any]:
@@ -65,12 +92,63 @@ def _typed(values: dict[str, Any]) -> dict[str, Any]:
         values["status"] = Status(values["status"])
     if "after" in values:
         values["after"] = tuple(values["after"] or ())
+    if values.get("container_capable") is not None:
+        values["container_capable"] = bool(values["container_capable"])  # SQLite keeps it as 0 or 1
     return values
+
+
+@dataclass(frozen=True)
+class ResourceUsage(_Record):
+    """What one attempt of a task cost, and where and when it ran (issue 3)."""
+
+    message_type = pb.ResourceUsage
+
+    attempt: int = 0
+    worker_id: int = 0
+    worker_name: str = ""
+    hostname: str = ""
+    slurm_job_id: str = ""
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    wall_time: float = 0.0
+    cpu_user: float = 0.0
+    cpu_system: float = 0.0
+    peak_rss: int = 0
+    last_rss: int = 0
+    read_bytes: int = 0
+    write_bytes: int = 0
+    exit_code: int | None = None
+    samples: int = 0
+    final: bool = False
+    failure: str = ""
+
+    @property
+    def cpu_time(self) -> float:
+        return self.cpu_user + self.cpu_system
+
+
+@dataclass(frozen=True)
+class WorkerStats(_Record):
+    """A worker's host at its latest ping (issue 3)."""
+
+    message_type = pb.WorkerStats
+
+    cpu_percent: float = 0.0
+    load1: float = 0.0
+    load5: float = 0.0
+    load15: float = 0.0
+    memory_used: int = 0
+    memory_available: int = 0
+    disk_free: int = 0
+    running_tasks: int = 0
+    sampled_at: float = 0.0
 
 
 @dataclass(frozen=True)
 class TaskInfo(_Record):
     message_type = pb.Task
+    nested = {"usage": ResourceUsage}
+    repeated = {"attempt_usage": ResourceUsage}
 
     task_id: int
     command: str
@@ -90,6 +168,12 @@ class TaskInfo(_Record):
     after: tuple[int, ...] = ()
     slots: int = 1
     array_id: str = ""
+    # issue 3
+    timeout: float = 0.0
+    memory_limit: int = 0
+    failure: str = ""
+    usage: ResourceUsage | None = None
+    attempt_usage: tuple[ResourceUsage, ...] = ()
 
     @property
     def wall_time(self) -> float | None:
@@ -101,6 +185,7 @@ class TaskInfo(_Record):
 @dataclass(frozen=True)
 class WorkerInfo(_Record):
     message_type = pb.Worker
+    nested = {"stats": WorkerStats}
 
     worker_id: int
     name: str
@@ -114,3 +199,7 @@ class WorkerInfo(_Record):
     held: int = 0
     pid: int | None = None
     created_at: float | None = None
+    # issue 3
+    stats: WorkerStats | None = None
+    container_capable: bool | None = None
+    container_note: str = ""

@@ -27,6 +27,10 @@ class TaskSpec:
     after_index: tuple[int, ...] = ()
     slots: int = 1
     array_id: str = ""
+    timeout: float = 0.0
+    """Wall-clock seconds before the worker kills the task (0: the worker's default, if any)."""
+    memory_limit: int = 0
+    """Bytes of RSS over the task's process tree before the worker kills it (0: the worker's default, if any)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Fields other issues add to TaskRequest (e.g. timeout), set as they are on the message."""
 
@@ -44,6 +48,10 @@ class TaskSpec:
             message.slots = self.slots
         if self.array_id:
             message.array_id = self.array_id
+        if self.timeout:
+            message.timeout = self.timeout
+        if self.memory_limit:
+            message.memory_limit = self.memory_limit
         for key, value in self.extra.items():
             setattr(message, key, value)
         return message

@@ -27,7 +27,7 @@ class ListWorkersRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("task_id", "command", "container", "status", "exit_code", "worker_id", "attempts", "submitted_at", "started_at", "ended_at", "reason", "name", "retry", "failure_retries", "after", "slots", "array_id")
+    __slots__ = ("task_id", "command", "container", "status", "exit_code", "worker_id", "attempts", "submitted_at", "started_at", "ended_at", "reason", "name", "retry", "failure_retries", "after", "slots", "array_id", "timeout", "memory_limit", "failure", "usage", "attempt_usage")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,11 @@ class Task(_message.Message):
     AFTER_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     ARRAY_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_USAGE_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     command: str
     container: str
@@ -62,7 +67,12 @@ class Task(_message.Message):
     after: _containers.RepeatedScalarFieldContainer[int]
     slots: int
     array_id: str
-    def __init__(self, task_id: _Optional[int] = ..., command: _Optional[str] = ..., container: _Optional[str] = ..., status: _Optional[str] = ..., exit_code: _Optional[int] = ..., worker_id: _Optional[int] = ..., attempts: _Optional[int] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., name: _Optional[str] = ..., retry: _Optional[int] = ..., failure_retries: _Optional[int] = ..., after: _Optional[_Iterable[int]] = ..., slots: _Optional[int] = ..., array_id: _Optional[str] = ...) -> None: ...
+    timeout: float
+    memory_limit: int
+    failure: str
+    usage: ResourceUsage
+    attempt_usage: _containers.RepeatedCompositeFieldContainer[ResourceUsage]
+    def __init__(self, task_id: _Optional[int] = ..., command: _Optional[str] = ..., container: _Optional[str] = ..., status: _Optional[str] = ..., exit_code: _Optional[int] = ..., worker_id: _Optional[int] = ..., attempts: _Optional[int] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., name: _Optional[str] = ..., retry: _Optional[int] = ..., failure_retries: _Optional[int] = ..., after: _Optional[_Iterable[int]] = ..., slots: _Optional[int] = ..., array_id: _Optional[str] = ..., timeout: _Optional[float] = ..., memory_limit: _Optional[int] = ..., failure: _Optional[str] = ..., usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., attempt_usage: _Optional[_Iterable[_Union[ResourceUsage, _Mapping]]] = ...) -> None: ...
 
 class TaskId(_message.Message):
     __slots__ = ("task_id", "snapshot")
@@ -103,7 +113,7 @@ class TaskLog(_message.Message):
     def __init__(self, task_id: _Optional[int] = ..., log_type: _Optional[str] = ..., log_text: _Optional[str] = ..., log_bytes: _Optional[bytes] = ..., worker_id: _Optional[int] = ...) -> None: ...
 
 class TaskRequest(_message.Message):
-    __slots__ = ("command", "container", "name", "retry", "after", "after_batch_index", "slots", "array_id")
+    __slots__ = ("command", "container", "name", "retry", "after", "after_batch_index", "slots", "array_id", "timeout", "memory_limit")
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +122,8 @@ class TaskRequest(_message.Message):
     AFTER_BATCH_INDEX_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     ARRAY_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     command: str
     container: str
     name: str
@@ -120,7 +132,9 @@ class TaskRequest(_message.Message):
     after_batch_index: _containers.RepeatedScalarFieldContainer[int]
     slots: int
     array_id: str
-    def __init__(self, command: _Optional[str] = ..., container: _Optional[str] = ..., name: _Optional[str] = ..., retry: _Optional[int] = ..., after: _Optional[_Iterable[int]] = ..., after_batch_index: _Optional[_Iterable[int]] = ..., slots: _Optional[int] = ..., array_id: _Optional[str] = ...) -> None: ...
+    timeout: float
+    memory_limit: int
+    def __init__(self, command: _Optional[str] = ..., container: _Optional[str] = ..., name: _Optional[str] = ..., retry: _Optional[int] = ..., after: _Optional[_Iterable[int]] = ..., after_batch_index: _Optional[_Iterable[int]] = ..., slots: _Optional[int] = ..., array_id: _Optional[str] = ..., timeout: _Optional[float] = ..., memory_limit: _Optional[int] = ...) -> None: ...
 
 class TaskResponse(_message.Message):
     __slots__ = ("task_id",)
@@ -129,21 +143,25 @@ class TaskResponse(_message.Message):
     def __init__(self, task_id: _Optional[int] = ...) -> None: ...
 
 class TaskStatusUpdate(_message.Message):
-    __slots__ = ("task_id", "new_status", "exit_code", "worker_id", "reason")
+    __slots__ = ("task_id", "new_status", "exit_code", "worker_id", "reason", "usage", "failure")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     NEW_STATUS_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     new_status: str
     exit_code: int
     worker_id: int
     reason: str
-    def __init__(self, task_id: _Optional[int] = ..., new_status: _Optional[str] = ..., exit_code: _Optional[int] = ..., worker_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    usage: ResourceUsage
+    failure: str
+    def __init__(self, task_id: _Optional[int] = ..., new_status: _Optional[str] = ..., exit_code: _Optional[int] = ..., worker_id: _Optional[int] = ..., reason: _Optional[str] = ..., usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., failure: _Optional[str] = ...) -> None: ...
 
 class Worker(_message.Message):
-    __slots__ = ("worker_id", "name", "concurrency", "prefetch", "state", "provider", "hostname", "last_ping", "running", "held", "pid", "created_at")
+    __slots__ = ("worker_id", "name", "concurrency", "prefetch", "state", "provider", "hostname", "last_ping", "running", "held", "pid", "created_at", "stats", "container_capable", "container_note")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +174,9 @@ class Worker(_message.Message):
     HELD_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_CAPABLE_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_NOTE_FIELD_NUMBER: _ClassVar[int]
     worker_id: int
     name: str
     concurrency: int
@@ -168,15 +189,20 @@ class Worker(_message.Message):
     held: int
     pid: int
     created_at: float
-    def __init__(self, worker_id: _Optional[int] = ..., name: _Optional[str] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., state: _Optional[str] = ..., provider: _Optional[str] = ..., hostname: _Optional[str] = ..., last_ping: _Optional[float] = ..., running: _Optional[int] = ..., held: _Optional[int] = ..., pid: _Optional[int] = ..., created_at: _Optional[float] = ...) -> None: ...
+    stats: WorkerStats
+    container_capable: bool
+    container_note: str
+    def __init__(self, worker_id: _Optional[int] = ..., name: _Optional[str] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., state: _Optional[str] = ..., provider: _Optional[str] = ..., hostname: _Optional[str] = ..., last_ping: _Optional[float] = ..., running: _Optional[int] = ..., held: _Optional[int] = ..., pid: _Optional[int] = ..., created_at: _Optional[float] = ..., stats: _Optional[_Union[WorkerStats, _Mapping]] = ..., container_capable: _Optional[bool] = ..., container_note: _Optional[str] = ...) -> None: ...
 
 class WorkerId(_message.Message):
-    __slots__ = ("worker_id", "draining")
+    __slots__ = ("worker_id", "draining", "stats")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
     worker_id: int
     draining: bool
-    def __init__(self, worker_id: _Optional[int] = ..., draining: _Optional[bool] = ...) -> None: ...
+    stats: WorkerStats
+    def __init__(self, worker_id: _Optional[int] = ..., draining: _Optional[bool] = ..., stats: _Optional[_Union[WorkerStats, _Mapping]] = ...) -> None: ...
 
 class WorkerIds(_message.Message):
     __slots__ = ("worker_ids",)
@@ -185,20 +211,24 @@ class WorkerIds(_message.Message):
     def __init__(self, worker_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("name", "concurrency", "prefetch", "worker_id", "hostname", "pid")
+    __slots__ = ("name", "concurrency", "prefetch", "worker_id", "hostname", "pid", "container_capable", "container_note")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     PREFETCH_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_CAPABLE_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_NOTE_FIELD_NUMBER: _ClassVar[int]
     name: str
     concurrency: int
     prefetch: int
     worker_id: int
     hostname: str
     pid: int
-    def __init__(self, name: _Optional[str] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., worker_id: _Optional[int] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
+    container_capable: bool
+    container_note: str
+    def __init__(self, name: _Optional[str] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., worker_id: _Optional[int] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., container_capable: _Optional[bool] = ..., container_note: _Optional[str] = ...) -> None: ...
 
 class WorkerRequest(_message.Message):
     __slots__ = ("provider", "flavor", "number", "concurrency", "prefetch", "step_id", "flavor_id", "region_id")
@@ -275,3 +305,65 @@ class TaskSelection(_message.Message):
     name: str
     status_filter: str
     def __init__(self, task_ids: _Optional[_Iterable[int]] = ..., name: _Optional[str] = ..., status_filter: _Optional[str] = ...) -> None: ...
+
+class ResourceUsage(_message.Message):
+    __slots__ = ("attempt", "worker_id", "worker_name", "hostname", "slurm_job_id", "started_at", "ended_at", "wall_time", "cpu_user", "cpu_system", "peak_rss", "last_rss", "read_bytes", "write_bytes", "exit_code", "samples", "final", "failure")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_NAME_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    SLURM_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    WALL_TIME_FIELD_NUMBER: _ClassVar[int]
+    CPU_USER_FIELD_NUMBER: _ClassVar[int]
+    CPU_SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    PEAK_RSS_FIELD_NUMBER: _ClassVar[int]
+    LAST_RSS_FIELD_NUMBER: _ClassVar[int]
+    READ_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WRITE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    worker_id: int
+    worker_name: str
+    hostname: str
+    slurm_job_id: str
+    started_at: float
+    ended_at: float
+    wall_time: float
+    cpu_user: float
+    cpu_system: float
+    peak_rss: int
+    last_rss: int
+    read_bytes: int
+    write_bytes: int
+    exit_code: int
+    samples: int
+    final: bool
+    failure: str
+    def __init__(self, attempt: _Optional[int] = ..., worker_id: _Optional[int] = ..., worker_name: _Optional[str] = ..., hostname: _Optional[str] = ..., slurm_job_id: _Optional[str] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., wall_time: _Optional[float] = ..., cpu_user: _Optional[float] = ..., cpu_system: _Optional[float] = ..., peak_rss: _Optional[int] = ..., last_rss: _Optional[int] = ..., read_bytes: _Optional[int] = ..., write_bytes: _Optional[int] = ..., exit_code: _Optional[int] = ..., samples: _Optional[int] = ..., final: _Optional[bool] = ..., failure: _Optional[str] = ...) -> None: ...
+
+class WorkerStats(_message.Message):
+    __slots__ = ("cpu_percent", "load1", "load5", "load15", "memory_used", "memory_available", "disk_free", "running_tasks", "sampled_at")
+    CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    LOAD1_FIELD_NUMBER: _ClassVar[int]
+    LOAD5_FIELD_NUMBER: _ClassVar[int]
+    LOAD15_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    DISK_FREE_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_TASKS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLED_AT_FIELD_NUMBER: _ClassVar[int]
+    cpu_percent: float
+    load1: float
+    load5: float
+    load15: float
+    memory_used: int
+    memory_available: int
+    disk_free: int
+    running_tasks: int
+    sampled_at: float
+    def __init__(self, cpu_percent: _Optional[float] = ..., load1: _Optional[float] = ..., load5: _Optional[float] = ..., load15: _Optional[float] = ..., memory_used: _Optional[int] = ..., memory_available: _Optional[int] = ..., disk_free: _Optional[int] = ..., running_tasks: _Optional[int] = ..., sampled_at: _Optional[float] = ...) -> None: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,6 +14,7 @@ from rich.text import Text
 
 from ..client import TaskInfo, WorkerInfo
 from ..status import Status
+from .units import format_size
 
 _STATUS_STYLE = {
     Status.WAITING: "dim",
@@ -75,7 +77,7 @@ def _table(headers: Sequence[str], rows: list[list[str]], *, right: set[str], el
 
 
 def tasks_table(tasks: Sequence[TaskInfo], width: int) -> Table:
-    headers = ["ID", "STATUS", "EXIT", "WORKER", "WALL", "COMMAND"]
+    headers = ["ID", "STATUS", "EXIT", "WORKER", "WALL", "CPU", "PEAK RSS", "COMMAND"]
     with_container = any(t.container for t in tasks)
     if with_container:
         headers.append("CONTAINER")
@@ -89,7 +91,9 @@ def tasks_table(tasks: Sequence[TaskInfo], width: int) -> Table:
             f"[{_STATUS_STYLE[t.status]}]{t.status.value} {t.status.label}[/]",
             "" if t.exit_code is None else str(t.exit_code),
             "" if t.worker_id is None else str(t.worker_id),
-            _duration(t.wall_time),
+            _duration(t.usage.wall_time if t.usage and t.usage.final else t.wall_time),
+            _duration(t.usage.cpu_time) if _measured(t) else "",
+            format_size(t.usage.peak_rss) if _measured(t) else "",
             escape(_short(t.command)),
         ]
         if with_container:
@@ -99,7 +103,37 @@ def tasks_table(tasks: Sequence[TaskInfo], width: int) -> Table:
         if with_reason:
             row.append("" if t.status.terminal else escape(t.reason))
         rows.append(row)
-    return _table(headers, rows, right={"ID", "EXIT", "WORKER", "WALL"}, elastic="COMMAND", width=width)
+    right = {"ID", "EXIT", "WORKER", "WALL", "CPU", "PEAK RSS"}
+    return _table(headers, rows, right=right, elastic="COMMAND", width=width)
+
+
+def _measured(task: TaskInfo) -> bool:
+    """Usage figures exist once the task was sampled or ended (the first report says only where it runs)."""
+    return task.usage is not None and (task.usage.final or task.usage.samples > 0)
+
+
+def print_task_record(record: dict[str, Any]) -> None:
+    """One task for people: its fields, then its latest usage, then one line per attempt."""
+    usage = record.pop("usage", None)
+    attempts = record.pop("attempt_usage", [])
+    width = max(map(len, [*record, *(f"  {key}" for key in usage or ())]))
+    for key, value in record.items():
+        print(f"{key:<{width}}  {'' if value is None else value}")
+    if usage:
+        print("usage (latest attempt):")
+        for key, value in usage.items():
+            shown = format_size(value) if key in _SIZES else value
+            print(f"  {key:<{width - 2}}  {'' if shown is None else shown}")
+    for usage in attempts:
+        print(
+            f"attempt {usage['attempt']}: worker {usage['worker_id']} ({usage['worker_name']}) on {usage['hostname']}"
+            f"{' job ' + usage['slurm_job_id'] if usage['slurm_job_id'] else ''}, wall {_duration(usage['wall_time'])},"
+            f" cpu {_duration(usage['cpu_user'] + usage['cpu_system'])}, peak rss {format_size(usage['peak_rss'])},"
+            f" exit {usage['exit_code']}{', ' + usage['failure'] if usage['failure'] else ''}"
+        )
+
+
+_SIZES = {"peak_rss", "last_rss", "read_bytes", "write_bytes"}
 
 
 def status_counts(tasks: Sequence[TaskInfo]) -> str:
@@ -110,7 +144,8 @@ def status_counts(tasks: Sequence[TaskInfo]) -> str:
 
 
 def workers_table(workers: Sequence[WorkerInfo], width: int) -> Table:
-    headers = ["ID", "NAME", "STATE", "HOST", "PROVIDER", "RUNNING", "HELD", "CONC", "PREFETCH", "LAST PING"]
+    headers = ["ID", "NAME", "STATE", "HOST", "PROVIDER", "RUNNING", "HELD", "CONC", "PREFETCH", "LOAD", "MEM USED",
+               "MEM AVAIL", "CONTAINERS", "LAST PING"]  # fmt: skip
     rows = [
         [
             str(w.worker_id),
@@ -122,8 +157,13 @@ def workers_table(workers: Sequence[WorkerInfo], width: int) -> Table:
             str(w.held),
             str(w.concurrency),
             str(w.prefetch),
+            f"{w.stats.load1:.2f}" if w.stats else "",
+            format_size(w.stats.memory_used) if w.stats else "",
+            format_size(w.stats.memory_available) if w.stats else "",
+            {True: "yes", False: "no", None: ""}[w.container_capable],
             _ago(w.last_ping),
         ]
         for w in workers
     ]
-    return _table(headers, rows, right={"ID", "RUNNING", "HELD", "CONC", "PREFETCH"}, elastic="NAME", width=width)
+    right = {"ID", "RUNNING", "HELD", "CONC", "PREFETCH", "LOAD", "MEM USED", "MEM AVAIL"}
+    return _table(headers, rows, right=right, elastic="NAME", width=width)

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ..access import default_state_dir, find_access_file, read_access
-from ..config import ServerSettings, WorkerSettings, pop_settings, settings_options
+from ..config import ApptainerSettings, ServerSettings, WorkerSettings, pop_settings, settings_options
 
 
 @click.command()
@@ -46,14 +46,18 @@ def server(state_dir: Path | None, listen: str | None, **options: Any) -> None:
     help="Take up a worker id reserved by CreateWorker (the server sets it for the workers it starts).",
 )
 @settings_options(WorkerSettings)
+@settings_options(ApptainerSettings)
 def worker(access: str | None, name: str | None, worker_id: int | None, **options: Any) -> None:
     """Run a worker in the foreground: the one command a batch script needs."""
     from ..worker.agent import Worker
 
     settings = pop_settings(WorkerSettings, options)
+    apptainer = pop_settings(ApptainerSettings, options)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     access_file = find_access_file(access)
-    agent = Worker(read_access(access_file), settings, access_file=access_file, name=name, worker_id=worker_id)
+    agent = Worker(
+        read_access(access_file), settings, access_file=access_file, name=name, worker_id=worker_id, apptainer=apptainer
+    )
     sys.exit(asyncio.run(agent.run()))
 
 

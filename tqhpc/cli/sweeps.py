@@ -16,6 +16,7 @@ from ..specs import TaskSpec
 from ..status import Status, TransitionError, parse_status_filter
 from ..waiting import WaitTimeout, summary
 from .options import access_option, connect
+from .units import DurationType, SizeType
 
 
 def _ids(values: Sequence[str], what: str = "TASK_IDS") -> list[int]:
@@ -102,6 +103,8 @@ def _wait(client: Client, ids: list[int], timeout: float | None) -> None:
 @click.option(
     "--slots", default=1, type=click.IntRange(1, 4096), help="How much of a worker's concurrency each task takes."
 )
+@click.option("--timeout", type=DurationType(), default=0.0, help="Kill a task after this long: 90, 30s, 10m, 1h30m.")
+@click.option("--memory", type=SizeType(), default=0, help="Kill a task when its processes use more RSS: 512M, 2G.")
 @click.option("--wait", "wait", is_flag=True, help="Wait for the tasks, with a progress bar on a terminal.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def submit(
@@ -114,6 +117,8 @@ def submit(
     retry: int,
     after: tuple[str, ...],
     slots: int,
+    timeout: float,
+    memory: int,
     wait: bool,
     command: tuple[str, ...],
 ) -> None:
@@ -133,10 +138,24 @@ def submit(
     with connect(access) as client:
         if not expanded:
             line = command[0] if len(command) == 1 else shlex.join(command)
-            ids = [client.submit(line, container, name=name, retry=retry, after=depends, slots=slots)]
+            ids = [
+                client.submit(
+                    line,
+                    container,
+                    name=name,
+                    retry=retry,
+                    after=depends,
+                    slots=slots,
+                    timeout=timeout,
+                    memory_limit=memory,
+                )
+            ]
             click.echo(ids[0])
         else:
-            specs = [TaskSpec(e.command, container, name, retry, depends, (), slots, e.array_id) for e in expanded]
+            specs = [
+                TaskSpec(e.command, container, name, retry, depends, (), slots, e.array_id, timeout, memory)
+                for e in expanded
+            ]
             ids = client.submit_many(specs)
             click.echo(f"submitted {len(ids)} tasks: {ids[0]}-{ids[-1]}")
         if wait:

@@ -35,19 +35,21 @@ def list_tasks(access: str | None, status: str | None, name: str, as_json: bool)
 
 @click.command("task")
 @access_option
-@click.argument("task_id", type=click.IntRange(min=1))
+@click.argument("words", nargs=-1, required=True, metavar="[show] TASK_ID")
 @json_option
-def show_task(access: str | None, task_id: int, as_json: bool) -> None:
-    """Show one task's whole record."""
+def show_task(access: str | None, words: tuple[str, ...], as_json: bool) -> None:
+    """Show one task's whole record, with what each attempt cost (`tqhpc task 7` or `tqhpc task show 7`)."""
+    if words and words[0] == "show":
+        words = words[1:]
+    if len(words) != 1 or not words[0].isdigit() or int(words[0]) < 1:
+        raise click.BadParameter(f"expected one task id (a positive integer), got {' '.join(words)!r}")
     with connect(access) as client:
-        task = client.task(task_id)
+        task = client.task(int(words[0]))
     record = task.to_dict()
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return
-    width = max(map(len, record))
-    for key, value in record.items():
-        click.echo(f"{key:<{width}}  {'' if value is None else value}")
+    output.print_task_record(record)
 
 
 @click.command()

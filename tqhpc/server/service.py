@@ -16,10 +16,11 @@ from grpc import aio
 
 from .._proto import pb, rpc
 from ..errors import InvalidArgument, NotFound, TqhpcError
-from ..records import WorkerState
+from ..records import ResourceUsage, TaskInfo, WorkerState, WorkerStats
 from ..status import Status, parse_status, parse_status_filter
 from ..store import Database, taskflow
 from ..store import tasks as task_ops
+from ..store import usage as usage_ops
 from ..store import workers as worker_ops
 from . import submission, validate
 from .logs import LOG_TYPES, LogStore
@@ -89,14 +90,18 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
     @_unary
     async def GetTask(self, request: pb.TaskId, context: aio.ServicerContext) -> pb.Task:
-        task = await self.db.run(lambda c: taskflow.with_details(c, [task_ops.get_task(c, request.task_id)])[0])
+        task = await self.db.run(
+            lambda c: usage_ops.with_all_usage(c, taskflow.with_details(c, [task_ops.get_task(c, request.task_id)])[0])
+        )
         return task.to_message()
 
     @_unary
     async def ListTasks(self, request: pb.ListTasksRequest, context: aio.ServicerContext) -> pb.TaskList:
         statuses = parse_status_filter(request.status_filter) if request.HasField("status_filter") else frozenset()
         name, ids = request.name_filter, list(request.task_ids)
-        records = await self.db.run(lambda c: taskflow.list_tasks(c, statuses, name, ids))
+        records = await self.db.run(
+            lambda c: usage_ops.with_latest_usage(c, taskflow.list_tasks(c, statuses, name, ids))
+        )
         return pb.TaskList(tasks=[t.to_message() for t in records])
 
     # --- issue 5: batches, statuses of many, cancel, retry -----------------------------------------------------
@@ -147,11 +152,18 @@ class TaskQueueService(rpc.TaskQueueServicer):
         new = parse_status(request.new_status)
         exit_code = request.exit_code if request.HasField("exit_code") else None
         worker_id = request.worker_id if request.HasField("worker_id") else None
-        task = await self.db.run(
-            lambda c: task_ops.update_status(
-                c, request.task_id, new, time.time(), exit_code=exit_code, worker_id=worker_id, reason=request.reason
+        usage = ResourceUsage.from_message(request.usage) if request.HasField("usage") else None
+        failure = validate.name(request.failure, "failure")
+
+        def update(conn: Any) -> TaskInfo:
+            before = task_ops.get_task(conn, request.task_id)
+            task = task_ops.update_status(
+                conn, request.task_id, new, time.time(), exit_code=exit_code, worker_id=worker_id, reason=request.reason
             )
-        )
+            usage_ops.record_update(conn, before, task, new, worker_id, usage, failure)  # issue 3
+            return task
+
+        task = await self.db.run(update)
         if task.status.terminal:
             self.logs.notify([task.task_id])
         elif new.terminal and task.status == Status.PENDING:
@@ -284,14 +296,25 @@ class TaskQueueService(rpc.TaskQueueServicer):
                 worker_id=worker_id,
             )
         )
+        capable = request.container_capable if request.HasField("container_capable") else None
+        note = validate.name(request.container_note, "container note")
+        await self.db.run(lambda c: usage_ops.set_container_capability(c, worker.worker_id, capable, note))
         log.info("worker %d (%s) registered from %s", worker.worker_id, worker.name, hostname)
+        if capable is False:
+            log.warning("worker %d cannot run container tasks: %s", worker.worker_id, note)
         return pb.WorkerId(worker_id=worker.worker_id)
 
     @_unary
     async def PingAndTakeNewTasks(self, request: pb.WorkerId, context: aio.ServicerContext) -> pb.TaskListAndOther:
-        result = await self.db.run(
-            lambda c: worker_ops.ping(c, request.worker_id, time.time(), draining=request.draining)
-        )
+        stats = WorkerStats.from_message(request.stats) if request.HasField("stats") else None
+
+        def ping(conn: Any) -> worker_ops.PingResult:
+            result = worker_ops.ping(conn, request.worker_id, time.time(), draining=request.draining)
+            if stats is not None:
+                usage_ops.store_stats(conn, request.worker_id, stats)  # issue 3
+            return result
+
+        result = await self.db.run(ping)
         return pb.TaskListAndOther(
             tasks=[t.to_message() for t in result.tasks],
             concurrency=result.concurrency,
@@ -309,7 +332,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
     @_unary
     async def ListWorkers(self, request: pb.ListWorkersRequest, context: aio.ServicerContext) -> pb.WorkersList:
-        workers = await self.db.run(worker_ops.list_workers)
+        workers = await self.db.run(lambda c: usage_ops.with_stats(c, worker_ops.list_workers(c)))
         return pb.WorkersList(workers=[w.to_message() for w in workers])
 
     @_unary

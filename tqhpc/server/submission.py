@@ -39,13 +39,15 @@ def new_task(request: pb.TaskRequest, index: int | None = None) -> NewTask:
         after_index = tuple(request.after_batch_index)
         if len(after) + len(after_index) > MAX_DEPENDENCIES:
             raise InvalidArgument(f"a task may depend on at most {MAX_DEPENDENCIES} others")
+        timeout = validate.timeout(request.timeout) if request.timeout else 0.0  # issue 3
+        memory_limit = validate.memory_limit(request.memory_limit) if request.memory_limit else 0
         if index is None and after_index:
             raise InvalidArgument("after_batch_index only has a meaning in SubmitTasks")
     except InvalidArgument as err:
         if index is None:
             raise
         raise InvalidArgument(f"task {index + 1} of the batch: {err}") from None
-    return NewTask(command, container, name, request.retry, after, after_index, slots, array_id)
+    return NewTask(command, container, name, request.retry, after, after_index, slots, array_id, timeout, memory_limit)
 
 
 def new_tasks(requests: Sequence[pb.TaskRequest]) -> list[NewTask]:

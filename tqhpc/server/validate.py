@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ..errors import InvalidArgument
 
 MAX_COMMAND_BYTES = 128 * 1024 - 1
@@ -34,3 +36,21 @@ def name(text: str, what: str = "name") -> str:
     if "\0" in text or len(text.encode()) > MAX_NAME_BYTES:
         raise InvalidArgument(f"the {what} must be at most {MAX_NAME_BYTES} bytes, without NUL")
     return text.strip()
+
+
+def timeout(seconds: float) -> float:
+    """issue 3: a task's wall-clock limit; 0 means none."""
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidArgument(f"the timeout must be a finite number of seconds, 0 or more (0: none), not {seconds}")
+    return seconds
+
+
+MAX_MEMORY_LIMIT = 2**63 - 1
+"""SQLite stores integers as signed 64-bit: a larger ceiling could not be kept, and no machine has that much."""
+
+
+def memory_limit(size: int) -> int:
+    """issue 3: a task's RSS ceiling in bytes; 0 means none."""
+    if size > MAX_MEMORY_LIMIT:
+        raise InvalidArgument(f"the memory limit must be at most {MAX_MEMORY_LIMIT} bytes, not {size}")
+    return size

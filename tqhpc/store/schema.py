@@ -58,6 +58,48 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tasks_by_name ON tasks(name, task_id);
     CREATE INDEX tasks_kill_pending ON tasks(worker_id) WHERE kill_pending = 1;
     """,
+    # issue 3: per-task limits and failure kind, per-attempt resource usage, container capability and host state.
+    """
+    ALTER TABLE tasks ADD COLUMN timeout REAL NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN memory_limit INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN failure TEXT NOT NULL DEFAULT '';
+    ALTER TABLE workers ADD COLUMN container_capable INTEGER;
+    ALTER TABLE workers ADD COLUMN container_note TEXT NOT NULL DEFAULT '';
+    CREATE TABLE task_attempts (
+        task_id      INTEGER NOT NULL REFERENCES tasks(task_id),
+        attempt      INTEGER NOT NULL,
+        worker_id    INTEGER,
+        worker_name  TEXT    NOT NULL DEFAULT '',
+        hostname     TEXT    NOT NULL DEFAULT '',
+        slurm_job_id TEXT    NOT NULL DEFAULT '',
+        started_at   REAL    NOT NULL DEFAULT 0,
+        ended_at     REAL    NOT NULL DEFAULT 0,
+        wall_time    REAL    NOT NULL DEFAULT 0,
+        cpu_user     REAL    NOT NULL DEFAULT 0,
+        cpu_system   REAL    NOT NULL DEFAULT 0,
+        peak_rss     INTEGER NOT NULL DEFAULT 0,
+        last_rss     INTEGER NOT NULL DEFAULT 0,
+        read_bytes   INTEGER NOT NULL DEFAULT 0,
+        write_bytes  INTEGER NOT NULL DEFAULT 0,
+        exit_code    INTEGER,
+        samples      INTEGER NOT NULL DEFAULT 0,
+        final        INTEGER NOT NULL DEFAULT 0,
+        failure      TEXT    NOT NULL DEFAULT '',
+        PRIMARY KEY (task_id, attempt)
+    );
+    CREATE TABLE worker_host_stats (
+        worker_id        INTEGER PRIMARY KEY REFERENCES workers(worker_id),
+        cpu_percent      REAL    NOT NULL DEFAULT 0,
+        load1            REAL    NOT NULL DEFAULT 0,
+        load5            REAL    NOT NULL DEFAULT 0,
+        load15           REAL    NOT NULL DEFAULT 0,
+        memory_used      INTEGER NOT NULL DEFAULT 0,
+        memory_available INTEGER NOT NULL DEFAULT 0,
+        disk_free        INTEGER NOT NULL DEFAULT 0,
+        running_tasks    INTEGER NOT NULL DEFAULT 0,
+        sampled_at       REAL    NOT NULL DEFAULT 0
+    );
+    """,
 ]
 
 

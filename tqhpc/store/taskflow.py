@@ -34,6 +34,8 @@ class NewTask:
     after_index: tuple[int, ...] = ()  # earlier tasks of the same batch, by position
     slots: int = 1
     array_id: str = ""
+    timeout: float = 0.0  # issue 3: wall-clock limit in seconds, 0: none
+    memory_limit: int = 0  # issue 3: RSS ceiling in bytes, 0: none
 
 
 @dataclass
@@ -112,12 +114,12 @@ def insert_batch(conn: sqlite3.Connection, specs: Sequence[NewTask], now: float)
         rows.append(
             (
                 task_id, spec.command, spec.container, status.value, now, reason, spec.name, spec.retry, spec.slots,
-                spec.array_id, now if status == Status.CANCELLED else None,
+                spec.array_id, now if status == Status.CANCELLED else None, spec.timeout, spec.memory_limit,
             )
         )  # fmt: skip
     conn.executemany(
         "INSERT INTO tasks (task_id, command, container, status, submitted_at, reason, name, retry, slots, array_id,"
-        " ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " ended_at, timeout, memory_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
     if deps:
@@ -317,12 +319,14 @@ def held_slots(conn: sqlite3.Connection, worker_id: int) -> int:
     ).fetchone()[0]
 
 
-def fitting_pending(conn: sqlite3.Connection, room: int, largest: int) -> list[int]:
+def fitting_pending(conn: sqlite3.Connection, room: int, largest: int, eligible: str = "1") -> list[int]:
     """Pending tasks, oldest first, whose slots fit in `room`, skipping any that do not (a later smaller task may
     go first: no task waits for one that cannot fit now); tasks larger than `largest` (the worker's concurrency)
-    are never chosen."""
+    are never chosen. `eligible` is an SQL condition on the task that the worker can meet (its capabilities)."""
     chosen: list[int] = []
-    rows = conn.execute("SELECT task_id, slots FROM tasks WHERE status = 'P' ORDER BY task_id LIMIT ?", (SCAN_LIMIT,))
+    rows = conn.execute(
+        f"SELECT task_id, slots FROM tasks WHERE status = 'P' AND {eligible} ORDER BY task_id LIMIT ?", (SCAN_LIMIT,)
+    )
     for task_id, slots in rows:
         if slots <= room and slots <= largest:
             chosen.append(task_id)

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from ..errors import FailedPrecondition, NotFound
 from ..records import TaskInfo
 from ..status import HELD, TERMINAL, Status, check_worker_transition
-from . import taskflow
+from . import taskflow, usage
 
 _HELD_LETTERS = frozenset(s.value for s in HELD)
 _HELD_SQL = "(" + ", ".join(f"'{letter}'" for letter in sorted(_HELD_LETTERS)) + ")"
@@ -109,7 +109,8 @@ def assign_pending(conn: sqlite3.Connection, worker_id: int, room: int, largest:
     given to it (see taskflow.fitting_pending)."""
     if room <= 0:
         return 0
-    chosen = taskflow.fitting_pending(conn, room, room if largest is None else largest)
+    eligible = usage.container_condition(conn, worker_id)  # issue 3: container tasks only to capable workers
+    chosen = taskflow.fitting_pending(conn, room, room if largest is None else largest, eligible)
     if not chosen:
         return 0
     marks = ",".join("?" * len(chosen))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -25,13 +26,16 @@ import grpc
 
 from .._proto import pb
 from ..access import Access
-from ..config import WorkerSettings
-from ..records import WorkerState
+from ..config import ApptainerSettings, WorkerSettings
+from ..records import ResourceUsage, WorkerState
 from ..status import Status
 from .connection import Connection
+from .containers import ContainerSupport
+from .hoststats import HostStats
 from .logship import LogShipper
-from .process import Outcome, TaskProcess
+from .process import Failure, Limits, Outcome, TaskProcess
 from .retry import ServerGone
+from .usage import attempt_start, placed
 
 log = logging.getLogger("tqhpc.worker")
 
@@ -39,9 +43,8 @@ GIVE_UP_AFTER_SECONDS = 600.0
 """How long the worker keeps trying to reach a server that does not answer before it stops."""
 GIVE_UP_WHILE_STOPPING_SECONDS = 30.0
 """The same while stopping: a worker told to stop should not linger an hour for a server that is gone."""
-NO_CONTAINERS = (
-    "this tqhpc worker cannot run tasks in containers yet (the task asks for {image!r}); submit it without --container"
-)
+NOTE_BYTES = 200
+"""The server takes notes of at most 256 bytes."""
 REFUSED = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
 
 
@@ -98,6 +101,7 @@ class Worker:
         name: str | None = None,
         worker_id: int | None = None,
         give_up_after: float = GIVE_UP_AFTER_SECONDS,
+        apptainer: ApptainerSettings | None = None,
     ) -> None:
         self.access = access
         self.access_file = access_file
@@ -117,6 +121,8 @@ class Worker:
         scratch = settings.scratch_dir or os.environ.get("TMPDIR") or "/tmp"
         self.scratch_root = Path(scratch) / f"tqhpc-{os.getuid()}"
         self.scratch = self.scratch_root
+        self.containers = ContainerSupport(apptainer or ApptainerSettings(), self.scratch_root)  # issue 3
+        self.host_stats = HostStats(self.scratch_root)
 
     # --- life cycle --------------------------------------------------------------------------------------------
 
@@ -150,6 +156,8 @@ class Worker:
             return 1
         finally:
             with contextlib.suppress(Exception):
+                await self.containers.stop()
+            with contextlib.suppress(Exception):
                 await self.shipper.close()
             await self.connection.close()
             self._report_summary()
@@ -165,12 +173,15 @@ class Worker:
         self._wake.set()
 
     async def _register(self) -> None:
+        available = self.containers.availability or await self.containers.start(self.scratch_root, f"{os.getpid()}")
         info = pb.WorkerInfo(
             name=self.name,
             concurrency=self.concurrency,
             prefetch=self.prefetch,
             hostname=socket.gethostname(),
             pid=os.getpid(),
+            container_capable=available.capable,
+            container_note="" if available.capable else available.note[:NOTE_BYTES],
         )
         if self.reserved_id:
             info.worker_id = self.reserved_id
@@ -232,10 +243,12 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), self.settings.ping_interval)
 
     async def _ping(self, *, draining: bool) -> pb.TaskListAndOther:
+        request = pb.WorkerId(worker_id=self.worker_id, draining=draining)
+        stats = self.host_stats.changed(self._running())
+        if stats is not None:
+            request.stats.CopyFrom(stats.to_message())
         try:
-            return await self._call(
-                "PingAndTakeNewTasks", pb.WorkerId(worker_id=self.worker_id, draining=draining), "pinging"
-            )
+            return await self._call("PingAndTakeNewTasks", request, "pinging")
         except grpc.aio.AioRpcError as err:
             if err.code() in REFUSED:
                 raise WorkerStopped(f"the server disowned worker {self.worker_id}: {err.details()}") from err
@@ -288,22 +301,39 @@ class Worker:
 
     async def _run_task(self, slot: Slot) -> None:
         task_id = slot.task.task_id
+        started = attempt_start(slot.task.attempts, self.worker_id, self.name)
         try:
-            if not await self._report(task_id, Status.RUNNING):
+            if not await self._report(task_id, Status.RUNNING, usage=started):
                 return
 
             async def sink(log_type: str, data: bytes) -> None:
                 await self.shipper.add(task_id, log_type, data)
 
-            if slot.task.container:
-                # Never run a container task bare: it would run with the wrong software, and quietly.
-                await self._finish(task_id, Outcome(None, NO_CONTAINERS.format(image=slot.task.container)))
-                return
+            async def first_sample(usage: ResourceUsage) -> None:
+                await self._report(task_id, Status.RUNNING, usage=placed(usage, started))
+
             env = dict(os.environ, TQHPC_TASK_ID=str(task_id), TQHPC_WORKER_ID=str(self.worker_id))
             if slot.task.array_id:
                 env["TQHPC_ARRAY_ID"] = slot.task.array_id  # issue 5: `tqhpc submit --array`
-            slot.process = TaskProcess(slot.task.command, self.scratch / f"task-{task_id}", env, sink)
+            workdir = self.scratch / f"task-{task_id}"
+            argv = None
+            if slot.task.container:
+                # Never run a container task bare: it would run with the wrong software, and quietly.
+                prepared = await self.containers.command(slot.task.container, slot.task.command, workdir, env)
+                if isinstance(prepared, Outcome):
+                    prepared.usage = placed(ResourceUsage(ended_at=time.time(), final=True), started)
+                    await self._finish(task_id, prepared)
+                    return
+                argv = prepared
+            limits = Limits.of(slot.task, self.settings)
+            slot.process = TaskProcess(
+                slot.task.command, workdir, env, sink, argv=argv, limits=limits, on_first_sample=first_sample
+            )
             outcome = await slot.process.run()
+            if slot.task.container:
+                outcome = self.containers.judge(slot.task.container, outcome, slot.process.stderr_tail)
+            if outcome.usage is not None:
+                outcome.usage = placed(outcome.usage, started)
             with contextlib.suppress(OSError):
                 slot.process.workdir.rmdir()  # only if the task left nothing there: thousands of empty dirs help no one
             if slot.disowned or slot.handed_back:
@@ -314,7 +344,8 @@ class Worker:
         except Exception:
             log.exception("task %d: the worker failed around it", task_id)
             with contextlib.suppress(Exception):
-                await self._finish(task_id, Outcome(None, "the worker failed while running the task; see its log"))
+                failed = Outcome(None, "the worker failed while running the task; see its log", Failure.WORKER_ERROR)
+                await self._finish(task_id, failed)
         finally:
             if not slot.handed_back:
                 self.slots.pop(task_id, None)
@@ -325,20 +356,39 @@ class Worker:
         if outcome.error:
             await self.shipper.add(task_id, "E", f"tqhpc: {outcome.error}\n".encode())
         await self.shipper.flush()  # output first: a terminal status promises the logs are complete
-        ok = outcome.exit_code == 0
+        ok = outcome.exit_code == 0 and not outcome.failure
         status = Status.SUCCEEDED if ok else Status.FAILED
         reason = outcome.error or ("" if ok else _exit_reason(outcome.exit_code))
-        if await self._report(task_id, status, exit_code=outcome.exit_code, reason=reason):
+        failure = "" if ok else outcome.failure or _exit_failure(outcome.exit_code)
+        usage = outcome.usage
+        if usage is not None:
+            usage = dataclasses.replace(usage, exit_code=outcome.exit_code, failure=failure, final=True)
+        if await self._report(
+            task_id, status, exit_code=outcome.exit_code, reason=reason, failure=failure, usage=usage
+        ):
             if ok:
                 self.summary.succeeded += 1
             else:
                 self.summary.failed += 1
 
-    async def _report(self, task_id: int, status: Status, *, exit_code: int | None = None, reason: str = "") -> bool:
+    async def _report(
+        self,
+        task_id: int,
+        status: Status,
+        *,
+        exit_code: int | None = None,
+        reason: str = "",
+        failure: str = "",
+        usage: ResourceUsage | None = None,
+    ) -> bool:
         """Send a status; False when the server refuses it because the task is no longer ours."""
-        update = pb.TaskStatusUpdate(task_id=task_id, new_status=status.value, worker_id=self.worker_id, reason=reason)
+        update = pb.TaskStatusUpdate(
+            task_id=task_id, new_status=status.value, worker_id=self.worker_id, reason=reason, failure=failure
+        )
         if exit_code is not None:
             update.exit_code = exit_code
+        if usage is not None:
+            update.usage.CopyFrom(usage.to_message())
         try:
             await self._call("UpdateTaskStatus", update, f"reporting task {task_id} {status.value}")
             return True
@@ -415,6 +465,12 @@ class Worker:
             "%d dropped because the server gave them to others",
             self.worker_id, s.succeeded, s.failed, s.handed_back, s.killed_on_stop, s.disowned,
         )  # fmt: skip
+
+
+def _exit_failure(exit_code: int | None) -> str:
+    if exit_code is None:
+        return Failure.START
+    return Failure.SIGNAL if exit_code < 0 else Failure.EXIT_CODE
 
 
 def _exit_reason(exit_code: int | None) -> str:

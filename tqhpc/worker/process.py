@@ -1,4 +1,5 @@
-"""One task as one process: `sh -c COMMAND` in its own session and working directory, output piped to the shipper."""
+"""One task as one process: `sh -c COMMAND` (or the apptainer command that runs it) in its own session and working
+directory, output piped to the shipper, its process tree sampled for resource usage and held to its limits."""
 
 from __future__ import annotations
 
@@ -6,15 +7,48 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
+
+import psutil
+
+from .._proto import pb
+from ..config import WorkerSettings
+from ..records import ResourceUsage
+from .usage import TreeSampler, high_water_mark
 
 READ_SIZE = 64 * 1024
 KILL_ESCALATION_SECONDS = 5.0
+LIMIT_KILL_GRACE_SECONDS = 2.0
 ORPHAN_GRACE_SECONDS = 2.0
+FIRST_SAMPLE_SECONDS = 0.05
+"""The first sample comes fast, so that `R` carries real figures and short tasks are seen at all."""
+
+LOST_STATUS = 255 << 8
+"""The wait status used when the root's real one could not be had (exit code 255)."""
 
 OutputSink = Callable[[str, bytes], Awaitable[None]]
+SampleSink = Callable[[ResourceUsage], Awaitable[None]]
+
+
+class Failure:
+    """Machine-readable reasons a task ended `F` (TaskStatusUpdate.failure)."""
+
+    EXIT_CODE = "exit_code"
+    SIGNAL = "signal"
+    TIMEOUT = "timeout"
+    MEMORY = "memory"
+    START = "start"  # the process could not be started at all
+    NO_APPTAINER = "no_apptainer"
+    IMAGE_MISSING = "image_missing"
+    PULL_FAILED = "pull_failed"
+    CONTAINER_START = "container_start"
+    WORKER_ERROR = "worker_error"
 
 
 @dataclass
@@ -22,60 +56,184 @@ class Outcome:
     exit_code: int | None
     """The shell's exit code; negative when a signal killed it; None when it never started."""
     error: str = ""
-    """Why it never started, for the task's stderr and its status reason."""
+    """Why it never started or was stopped, for the task's stderr and its status reason."""
+    failure: str = ""
+    """One of `Failure`, empty when it succeeded."""
+    usage: ResourceUsage | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout: float = 0.0  # seconds of wall-clock time, 0: none
+    memory: int = 0  # bytes of RSS over the whole tree, 0: none
+    usage_interval: float = 1.0
+
+    @classmethod
+    def of(cls, task: pb.Task, settings: WorkerSettings) -> Limits:
+        """The task's own limits, else the worker's defaults."""
+        return cls(
+            timeout=task.timeout or settings.default_timeout,
+            memory=task.memory_limit or settings.default_memory_limit,
+            usage_interval=settings.usage_interval,
+        )
 
 
 class TaskProcess:
-    def __init__(self, command: str, workdir: Path, env: dict[str, str], sink: OutputSink) -> None:
+    def __init__(
+        self,
+        command: str,
+        workdir: Path,
+        env: dict[str, str],
+        sink: OutputSink,
+        *,
+        argv: list[str] | None = None,
+        limits: Limits = Limits(),
+        on_first_sample: SampleSink | None = None,
+    ) -> None:
         self.command, self.workdir, self.env, self.sink = command, workdir, env, sink
-        self.process: asyncio.subprocess.Process | None = None
+        self.argv = argv or ["/bin/sh", "-c", command]
+        self.limits = limits
+        self.on_first_sample = on_first_sample
+        self.process: subprocess.Popen[bytes] | None = None
+        self.sampler: TreeSampler | None = None
+        self.stderr_tail = b""  # the last bytes of stderr, to recognise apptainer's own failures
+        self._exited = asyncio.Event()
+        self._stop_reason: tuple[str, str] | None = None  # (failure, message) when we killed it for a limit
 
     async def run(self) -> Outcome:
+        loop = asyncio.get_running_loop()
+        parent_peak = high_water_mark(os.getpid())
         try:
             self.workdir.mkdir(parents=True, exist_ok=True)
-            self.process = await asyncio.create_subprocess_exec(
-                "/bin/sh",
-                "-c",
-                self.command,
+            self.process = subprocess.Popen(
+                self.argv,
                 cwd=self.workdir,
                 env=self.env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group: a kill reaches everything it started
             )
         except OSError as err:
-            return Outcome(exit_code=None, error=f"cannot start the task: {err}")
-        assert self.process.stdout is not None and self.process.stderr is not None
+            return Outcome(exit_code=None, error=f"cannot start the task: {err}", failure=Failure.START)
+        self.sampler = TreeSampler(self.process.pid)
+        threading.Thread(target=self._wait_for_exit, args=(loop,), daemon=True).start()
         pumps = asyncio.gather(self._pump(self.process.stdout, "O"), self._pump(self.process.stderr, "E"))
-        exit_code = await self.process.wait()
+        watch = asyncio.create_task(self._watch())
+        try:
+            await self._exited.wait()
+            if self.sampler.samples:
+                # The root is a zombie now, its orphans may still run: one last look. A task too short to have
+                # been sampled is skipped (a scan of /proc costs more than such a task): the root's rusage has it.
+                self.sampler.sample()
+            try:
+                _, status, rusage = os.wait4(self.process.pid, 0)
+            except ChildProcessError:  # reaped by someone else: the exit status is lost, the task still ended
+                status, rusage = LOST_STATUS, None
+        finally:
+            watch.cancel()
+        ended = time.time()
+        if self._stop_reason:
+            self._kill_tree(signal.SIGKILL)  # what ignored SIGTERM goes now, whether or not it holds our pipes
+        exit_code = os.waitstatus_to_exitcode(status)
+        self.process.returncode = exit_code
         try:
             await asyncio.wait_for(asyncio.shield(pumps), ORPHAN_GRACE_SECONDS)
         except TimeoutError:
             # The shell is gone but something it left in the background still holds the pipes: the task is over,
             # so its leftovers go too (as Slurm ends a step's processes), and what they wrote is still read.
-            _signal_group(self.process.pid, signal.SIGKILL)
+            self._kill_tree(signal.SIGKILL)
             await pumps
-        return Outcome(exit_code=exit_code)
+        usage = self.sampler.usage(rusage=rusage, ended_at=ended, parent_peak=parent_peak)
+        if self._stop_reason:
+            failure, message = self._stop_reason
+            return Outcome(exit_code=exit_code, error=message, failure=failure, usage=usage)
+        return Outcome(exit_code=exit_code, usage=usage)
 
-    async def _pump(self, stream: asyncio.StreamReader, log_type: str) -> None:
-        while data := await stream.read(READ_SIZE):
-            await self.sink(log_type, data)
+    def _wait_for_exit(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Block (in a thread) until the root exits, without reaping it: its rusage is read by `wait4` afterwards."""
+        assert self.process is not None
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOWAIT)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(self._exited.set)
 
-    async def kill(self) -> None:
-        """SIGTERM the whole process group, SIGKILL it if it lingers."""
-        process = self.process
-        if process is None or process.returncode is not None:
-            return
-        _signal_group(process.pid, signal.SIGTERM)
+    async def _watch(self) -> None:
+        """Sample the tree, send the first sample, and kill the tree when it goes over a limit."""
+        assert self.sampler is not None
+        limits = self.limits
+        deadline = time.monotonic() + limits.timeout if limits.timeout else None
+        delay = FIRST_SAMPLE_SECONDS
+        first = True
+        while True:
+            if deadline is not None:
+                delay = min(delay, max(0.0, deadline - time.monotonic()))
+            await asyncio.sleep(delay)
+            delay = limits.usage_interval or 1.0
+            if deadline is not None and time.monotonic() >= deadline:
+                await self._stop_for("timeout", f"the task ran over its timeout of {limits.timeout:g} s and was killed")
+                return
+            rss = await asyncio.to_thread(self.sampler.sample)
+            if limits.memory and rss > limits.memory:
+                await self._stop_for(
+                    "memory",
+                    f"the task used {_mib(rss)} of memory (RSS of its processes), over its limit of "
+                    f"{_mib(limits.memory)}, and was killed",
+                )
+                return
+            if first and self.on_first_sample is not None:
+                first = False
+                with contextlib.suppress(Exception):
+                    await self.on_first_sample(self.sampler.usage())
+
+    async def _stop_for(self, failure: str, message: str) -> None:
+        self._stop_reason = (failure, message)
+        await self.kill(grace=LIMIT_KILL_GRACE_SECONDS)
+
+    async def _pump(self, stream: IO[bytes] | None, log_type: str) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=READ_SIZE * 4)
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
         try:
-            await asyncio.wait_for(asyncio.shield(process.wait()), KILL_ESCALATION_SECONDS)
-        except TimeoutError:
-            _signal_group(process.pid, signal.SIGKILL)
-        # Children that left the group's leader behind still hold the pipes: kill the group in any case.
-        _signal_group(process.pid, signal.SIGKILL)
+            while data := await reader.read(READ_SIZE):
+                if log_type == "E":
+                    self.stderr_tail = (self.stderr_tail + data)[-8192:]
+                await self.sink(log_type, data)
+        finally:
+            transport.close()
+
+    async def kill(self, grace: float = KILL_ESCALATION_SECONDS) -> None:
+        """SIGTERM the whole process tree (and its group), SIGKILL what lingers after `grace` seconds."""
+        process = self.process
+        if process is None or self._exited.is_set():
+            return
+        self._kill_tree(signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._exited.wait(), grace)
+        # Children that left the group or the tree's root behind: kill them in any case.
+        self._kill_tree(signal.SIGKILL)
+
+    def _kill_tree(self, signum: int) -> None:
+        """Signal the process group and every process ever seen in the tree: `setsid` escapes a group kill, and a
+        reparented orphan escapes the tree, but neither escapes both."""
+        if self.process is None:
+            return
+        _signal_group(self.process.pid, signum)
+        if self.sampler is not None:
+            with contextlib.suppress(Exception):
+                self.sampler.sample()  # catch what started since the last sample
+            for process in self.sampler.alive():
+                with contextlib.suppress(psutil.Error, ProcessLookupError):
+                    process.send_signal(signum)
 
 
 def _signal_group(pgid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.0f} MiB"
+
+
+__all__ = ["Failure", "Limits", "Outcome", "TaskProcess"]

@@ -1,0 +1,130 @@
+"""Issue 3's store operations: per-task limits, per-attempt resource usage, and the workers' host state.
+
+Usage is kept per attempt (`task_attempts`), so a task that ran twice shows what each attempt cost; the task record
+shows its latest attempt. Every function here runs inside the writer's transaction, like those of tasks.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Sequence
+
+from ..records import ResourceUsage, TaskInfo, WorkerInfo, WorkerStats
+from ..status import HELD, TERMINAL, Status
+
+_USAGE_COLUMNS = tuple(f.name for f in dataclasses.fields(ResourceUsage) if f.name != "attempt")
+_STATS_COLUMNS = tuple(f.name for f in dataclasses.fields(WorkerStats))
+FEW_TASKS = 500
+
+
+# --- per-attempt usage ----------------------------------------------------------------------------------------------
+
+
+def record_update(
+    conn: sqlite3.Connection,
+    before: TaskInfo,
+    task: TaskInfo,
+    reported: Status,
+    worker_id: int | None,
+    usage: ResourceUsage | None,
+    failure: str,
+) -> None:
+    """After a worker's status report was applied: keep its usage for the attempt it reported on, and the failure kind.
+
+    Only the report of the worker that held the task counts (a late report of a worker that lost it does not). It is
+    judged on the task as it was before the report, because the report may have moved it on: a failed attempt with
+    re-runs left is back to P, and a task cancelled while running takes its worker's last report without changing.
+    """
+    if before.status not in HELD and before.status != Status.CANCELLED:
+        return
+    if worker_id is not None and before.worker_id != worker_id:
+        return
+    if task.status == Status.RUNNING and reported == Status.RUNNING:
+        conn.execute("UPDATE tasks SET failure = '' WHERE task_id = ? AND failure != ''", (task.task_id,))
+    elif reported in TERMINAL and task.status != Status.CANCELLED:
+        conn.execute("UPDATE tasks SET failure = ? WHERE task_id = ?", (failure, task.task_id))
+    if usage is None:
+        return
+    values = dataclasses.replace(usage, failure=usage.failure or failure).to_dict()
+    values["final"] = int(values["final"])
+    columns = ", ".join(_USAGE_COLUMNS)
+    marks = ", ".join("?" * (len(_USAGE_COLUMNS) + 2))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _USAGE_COLUMNS)
+    conn.execute(
+        f"INSERT INTO task_attempts (task_id, attempt, {columns}) VALUES ({marks}) "
+        f"ON CONFLICT (task_id, attempt) DO UPDATE SET {updates}",
+        (task.task_id, before.attempts, *(values[c] for c in _USAGE_COLUMNS)),
+    )
+
+
+def attempts_of(conn: sqlite3.Connection, task_id: int) -> list[ResourceUsage]:
+    rows = conn.execute("SELECT * FROM task_attempts WHERE task_id = ? ORDER BY attempt", (task_id,))
+    return [_usage(row) for row in rows]
+
+
+def with_latest_usage(conn: sqlite3.Connection, tasks: Sequence[TaskInfo]) -> list[TaskInfo]:
+    """The tasks with their latest attempt's usage attached (one query, however many tasks)."""
+    if not tasks:
+        return []
+    latest: dict[int, ResourceUsage] = {}
+    ids = [t.task_id for t in tasks]
+    # A few tasks: look them up by key; many: one pass over the table beats thousands of lookups.
+    where = f"WHERE task_id IN ({','.join('?' * len(ids))})" if len(ids) <= FEW_TASKS else ""
+    rows = conn.execute(
+        "SELECT a.* FROM task_attempts a JOIN (SELECT task_id, MAX(attempt) AS attempt FROM task_attempts "
+        f"{where} GROUP BY task_id) m ON a.task_id = m.task_id AND a.attempt = m.attempt",
+        ids if where else (),
+    )
+    for row in rows:
+        latest[row["task_id"]] = _usage(row)
+    return [dataclasses.replace(t, usage=latest[t.task_id]) if t.task_id in latest else t for t in tasks]
+
+
+def with_all_usage(conn: sqlite3.Connection, task: TaskInfo) -> TaskInfo:
+    attempts = attempts_of(conn, task.task_id)
+    return dataclasses.replace(task, usage=attempts[-1] if attempts else None, attempt_usage=tuple(attempts))
+
+
+def _usage(row: sqlite3.Row) -> ResourceUsage:
+    usage = ResourceUsage.from_row(row)
+    return dataclasses.replace(usage, final=bool(usage.final))
+
+
+# --- workers --------------------------------------------------------------------------------------------------------
+
+
+def set_container_capability(conn: sqlite3.Connection, worker_id: int, capable: bool | None, note: str) -> None:
+    conn.execute(
+        "UPDATE workers SET container_capable = ?, container_note = ? WHERE worker_id = ?",
+        (None if capable is None else int(capable), note, worker_id),
+    )
+
+
+def store_stats(conn: sqlite3.Connection, worker_id: int, stats: WorkerStats) -> None:
+    """Keep only the latest state: one row per worker, replaced at every ping."""
+    values = stats.to_dict()
+    columns = ", ".join(_STATS_COLUMNS)
+    marks = ", ".join("?" * (len(_STATS_COLUMNS) + 1))
+    conn.execute(
+        f"INSERT OR REPLACE INTO worker_host_stats (worker_id, {columns}) VALUES ({marks})",
+        (worker_id, *(values[c] for c in _STATS_COLUMNS)),
+    )
+
+
+def with_stats(conn: sqlite3.Connection, workers: Sequence[WorkerInfo]) -> list[WorkerInfo]:
+    if not workers:
+        return []
+    rows = conn.execute("SELECT * FROM worker_host_stats")
+    stats = {row["worker_id"]: WorkerStats.from_row(row) for row in rows}
+    return [dataclasses.replace(w, stats=stats[w.worker_id]) if w.worker_id in stats else w for w in workers]
+
+
+# --- scheduling -----------------------------------------------------------------------------------------------------
+
+
+def container_condition(conn: sqlite3.Connection, worker_id: int) -> str:
+    """The SQL condition a pending task must meet to go to this worker: a worker that registered as unable to run
+    containers gets only bare tasks, so container tasks stay pending for one that can (unknown counts as able)."""
+    row = conn.execute("SELECT container_capable FROM workers WHERE worker_id = ?", (worker_id,)).fetchone()
+    return "container = ''" if row is not None and row[0] == 0 else "1"
