@@ -1,0 +1,96 @@
+"""Where the limits and usage of issue 3 meet the sweeps and retries of issue 5: limits travel in batch submits and
+sweeps from the CLI, and a retried task keeps each attempt's resource summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import wait_until
+from test_cli import assert_one_line_error, run
+
+from tqhpc import Client, Status
+from tqhpc._proto import pb
+from tqhpc.specs import TaskSpec
+
+
+def _all_finished(client: Client, ids: list[int], timeout: float = 60.0) -> list:
+    def finished() -> list | None:
+        tasks = [client.task(i) for i in ids]
+        return tasks if all(t.status.terminal for t in tasks) else None
+
+    return wait_until(finished, timeout=timeout, what=lambda: f"tasks {ids} to end: {[client.task(i) for i in ids]}")
+
+
+def test_a_retried_task_keeps_every_attempts_usage(client: Client, workers, tmp_path: Path) -> None:
+    marker = tmp_path / "second-time"
+    task_id = client.submit(f"sleep 0.3; if [ -e {marker} ]; then exit 0; fi; touch {marker}; exit 3", retry=1)
+    workers.start("--concurrency", "1")
+    (task,) = _all_finished(client, [task_id])
+    assert task.status == Status.SUCCEEDED and task.attempts == 2 and task.failure_retries == 1, task
+    first, second = task.attempt_usage
+    assert (first.attempt, first.exit_code, first.final) == (1, 3, True), first
+    assert (second.attempt, second.exit_code, second.final) == (2, 0, True), second
+    assert first.wall_time >= 0.25 and second.wall_time >= 0.25
+    assert task.usage == second  # the record shows the attempt it describes
+    assert task.failure == ""  # the failure kind of attempt 1 does not stick to the successful attempt
+
+
+def test_the_last_failed_attempt_gives_the_failure_kind(client: Client, workers) -> None:
+    task_id = client.submit("sleep 30", retry=1, timeout=0.5)
+    workers.start("--concurrency", "1")
+    (task,) = _all_finished(client, [task_id])
+    assert task.status == Status.FAILED and task.attempts == 2, task
+    assert task.failure == "timeout"
+    assert [u.failure for u in task.attempt_usage] == ["timeout", "timeout"]
+
+
+def test_limits_travel_in_a_batch_submit(client: Client, workers) -> None:
+    ids = client.submit_many(
+        [TaskSpec("sleep 30", timeout=0.5), TaskSpec("true", memory_limit=1 << 30), TaskSpec("sleep 30", timeout=0.5)]
+    )
+    stored = client.tasks(ids=ids)
+    assert [(t.timeout, t.memory_limit) for t in stored] == [(0.5, 0), (0.0, 1 << 30), (0.5, 0)]
+    workers.start("--concurrency", "3")
+    tasks = _all_finished(client, ids)
+    assert [(t.status, t.failure) for t in tasks] == [
+        (Status.FAILED, "timeout"),
+        (Status.SUCCEEDED, ""),
+        (Status.FAILED, "timeout"),
+    ]
+
+
+def test_a_cli_sweep_carries_its_timeout(server, workers) -> None:
+    submitted = run("submit", "--array", "1-2", "--timeout", "1s", "--", "sleep", "3{}", access=server.access_file)
+    assert submitted.returncode == 0, submitted
+    workers.start("--concurrency", "2")
+    with Client(server.access_file) as client:
+        ids = [t.task_id for t in client.tasks()]
+        tasks = _all_finished(client, ids)
+    assert [(t.status, t.failure, t.timeout) for t in tasks] == [(Status.FAILED, "timeout", 1.0)] * 2
+    listed = json.loads(run("tasks", "--json", access=server.access_file).stdout)
+    assert [t["failure"] for t in listed] == ["timeout", "timeout"]
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "expected"),
+    [
+        ({"timeout": -1.0}, "timeout must be a finite number"),
+        ({"timeout": float("nan")}, "timeout must be a finite number"),
+        ({"memory_limit": 1 << 63}, "memory limit must be at most"),
+    ],
+)
+def test_bad_limits_in_a_batch_name_the_task(stub, request_fields: dict, expected: str) -> None:
+    batch = pb.TaskBatch(tasks=[pb.TaskRequest(command="true"), pb.TaskRequest(command="true", **request_fields)])
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.SubmitTasks(batch)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "task 2 of the batch" in caught.value.details() and expected in caught.value.details()
+    assert stub.ListTasks(pb.ListTasksRequest()).tasks == []  # refused whole
+
+
+def test_a_bad_timeout_on_a_cli_sweep_is_one_line(server) -> None:
+    result = run("submit", "--array", "1-3", "--timeout", "soon", "--", "true", access=server.access_file)
+    assert_one_line_error(result, "--timeout", code=2)
