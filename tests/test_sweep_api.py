@@ -27,7 +27,8 @@ def test_a_sweep_reports_its_failures_and_reruns_only_them(client: Client, worke
     results = sweep.wait(timeout=60, progress=False)
     assert [r.status for r in results] == [Status.SUCCEEDED, Status.FAILED, Status.SUCCEEDED]
     [(params, failed)] = sweep.failures()
-    assert params == {"code": 3} and failed.exit_code == 3 and failed.usage is None
+    assert params == {"code": 3} and failed.exit_code == 3 and failed.failure == "exit_code"
+    assert failed.usage is not None and failed.usage.exit_code == 3 and failed.usage.final
     assert sweep.stdout(sweep.ids[1]) == b"3\n"
     assert sweep.rerun_failed() == [sweep.ids[1]]
     again = sweep.wait(timeout=60, progress=False)

@@ -1,6 +1,7 @@
 """tqhpc: a task queue that bridges researchers and HPC clusters."""
 
 from .client import Client, ClientError, LogChunk, TaskInfo, TaskResult, WorkerInfo
+from .records import ResourceUsage
 from .specs import TaskSpec
 from .status import Status
 from .sweep import Sweep
@@ -10,6 +11,7 @@ __all__ = [
     "Client",
     "ClientError",
     "LogChunk",
+    "ResourceUsage",
     "Status",
     "Sweep",
     "TaskInfo",

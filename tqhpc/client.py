@@ -13,7 +13,7 @@ import grpc
 from ._proto import pb
 from .access import Access, find_access_file, read_access
 from .channel import sync_stub
-from .records import TaskInfo, WorkerInfo
+from .records import ResourceUsage, TaskInfo, WorkerInfo
 from .specs import SpecLike, TaskSpec, as_spec, batch_message, batches
 from .status import Status
 from .sweep import Sweep, submit_sweep
@@ -37,10 +37,6 @@ class LogChunk:
     data: bytes
 
 
-ResourceSummary = Mapping[str, float]
-"""Issue 3's per-attempt resource usage (CPU time, peak memory...), filled in when that part is merged."""
-
-
 @dataclass(frozen=True)
 class TaskResult:
     """What became of one task: status, exit code, and which attempt this is."""
@@ -53,7 +49,8 @@ class TaskResult:
     name: str
     reason: str
     wall_time: float | None
-    usage: ResourceSummary | None = None  # issue 3 fills this (resource summary of the attempt shown)
+    usage: ResourceUsage | None = None  # what the attempt shown cost: CPU time, peak RSS, I/O, where it ran
+    failure: str = ""  # with F: timeout, memory, exit_code, signal, image_missing, ...
 
     @property
     def ok(self) -> bool:
@@ -63,7 +60,7 @@ class TaskResult:
     def of(cls, task: TaskInfo) -> TaskResult:
         return cls(
             task.task_id, task.status, task.exit_code, task.attempts, task.failure_retries, task.name, task.reason,
-            task.wall_time,
+            task.wall_time, task.usage, task.failure,
         )  # fmt: skip
 
 
