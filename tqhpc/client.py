@@ -73,9 +73,14 @@ class Client:
 
     # --- tasks -------------------------------------------------------------------------------------------------
 
-    def submit(self, command: str, container: str = "") -> int:
-        """Queue one command (run as `sh -c COMMAND`); return its task id."""
-        return self._call(self._stub.SubmitTask, pb.TaskRequest(command=command, container=container)).task_id
+    def submit(self, command: str, container: str = "", *, time_request: float = 0.0) -> int:
+        """Queue one command (run as `sh -c COMMAND`); return its task id.
+
+        `time_request`: the seconds it is expected to run at most; a Slurm worker with less walltime left never
+        gets it (0: not declared).
+        """
+        request = pb.TaskRequest(command=command, container=container, time_request=time_request)
+        return self._call(self._stub.SubmitTask, request).task_id
 
     def task(self, task_id: int) -> TaskInfo:
         return TaskInfo.from_message(self._call(self._stub.GetTask, pb.TaskId(task_id=task_id)))
@@ -117,6 +122,10 @@ class Client:
 
     def delete_worker(self, worker_id: int) -> None:
         self._call(self._stub.DeleteWorker, pb.WorkerId(worker_id=worker_id))
+
+    def slurm_pools(self) -> list[pb.SlurmPool]:
+        """issue 4: the server's Slurm pool profiles and what automatic allocation does with them."""
+        return list(self._call(self._stub.ListSlurmPools, pb.SlurmPoolListRequest()).pools)
 
     def update_worker(
         self, worker_id: int, *, concurrency: int | None = None, prefetch: int | None = None

@@ -33,6 +33,9 @@ class ServerSettings:
     worker_timeout: float = _setting(60.0, "Seconds without a ping before a worker is lost and its tasks requeued.")
     reap_interval: float = _setting(5.0, "Seconds between looks for lost workers.")
     local_worker_ping_interval: float = _setting(1.0, "Ping interval of the workers `workers create` starts.")
+    # issue 4
+    slurm_poll_interval: float = _setting(5.0, "Seconds between looks at squeue for the Slurm jobs of workers.")
+    crash_limit: int = _setting(5, "A task whose worker is lost this many times while running it fails (0: never).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,11 @@ class WorkerSettings:
     grace_period: float = _setting(30.0, "On SIGTERM, seconds running tasks may go on before they are handed back.")
     log_flush_interval: float = _setting(0.2, "Seconds output may wait in the worker before it is sent.")
     scratch_dir: str = _setting("", "Where per-task working directories go (default: $TMPDIR, else /tmp).")
+    # issue 4
+    idle_timeout: float = _setting(0.0, "Leave after this many seconds without any task (0: never).")
+    walltime_margin: float = _setting(
+        60.0, "In a Slurm job: take no task and hand back what is left this many seconds before the job's end."
+    )
 
 
 S = TypeVar("S", ServerSettings, WorkerSettings)

@@ -78,6 +78,8 @@ class TaskInfo(_Record):
     started_at: float | None
     ended_at: float | None
     reason: str
+    time_request: float = 0.0  # issue 4
+    crash_count: int = 0  # issue 4
 
     @property
     def wall_time(self) -> float | None:
@@ -102,3 +104,7 @@ class WorkerInfo(_Record):
     held: int = 0
     pid: int | None = None
     created_at: float | None = None
+    slurm_job_id: str = ""  # issue 4
+    slurm_job_state: str = ""
+    slurm_pool: str = ""
+    walltime_end: float | None = None

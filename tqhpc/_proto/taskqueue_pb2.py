@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0ftaskqueue.proto\x12\ttaskqueue\"\x16\n\x03\x41\x63k\x12\x0f\n\x07success\x18\x01 \x01(\x08\"@\n\x10ListTasksRequest\x12\x1a\n\rstatus_filter\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_status_filter\"\x14\n\x12ListWorkersRequest\"\x9b\x02\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\tworker_id\x18\x06 \x01(\rH\x01\x88\x01\x01\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12\x14\n\x0csubmitted_at\x18\x08 \x01(\x01\x12\x17\n\nstarted_at\x18\t \x01(\x01H\x02\x88\x01\x01\x12\x15\n\x08\x65nded_at\x18\n \x01(\x01H\x03\x88\x01\x01\x12\x0e\n\x06reason\x18\x0b \x01(\tB\x0c\n\n_exit_codeB\x0c\n\n_worker_idB\r\n\x0b_started_atB\x0b\n\t_ended_at\"+\n\x06TaskId\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x10\n\x08snapshot\x18\x02 \x01(\x08\"*\n\x08TaskList\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.taskqueue.Task\"G\n\x10TaskListAndOther\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.taskqueue.Task\x12\x13\n\x0b\x63oncurrency\x18\x02 \x01(\r\"w\n\x07TaskLog\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x10\n\x08log_type\x18\x02 \x01(\t\x12\x10\n\x08log_text\x18\x03 \x01(\t\x12\x11\n\tlog_bytes\x18\x04 \x01(\x0c\x12\x16\n\tworker_id\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x0c\n\n_worker_id\"1\n\x0bTaskRequest\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x11\n\tcontainer\x18\x02 \x01(\t\"\x1f\n\x0cTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\r\"\x93\x01\n\x10TaskStatusUpdate\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x12\n\nnew_status\x18\x02 \x01(\t\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\tworker_id\x18\x04 \x01(\rH\x01\x88\x01\x01\x12\x0e\n\x06reason\x18\x05 \x01(\tB\x0c\n\n_exit_codeB\x0c\n\n_worker_id\"\x8a\x02\n\x06Worker\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\r\x12\x10\n\x08prefetch\x18\x04 \x01(\r\x12\r\n\x05state\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x10\n\x08hostname\x18\x07 \x01(\t\x12\x16\n\tlast_ping\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07running\x18\t \x01(\r\x12\x0c\n\x04held\x18\n \x01(\r\x12\x10\n\x03pid\x18\x0b \x01(\rH\x01\x88\x01\x01\x12\x17\n\ncreated_at\x18\x0c \x01(\x01H\x02\x88\x01\x01\x42\x0c\n\n_last_pingB\x06\n\x04_pidB\r\n\x0b_created_at\"/\n\x08WorkerId\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x10\n\x08\x64raining\x18\x02 \x01(\x08\"\x1f\n\tWorkerIds\x12\x12\n\nworker_ids\x18\x01 \x03(\r\"\xad\x01\n\nWorkerInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0b\x63oncurrency\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x15\n\x08prefetch\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x16\n\tworker_id\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x0b\n\x03pid\x18\x06 \x01(\rB\x0e\n\x0c_concurrencyB\x0b\n\t_prefetchB\x0c\n\n_worker_id\"\x9f\x01\n\rWorkerRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0e\n\x06\x66lavor\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\r\x12\x13\n\x0b\x63oncurrency\x18\x04 \x01(\r\x12\x10\n\x08prefetch\x18\x05 \x01(\r\x12\x0f\n\x07step_id\x18\x06 \x01(\r\x12\x11\n\tflavor_id\x18\x07 \x01(\r\x12\x11\n\tregion_id\x18\x08 \x01(\r\"1\n\x0bWorkersList\x12\"\n\x07workers\x18\x01 \x03(\x0b\x32\x11.taskqueue.Worker\"B\n\x0bTaskRelease\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x10\n\x08task_ids\x18\x02 \x03(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"o\n\x0cWorkerUpdate\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x18\n\x0b\x63oncurrency\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x15\n\x08prefetch\x18\x03 \x01(\rH\x01\x88\x01\x01\x42\x0e\n\x0c_concurrencyB\x0b\n\t_prefetch2\xa0\x06\n\tTaskQueue\x12=\n\nSubmitTask\x12\x16.taskqueue.TaskRequest\x1a\x17.taskqueue.TaskResponse\x12<\n\x0eRegisterWorker\x12\x15.taskqueue.WorkerInfo\x1a\x13.taskqueue.WorkerId\x12G\n\x13PingAndTakeNewTasks\x12\x13.taskqueue.WorkerId\x1a\x1b.taskqueue.TaskListAndOther\x12?\n\x10UpdateTaskStatus\x12\x1b.taskqueue.TaskStatusUpdate\x1a\x0e.taskqueue.Ack\x12\x34\n\x0cSendTaskLogs\x12\x12.taskqueue.TaskLog\x1a\x0e.taskqueue.Ack(\x01\x12\x39\n\x0eStreamTaskLogs\x12\x11.taskqueue.TaskId\x1a\x12.taskqueue.TaskLog0\x01\x12=\n\tListTasks\x12\x1b.taskqueue.ListTasksRequest\x1a\x13.taskqueue.TaskList\x12\x44\n\x0bListWorkers\x12\x1d.taskqueue.ListWorkersRequest\x1a\x16.taskqueue.WorkersList\x12>\n\x0c\x43reateWorker\x12\x18.taskqueue.WorkerRequest\x1a\x14.taskqueue.WorkerIds\x12\x33\n\x0c\x44\x65leteWorker\x12\x13.taskqueue.WorkerId\x1a\x0e.taskqueue.Ack\x12-\n\x07GetTask\x12\x11.taskqueue.TaskId\x1a\x0f.taskqueue.Task\x12\x36\n\x0cReleaseTasks\x12\x16.taskqueue.TaskRelease\x1a\x0e.taskqueue.Ack\x12:\n\x0cUpdateWorker\x12\x17.taskqueue.WorkerUpdate\x1a\x11.taskqueue.Workerb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0ftaskqueue.proto\x12\ttaskqueue\"\x16\n\x03\x41\x63k\x12\x0f\n\x07success\x18\x01 \x01(\x08\"@\n\x10ListTasksRequest\x12\x1a\n\rstatus_filter\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_status_filter\"\x14\n\x12ListWorkersRequest\"\xc6\x02\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\tworker_id\x18\x06 \x01(\rH\x01\x88\x01\x01\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12\x14\n\x0csubmitted_at\x18\x08 \x01(\x01\x12\x17\n\nstarted_at\x18\t \x01(\x01H\x02\x88\x01\x01\x12\x15\n\x08\x65nded_at\x18\n \x01(\x01H\x03\x88\x01\x01\x12\x0e\n\x06reason\x18\x0b \x01(\t\x12\x14\n\x0ctime_request\x18\x14 \x01(\x01\x12\x13\n\x0b\x63rash_count\x18\x15 \x01(\rB\x0c\n\n_exit_codeB\x0c\n\n_worker_idB\r\n\x0b_started_atB\x0b\n\t_ended_at\"+\n\x06TaskId\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x10\n\x08snapshot\x18\x02 \x01(\x08\"*\n\x08TaskList\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.taskqueue.Task\"G\n\x10TaskListAndOther\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.taskqueue.Task\x12\x13\n\x0b\x63oncurrency\x18\x02 \x01(\r\"w\n\x07TaskLog\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x10\n\x08log_type\x18\x02 \x01(\t\x12\x10\n\x08log_text\x18\x03 \x01(\t\x12\x11\n\tlog_bytes\x18\x04 \x01(\x0c\x12\x16\n\tworker_id\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x0c\n\n_worker_id\"G\n\x0bTaskRequest\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\t\x12\x11\n\tcontainer\x18\x02 \x01(\t\x12\x14\n\x0ctime_request\x18\n \x01(\x01\"\x1f\n\x0cTaskResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\r\"\x93\x01\n\x10TaskStatusUpdate\x12\x0f\n\x07task_id\x18\x01 \x01(\r\x12\x12\n\nnew_status\x18\x02 \x01(\t\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x16\n\tworker_id\x18\x04 \x01(\rH\x01\x88\x01\x01\x12\x0e\n\x06reason\x18\x05 \x01(\tB\x0c\n\n_exit_codeB\x0c\n\n_worker_id\"\xf9\x02\n\x06Worker\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\r\x12\x10\n\x08prefetch\x18\x04 \x01(\r\x12\r\n\x05state\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x10\n\x08hostname\x18\x07 \x01(\t\x12\x16\n\tlast_ping\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07running\x18\t \x01(\r\x12\x0c\n\x04held\x18\n \x01(\r\x12\x10\n\x03pid\x18\x0b \x01(\rH\x01\x88\x01\x01\x12\x17\n\ncreated_at\x18\x0c \x01(\x01H\x02\x88\x01\x01\x12\x14\n\x0cslurm_job_id\x18\x14 \x01(\t\x12\x17\n\x0fslurm_job_state\x18\x15 \x01(\t\x12\x12\n\nslurm_pool\x18\x16 \x01(\t\x12\x19\n\x0cwalltime_end\x18\x17 \x01(\x01H\x03\x88\x01\x01\x42\x0c\n\n_last_pingB\x06\n\x04_pidB\r\n\x0b_created_atB\x0f\n\r_walltime_end\"/\n\x08WorkerId\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x10\n\x08\x64raining\x18\x02 \x01(\x08\"\x1f\n\tWorkerIds\x12\x12\n\nworker_ids\x18\x01 \x03(\r\"\xd9\x01\n\nWorkerInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0b\x63oncurrency\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x15\n\x08prefetch\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x16\n\tworker_id\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x0b\n\x03pid\x18\x06 \x01(\r\x12\x19\n\x0cwalltime_end\x18\x0b \x01(\x01H\x03\x88\x01\x01\x42\x0e\n\x0c_concurrencyB\x0b\n\t_prefetchB\x0c\n\n_worker_idB\x0f\n\r_walltime_end\"\x9f\x01\n\rWorkerRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0e\n\x06\x66lavor\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\r\x12\x13\n\x0b\x63oncurrency\x18\x04 \x01(\r\x12\x10\n\x08prefetch\x18\x05 \x01(\r\x12\x0f\n\x07step_id\x18\x06 \x01(\r\x12\x11\n\tflavor_id\x18\x07 \x01(\r\x12\x11\n\tregion_id\x18\x08 \x01(\r\"1\n\x0bWorkersList\x12\"\n\x07workers\x18\x01 \x03(\x0b\x32\x11.taskqueue.Worker\"B\n\x0bTaskRelease\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x10\n\x08task_ids\x18\x02 \x03(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"o\n\x0cWorkerUpdate\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x18\n\x0b\x63oncurrency\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x15\n\x08prefetch\x18\x03 \x01(\rH\x01\x88\x01\x01\x42\x0e\n\x0c_concurrencyB\x0b\n\t_prefetch\"\x16\n\x14SlurmPoolListRequest\"\xf8\x01\n\tSlurmPool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tautoalloc\x18\x02 \x01(\x08\x12\x0f\n\x07\x62\x61\x63klog\x18\x03 \x01(\r\x12\x13\n\x0bmax_workers\x18\x04 \x01(\r\x12\x14\n\x0cidle_timeout\x18\x05 \x01(\x01\x12\x11\n\tpartition\x18\x06 \x01(\t\x12\x12\n\ntime_limit\x18\x07 \x01(\t\x12\x0e\n\x06queued\x18\x08 \x01(\r\x12\x0c\n\x04live\x18\t \x01(\r\x12\x0e\n\x06paused\x18\n \x01(\x08\x12\x14\n\x0cpause_reason\x18\x0b \x01(\t\x12\x10\n\x08\x66\x61ilures\x18\x0c \x01(\r\x12\x11\n\tsubmitted\x18\r \x01(\r\"4\n\rSlurmPoolList\x12#\n\x05pools\x18\x01 \x03(\x0b\x32\x14.taskqueue.SlurmPool2\xed\x06\n\tTaskQueue\x12=\n\nSubmitTask\x12\x16.taskqueue.TaskRequest\x1a\x17.taskqueue.TaskResponse\x12<\n\x0eRegisterWorker\x12\x15.taskqueue.WorkerInfo\x1a\x13.taskqueue.WorkerId\x12G\n\x13PingAndTakeNewTasks\x12\x13.taskqueue.WorkerId\x1a\x1b.taskqueue.TaskListAndOther\x12?\n\x10UpdateTaskStatus\x12\x1b.taskqueue.TaskStatusUpdate\x1a\x0e.taskqueue.Ack\x12\x34\n\x0cSendTaskLogs\x12\x12.taskqueue.TaskLog\x1a\x0e.taskqueue.Ack(\x01\x12\x39\n\x0eStreamTaskLogs\x12\x11.taskqueue.TaskId\x1a\x12.taskqueue.TaskLog0\x01\x12=\n\tListTasks\x12\x1b.taskqueue.ListTasksRequest\x1a\x13.taskqueue.TaskList\x12\x44\n\x0bListWorkers\x12\x1d.taskqueue.ListWorkersRequest\x1a\x16.taskqueue.WorkersList\x12>\n\x0c\x43reateWorker\x12\x18.taskqueue.WorkerRequest\x1a\x14.taskqueue.WorkerIds\x12\x33\n\x0c\x44\x65leteWorker\x12\x13.taskqueue.WorkerId\x1a\x0e.taskqueue.Ack\x12-\n\x07GetTask\x12\x11.taskqueue.TaskId\x1a\x0f.taskqueue.Task\x12\x36\n\x0cReleaseTasks\x12\x16.taskqueue.TaskRelease\x1a\x0e.taskqueue.Ack\x12:\n\x0cUpdateWorker\x12\x17.taskqueue.WorkerUpdate\x1a\x11.taskqueue.Worker\x12K\n\x0eListSlurmPools\x12\x1f.taskqueue.SlurmPoolListRequest\x1a\x18.taskqueue.SlurmPoolListb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,37 +38,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTWORKERSREQUEST']._serialized_start=120
   _globals['_LISTWORKERSREQUEST']._serialized_end=140
   _globals['_TASK']._serialized_start=143
-  _globals['_TASK']._serialized_end=426
-  _globals['_TASKID']._serialized_start=428
-  _globals['_TASKID']._serialized_end=471
-  _globals['_TASKLIST']._serialized_start=473
-  _globals['_TASKLIST']._serialized_end=515
-  _globals['_TASKLISTANDOTHER']._serialized_start=517
-  _globals['_TASKLISTANDOTHER']._serialized_end=588
-  _globals['_TASKLOG']._serialized_start=590
-  _globals['_TASKLOG']._serialized_end=709
-  _globals['_TASKREQUEST']._serialized_start=711
-  _globals['_TASKREQUEST']._serialized_end=760
-  _globals['_TASKRESPONSE']._serialized_start=762
-  _globals['_TASKRESPONSE']._serialized_end=793
-  _globals['_TASKSTATUSUPDATE']._serialized_start=796
-  _globals['_TASKSTATUSUPDATE']._serialized_end=943
-  _globals['_WORKER']._serialized_start=946
-  _globals['_WORKER']._serialized_end=1212
-  _globals['_WORKERID']._serialized_start=1214
-  _globals['_WORKERID']._serialized_end=1261
-  _globals['_WORKERIDS']._serialized_start=1263
-  _globals['_WORKERIDS']._serialized_end=1294
-  _globals['_WORKERINFO']._serialized_start=1297
-  _globals['_WORKERINFO']._serialized_end=1470
-  _globals['_WORKERREQUEST']._serialized_start=1473
-  _globals['_WORKERREQUEST']._serialized_end=1632
-  _globals['_WORKERSLIST']._serialized_start=1634
-  _globals['_WORKERSLIST']._serialized_end=1683
-  _globals['_TASKRELEASE']._serialized_start=1685
-  _globals['_TASKRELEASE']._serialized_end=1751
-  _globals['_WORKERUPDATE']._serialized_start=1753
-  _globals['_WORKERUPDATE']._serialized_end=1864
-  _globals['_TASKQUEUE']._serialized_start=1867
-  _globals['_TASKQUEUE']._serialized_end=2667
+  _globals['_TASK']._serialized_end=469
+  _globals['_TASKID']._serialized_start=471
+  _globals['_TASKID']._serialized_end=514
+  _globals['_TASKLIST']._serialized_start=516
+  _globals['_TASKLIST']._serialized_end=558
+  _globals['_TASKLISTANDOTHER']._serialized_start=560
+  _globals['_TASKLISTANDOTHER']._serialized_end=631
+  _globals['_TASKLOG']._serialized_start=633
+  _globals['_TASKLOG']._serialized_end=752
+  _globals['_TASKREQUEST']._serialized_start=754
+  _globals['_TASKREQUEST']._serialized_end=825
+  _globals['_TASKRESPONSE']._serialized_start=827
+  _globals['_TASKRESPONSE']._serialized_end=858
+  _globals['_TASKSTATUSUPDATE']._serialized_start=861
+  _globals['_TASKSTATUSUPDATE']._serialized_end=1008
+  _globals['_WORKER']._serialized_start=1011
+  _globals['_WORKER']._serialized_end=1388
+  _globals['_WORKERID']._serialized_start=1390
+  _globals['_WORKERID']._serialized_end=1437
+  _globals['_WORKERIDS']._serialized_start=1439
+  _globals['_WORKERIDS']._serialized_end=1470
+  _globals['_WORKERINFO']._serialized_start=1473
+  _globals['_WORKERINFO']._serialized_end=1690
+  _globals['_WORKERREQUEST']._serialized_start=1693
+  _globals['_WORKERREQUEST']._serialized_end=1852
+  _globals['_WORKERSLIST']._serialized_start=1854
+  _globals['_WORKERSLIST']._serialized_end=1903
+  _globals['_TASKRELEASE']._serialized_start=1905
+  _globals['_TASKRELEASE']._serialized_end=1971
+  _globals['_WORKERUPDATE']._serialized_start=1973
+  _globals['_WORKERUPDATE']._serialized_end=2084
+  _globals['_SLURMPOOLLISTREQUEST']._serialized_start=2086
+  _globals['_SLURMPOOLLISTREQUEST']._serialized_end=2108
+  _globals['_SLURMPOOL']._serialized_start=2111
+  _globals['_SLURMPOOL']._serialized_end=2359
+  _globals['_SLURMPOOLLIST']._serialized_start=2361
+  _globals['_SLURMPOOLLIST']._serialized_end=2413
+  _globals['_TASKQUEUE']._serialized_start=2416
+  _globals['_TASKQUEUE']._serialized_end=3293
 # @@protoc_insertion_point(module_scope)

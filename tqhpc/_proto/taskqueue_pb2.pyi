@@ -23,7 +23,7 @@ class ListWorkersRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("task_id", "command", "container", "status", "exit_code", "worker_id", "attempts", "submitted_at", "started_at", "ended_at", "reason")
+    __slots__ = ("task_id", "command", "container", "status", "exit_code", "worker_id", "attempts", "submitted_at", "started_at", "ended_at", "reason", "time_request", "crash_count")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,8 @@ class Task(_message.Message):
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     ENDED_AT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    TIME_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    CRASH_COUNT_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     command: str
     container: str
@@ -46,7 +48,9 @@ class Task(_message.Message):
     started_at: float
     ended_at: float
     reason: str
-    def __init__(self, task_id: _Optional[int] = ..., command: _Optional[str] = ..., container: _Optional[str] = ..., status: _Optional[str] = ..., exit_code: _Optional[int] = ..., worker_id: _Optional[int] = ..., attempts: _Optional[int] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+    time_request: float
+    crash_count: int
+    def __init__(self, task_id: _Optional[int] = ..., command: _Optional[str] = ..., container: _Optional[str] = ..., status: _Optional[str] = ..., exit_code: _Optional[int] = ..., worker_id: _Optional[int] = ..., attempts: _Optional[int] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., time_request: _Optional[float] = ..., crash_count: _Optional[int] = ...) -> None: ...
 
 class TaskId(_message.Message):
     __slots__ = ("task_id", "snapshot")
@@ -85,12 +89,14 @@ class TaskLog(_message.Message):
     def __init__(self, task_id: _Optional[int] = ..., log_type: _Optional[str] = ..., log_text: _Optional[str] = ..., log_bytes: _Optional[bytes] = ..., worker_id: _Optional[int] = ...) -> None: ...
 
 class TaskRequest(_message.Message):
-    __slots__ = ("command", "container")
+    __slots__ = ("command", "container", "time_request")
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    TIME_REQUEST_FIELD_NUMBER: _ClassVar[int]
     command: str
     container: str
-    def __init__(self, command: _Optional[str] = ..., container: _Optional[str] = ...) -> None: ...
+    time_request: float
+    def __init__(self, command: _Optional[str] = ..., container: _Optional[str] = ..., time_request: _Optional[float] = ...) -> None: ...
 
 class TaskResponse(_message.Message):
     __slots__ = ("task_id",)
@@ -113,7 +119,7 @@ class TaskStatusUpdate(_message.Message):
     def __init__(self, task_id: _Optional[int] = ..., new_status: _Optional[str] = ..., exit_code: _Optional[int] = ..., worker_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Worker(_message.Message):
-    __slots__ = ("worker_id", "name", "concurrency", "prefetch", "state", "provider", "hostname", "last_ping", "running", "held", "pid", "created_at")
+    __slots__ = ("worker_id", "name", "concurrency", "prefetch", "state", "provider", "hostname", "last_ping", "running", "held", "pid", "created_at", "slurm_job_id", "slurm_job_state", "slurm_pool", "walltime_end")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +132,10 @@ class Worker(_message.Message):
     HELD_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SLURM_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SLURM_JOB_STATE_FIELD_NUMBER: _ClassVar[int]
+    SLURM_POOL_FIELD_NUMBER: _ClassVar[int]
+    WALLTIME_END_FIELD_NUMBER: _ClassVar[int]
     worker_id: int
     name: str
     concurrency: int
@@ -138,7 +148,11 @@ class Worker(_message.Message):
     held: int
     pid: int
     created_at: float
-    def __init__(self, worker_id: _Optional[int] = ..., name: _Optional[str] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., state: _Optional[str] = ..., provider: _Optional[str] = ..., hostname: _Optional[str] = ..., last_ping: _Optional[float] = ..., running: _Optional[int] = ..., held: _Optional[int] = ..., pid: _Optional[int] = ..., created_at: _Optional[float] = ...) -> None: ...
+    slurm_job_id: str
+    slurm_job_state: str
+    slurm_pool: str
+    walltime_end: float
+    def __init__(self, worker_id: _Optional[int] = ..., name: _Optional[str] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., state: _Optional[str] = ..., provider: _Optional[str] = ..., hostname: _Optional[str] = ..., last_ping: _Optional[float] = ..., running: _Optional[int] = ..., held: _Optional[int] = ..., pid: _Optional[int] = ..., created_at: _Optional[float] = ..., slurm_job_id: _Optional[str] = ..., slurm_job_state: _Optional[str] = ..., slurm_pool: _Optional[str] = ..., walltime_end: _Optional[float] = ...) -> None: ...
 
 class WorkerId(_message.Message):
     __slots__ = ("worker_id", "draining")
@@ -155,20 +169,22 @@ class WorkerIds(_message.Message):
     def __init__(self, worker_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("name", "concurrency", "prefetch", "worker_id", "hostname", "pid")
+    __slots__ = ("name", "concurrency", "prefetch", "worker_id", "hostname", "pid", "walltime_end")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     PREFETCH_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
+    WALLTIME_END_FIELD_NUMBER: _ClassVar[int]
     name: str
     concurrency: int
     prefetch: int
     worker_id: int
     hostname: str
     pid: int
-    def __init__(self, name: _Optional[str] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., worker_id: _Optional[int] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
+    walltime_end: float
+    def __init__(self, name: _Optional[str] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., worker_id: _Optional[int] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., walltime_end: _Optional[float] = ...) -> None: ...
 
 class WorkerRequest(_message.Message):
     __slots__ = ("provider", "flavor", "number", "concurrency", "prefetch", "step_id", "flavor_id", "region_id")
@@ -215,3 +231,43 @@ class WorkerUpdate(_message.Message):
     concurrency: int
     prefetch: int
     def __init__(self, worker_id: _Optional[int] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ...) -> None: ...
+
+class SlurmPoolListRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SlurmPool(_message.Message):
+    __slots__ = ("name", "autoalloc", "backlog", "max_workers", "idle_timeout", "partition", "time_limit", "queued", "live", "paused", "pause_reason", "failures", "submitted")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AUTOALLOC_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    MAX_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    TIME_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_REASON_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    autoalloc: bool
+    backlog: int
+    max_workers: int
+    idle_timeout: float
+    partition: str
+    time_limit: str
+    queued: int
+    live: int
+    paused: bool
+    pause_reason: str
+    failures: int
+    submitted: int
+    def __init__(self, name: _Optional[str] = ..., autoalloc: _Optional[bool] = ..., backlog: _Optional[int] = ..., max_workers: _Optional[int] = ..., idle_timeout: _Optional[float] = ..., partition: _Optional[str] = ..., time_limit: _Optional[str] = ..., queued: _Optional[int] = ..., live: _Optional[int] = ..., paused: _Optional[bool] = ..., pause_reason: _Optional[str] = ..., failures: _Optional[int] = ..., submitted: _Optional[int] = ...) -> None: ...
+
+class SlurmPoolList(_message.Message):
+    __slots__ = ("pools",)
+    POOLS_FIELD_NUMBER: _ClassVar[int]
+    pools: _containers.RepeatedCompositeFieldContainer[SlurmPool]
+    def __init__(self, pools: _Optional[_Iterable[_Union[SlurmPool, _Mapping]]] = ...) -> None: ...

@@ -103,7 +103,7 @@ def status_counts(tasks: Sequence[TaskInfo]) -> str:
 
 
 def workers_table(workers: Sequence[WorkerInfo], width: int) -> Table:
-    headers = ["ID", "NAME", "STATE", "HOST", "PROVIDER", "RUNNING", "HELD", "CONC", "PREFETCH", "LAST PING"]
+    headers = ["ID", "NAME", "STATE", "HOST", "PROVIDER", "RUNNING", "HELD", "CONC", "PREFETCH", "LAST PING", "JOB"]
     rows = [
         [
             str(w.worker_id),
@@ -116,7 +116,15 @@ def workers_table(workers: Sequence[WorkerInfo], width: int) -> Table:
             str(w.concurrency),
             str(w.prefetch),
             _ago(w.last_ping),
+            _slurm_job(w),
         ]
         for w in workers
     ]
     return _table(headers, rows, right={"ID", "RUNNING", "HELD", "CONC", "PREFETCH"}, elastic="NAME", width=width)
+
+
+def _slurm_job(worker: WorkerInfo) -> str:
+    """issue 4: the Slurm job id and its last seen state, for Slurm workers."""
+    if not worker.slurm_job_id:
+        return ""
+    return f"{worker.slurm_job_id} {worker.slurm_job_state}".strip()

@@ -15,8 +15,14 @@ from .options import access_option, connect, json_option
 @click.command(context_settings={"ignore_unknown_options": True})
 @access_option
 @click.option("--container", default="", help="Run the command in this Apptainer image (path or URI).")
+@click.option(
+    "--time-request",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Seconds the task may run; a Slurm worker with less walltime left does not take it (0: not declared).",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def submit(access: str | None, container: str, command: tuple[str, ...]) -> None:
+def submit(access: str | None, container: str, time_request: float, command: tuple[str, ...]) -> None:
     """Queue COMMAND and print its task id.
 
     One argument is taken as a shell command line (`tqhpc submit 'echo a | wc -c'`); several are taken as a
@@ -24,7 +30,7 @@ def submit(access: str | None, container: str, command: tuple[str, ...]) -> None
     """
     line = command[0] if len(command) == 1 else shlex.join(command)
     with connect(access) as client:
-        click.echo(client.submit(line, container))
+        click.echo(client.submit(line, container, time_request=time_request))
 
 
 @click.command("tasks")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ..errors import InvalidArgument
 
 MAX_COMMAND_BYTES = 128 * 1024 - 1
@@ -34,3 +36,10 @@ def name(text: str, what: str = "name") -> str:
     if "\0" in text or len(text.encode()) > MAX_NAME_BYTES:
         raise InvalidArgument(f"the {what} must be at most {MAX_NAME_BYTES} bytes, without NUL")
     return text.strip()
+
+
+def time_request(seconds: float) -> float:
+    """issue 4: a declared run time is a finite number of seconds, 0 meaning not declared."""
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidArgument(f"time_request must be a number of seconds, 0 or more, not {seconds!r}")
+    return seconds

@@ -96,16 +96,32 @@ def held_count(conn: sqlite3.Connection, worker_id: int) -> int:
     ).fetchone()[0]
 
 
-def assign_pending(conn: sqlite3.Connection, worker_id: int, room: int) -> int:
-    """Hand up to `room` pending tasks, oldest first, to the worker; return how many."""
+def assign_pending(conn: sqlite3.Connection, worker_id: int, room: int, time_left: float | None = None) -> int:
+    """Hand up to `room` pending tasks, oldest first, to the worker; return how many.
+
+    `time_left`: seconds the worker may still run tasks (its walltime), None when unbounded.
+    """
     if room <= 0:
         return 0
+    fits, fit_args = _fits_walltime(time_left)
     cursor = conn.execute(
         "UPDATE tasks SET status = 'A', worker_id = ?, attempts = attempts + 1, reason = '' "
-        "WHERE task_id IN (SELECT task_id FROM tasks WHERE status = 'P' ORDER BY task_id LIMIT ?)",
-        (worker_id, room),
+        f"WHERE task_id IN (SELECT task_id FROM tasks WHERE status = 'P'{fits} ORDER BY task_id LIMIT ?)",
+        (worker_id, *fit_args, room),
     )
     return cursor.rowcount
+
+
+def _fits_walltime(time_left: float | None) -> tuple[str, tuple[float, ...]]:
+    """issue 4: a task with a declared run time goes only to a worker with at least that much walltime left."""
+    if time_left is None:
+        return "", ()
+    return " AND (time_request = 0 OR time_request <= ?)", (time_left,)
+
+
+def set_time_request(conn: sqlite3.Connection, task_ids: Sequence[int], seconds: float) -> None:
+    """issue 4: record the declared run time of freshly submitted tasks."""
+    conn.executemany("UPDATE tasks SET time_request = ? WHERE task_id = ?", [(seconds, t) for t in task_ids])
 
 
 def requeue(conn: sqlite3.Connection, task_ids: Sequence[int], reason: str) -> list[int]:

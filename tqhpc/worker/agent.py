@@ -31,6 +31,7 @@ from .connection import Connection
 from .logship import LogShipper
 from .process import Outcome, TaskProcess
 from .retry import ServerGone
+from .walltime import Walltime
 
 log = logging.getLogger("tqhpc.worker")
 
@@ -107,6 +108,9 @@ class Worker:
         self._wake = asyncio.Event()
         self._draining = False
         self._hurry = asyncio.Event()
+        self.walltime = Walltime.from_environment(settings.walltime_margin)  # issue 4
+        self._stop_reason = ""  # issue 4: why the worker drains by itself (walltime, idle), for the handed-back tasks
+        self._idle_since = time.monotonic()
         scratch = settings.scratch_dir or os.environ.get("TMPDIR") or "/tmp"
         self.scratch_root = Path(scratch) / f"tqhpc-{os.getuid()}"
         self.scratch = self.scratch_root
@@ -167,6 +171,8 @@ class Worker:
         )
         if self.reserved_id:
             info.worker_id = self.reserved_id
+        if self.walltime.stop_at is not None:
+            info.walltime_end = self.walltime.stop_at
         reply = await self._call("RegisterWorker", info, "registering")
         self.worker_id = self.shipper.worker_id = reply.worker_id
         self.scratch = self.scratch_root / f"worker-{self.worker_id}"
@@ -201,6 +207,8 @@ class Worker:
     async def _work(self) -> None:
         while not self._draining:
             self._wake.clear()
+            if self._time_to_leave():
+                return
             reply = await self._ping(draining=False)
             if reply.concurrency and reply.concurrency != self.concurrency:
                 log.info("concurrency changed from %d to %d by the server", self.concurrency, reply.concurrency)
@@ -216,6 +224,21 @@ class Worker:
             self._start_ready()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.ping_interval)
+
+    def _time_to_leave(self) -> bool:
+        """issue 4: leave near the job's walltime, or after idle_timeout seconds without any task."""
+        if self.walltime.due():
+            self._stop_reason = (
+                f"the Slurm job of worker {self.worker_id} is within {self.walltime.margin:g} s of its end"
+            )
+        elif self.slots:
+            self._idle_since = time.monotonic()
+        elif self.settings.idle_timeout and time.monotonic() - self._idle_since >= self.settings.idle_timeout:
+            self._stop_reason = f"worker {self.worker_id} was idle for {self.settings.idle_timeout:g} s"
+        if self._stop_reason:
+            log.info("%s: draining and leaving", self._stop_reason)
+            self._draining = True
+        return self._draining
 
     async def _ping(self, *, draining: bool) -> pb.TaskListAndOther:
         try:
@@ -316,12 +339,14 @@ class Worker:
     # --- stopping ----------------------------------------------------------------------------------------------
 
     async def _drain(self) -> None:
+        why = self._stop_reason or f"worker {self.worker_id} is stopping"
         not_started = [task_id for task_id, slot in self.slots.items() if slot.runner is None]
-        await self._hand_back(not_started, f"worker {self.worker_id} is stopping; the task had not started")
+        await self._hand_back(not_started, f"{why}; the task had not started")
         running = [slot for slot in self.slots.values() if slot.runner is not None]
+        grace = min(self.settings.grace_period, self.walltime.grace())
         if running:
-            log.info("stopping: waiting up to %g s for %d running tasks", self.settings.grace_period, len(running))
-            deadline = time.monotonic() + self.settings.grace_period
+            log.info("stopping: waiting up to %g s for %d running tasks", grace, len(running))
+            deadline = time.monotonic() + grace
             while any(not slot.runner.done() for slot in running if slot.runner) and time.monotonic() < deadline:
                 if self._hurry.is_set():
                     break
@@ -339,8 +364,8 @@ class Worker:
             await self.shipper.flush()
             await self._hand_back(
                 [slot.task.task_id for slot in leftover],
-                f"worker {self.worker_id} stopped; the task was killed after the {self.settings.grace_period:g} s "
-                "grace period",
+                f"{why}; the task was killed after the {grace:g} s grace period"
+                + (" so that Slurm would not kill it at the job's time limit" if self.walltime.due() else ""),
             )
         await self.shipper.flush()
         with contextlib.suppress(grpc.aio.AioRpcError, ServerGone):
