@@ -16,8 +16,9 @@ COMMAND_TIMEOUT_SECONDS = 60.0
 # Job states after which the job runs nothing (squeue %T names).
 ENDED_STATES = frozenset({
     "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
-    "REVOKED", "SPECIAL_EXIT", "TIMEOUT", "COMPLETING",
+    "REVOKED", "SPECIAL_EXIT", "TIMEOUT",
 })  # fmt: skip
+# COMPLETING is not among them: the job's processes may still be alive, e.g. a worker handing its tasks back.
 
 
 class SlurmError(FailedPrecondition):

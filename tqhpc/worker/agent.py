@@ -288,6 +288,16 @@ class Worker:
                 slot.process.workdir.rmdir()  # only if the task left nothing there: thousands of empty dirs help no one
             if slot.disowned or slot.handed_back:
                 return
+            if outcome.exit_code in _STOP_SIGNALS and not self._draining:
+                await asyncio.sleep(STOP_SIGNAL_WAIT_SECONDS)  # the same signal may be on its way to us
+            if self._draining and outcome.exit_code in _STOP_SIGNALS:
+                # issue 4: the batch system signals every process of a job it stops, our tasks too: that is the
+                # job's end, not the task's failure, so the task goes back to the queue.
+                await self.shipper.flush()
+                await self._hand_back(
+                    [task_id], f"worker {self.worker_id} was stopping: {_exit_reason(outcome.exit_code)}"
+                )
+                return
             await self._finish(task_id, outcome)
         except ServerGone:
             raise
@@ -397,6 +407,11 @@ class Worker:
             "%d dropped because the server gave them to others",
             self.worker_id, s.succeeded, s.failed, s.handed_back, s.killed_on_stop, s.disowned,
         )  # fmt: skip
+
+
+STOP_SIGNAL_WAIT_SECONDS = 0.5
+"""A task killed by SIGTERM waits this long before it is reported failed: its worker may be stopping with it."""
+_STOP_SIGNALS = frozenset({-signal.SIGTERM, -signal.SIGKILL, -signal.SIGINT})
 
 
 def _exit_reason(exit_code: int | None) -> str:
