@@ -41,7 +41,6 @@ cat > "$conf" <<CONF
 ClusterName=tqhpc
 SlurmctldHost=$host
 AuthType=auth/munge
-CryptoType=crypto/munge
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SlurmUser=root

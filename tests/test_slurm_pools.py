@@ -85,6 +85,13 @@ def pools(text: str) -> pytest.MarkDecorator:
     return pytest.mark.parametrize("slurm_server", [text], indirect=True, ids=[""])
 
 
+def _cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        tqhpc_command(*args, "--access", str(server.access_file)),
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+
+
 def _jobs(client: Client, pool: str | None = None) -> list[str]:
     return [w.slurm_job_id for w in client.workers() if w.slurm_job_id and (pool is None or w.slurm_pool == pool)]
 
@@ -117,8 +124,12 @@ def test_create_two_slurm_workers_run_40_tasks_and_delete_them(slurm_server, slu
             10,
             what="the reconciliation loop to see both jobs RUNNING",
         )
-        for worker_id in ids:
-            client.delete_worker(worker_id)
+        listing = _cli(slurm_server, "workers").stdout
+        for worker_id, job in zip(ids, jobs, strict=True):
+            line = next(line for line in listing.splitlines() if line.split()[0] == str(worker_id))
+            assert line.endswith(f"{job} RUNNING"), listing
+        deleted = _cli(slurm_server, "worker", "delete", *map(str, ids)).stdout
+        assert deleted.split("\n")[:2] == [f"worker {i} deleted" for i in ids]
         wait_until(lambda: not squeue_jobs(slurm_env, jobs), 30, what="both jobs to leave squeue")
         states = {w.worker_id: (w.state, w.slurm_job_state) for w in client.workers()}
         assert all(states[i] == ("deleted", "CANCELLED") for i in ids), states
@@ -127,7 +138,8 @@ def test_create_two_slurm_workers_run_40_tasks_and_delete_them(slurm_server, slu
 @pools(TEST)
 def test_a_job_cancelled_outside_gives_its_tasks_to_the_other_worker(slurm_server, slurm_env) -> None:
     with Client(slurm_server.access_file) as client:
-        first, second = client.create_workers(2, provider="slurm", flavor="test", concurrency=1, prefetch=2)
+        created = _cli(slurm_server, "pool", "create", "--profile", "test", "--number", "2", "--prefetch", "2")
+        first, second = map(int, created.stdout.split())
         wait_until(
             lambda: all(w.state == "running" for w in client.workers() if w.worker_id in (first, second)),
             60,
@@ -266,10 +278,7 @@ def test_a_failing_autoalloc_pool_is_paused_and_says_why(slurm_server) -> None:
 
         pool = wait_until(paused, 30, what="the broken pool to be paused")
         assert pool.failures == 2 and "invalid partition" in pool.pause_reason
-    result = subprocess.run(
-        tqhpc_command("pool", "list", "--access", str(slurm_server.access_file)),
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+    result = _cli(slurm_server, "pool", "list")
     line = next(line for line in result.stdout.splitlines() if line.startswith("broken"))
     assert "paused" in line and "invalid partition" in line
     assert next(line for line in result.stdout.splitlines() if line.startswith("test")).split()[1] == "off"
