@@ -17,7 +17,7 @@ fi
 
 # munge: one key for the machine, a socket directory owned by munge.
 if [ ! -s /etc/munge/munge.key ]; then
-    if command -v mungekey >/dev/null; then mungekey -c -f -k /etc/munge/munge.key; else
+    if command -v mungekey >/dev/null; then mungekey -c -f -k /etc/munge/munge.key >&2; else
         dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none; fi
     chown munge:munge /etc/munge/munge.key
     chmod 0400 /etc/munge/munge.key
@@ -26,7 +26,7 @@ mkdir -p /run/munge /var/log/munge /var/lib/munge
 chown munge:munge /run/munge /var/log/munge /var/lib/munge
 chmod 0755 /run/munge
 if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
-    runuser -u munge -- munged --force 2>/dev/null || munged --force
+    { runuser -u munge -- munged --force 2>/dev/null || munged --force; } >&2
     for _ in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 munge -n | unmunge >/dev/null || { say "munged does not answer"; exit 1; }
@@ -79,8 +79,8 @@ for daemon in slurmd slurmctld; do
         kill "$(cat "$pidfile")"; sleep 1
     fi
 done
-slurmctld -f "$conf" -c -i
-slurmd -f "$conf"
+slurmctld -f "$conf" -c -i >&2
+slurmd -f "$conf" >&2
 for _ in $(seq 100); do
     state=$(sinfo -h -o %T 2>/dev/null | head -n1 || true)
     case $state in
