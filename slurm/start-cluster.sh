@@ -15,6 +15,17 @@ if [ -f "$conf" ] && SLURM_CONF=$conf timeout 10 sinfo -h -o %T 2>/dev/null | gr
     exit 0
 fi
 
+# Slurm's ports are the machine's: a cluster started from another DIR (another checkout) is reused if it answers.
+for pid in $(pgrep -x slurmctld || true); do
+    other=$(tr '\0' '\n' < "/proc/$pid/cmdline" | sed -n '/^-f$/{n;p;}' | head -n1)
+    if [ -n "$other" ] && [ -f "$other" ] \
+        && SLURM_CONF=$other timeout 10 sinfo -h -o %T 2>/dev/null | grep -Eq '^(idle|mixed|allocated)'; then
+        say "reusing the cluster already running with $other (stop it with slurm/stop-cluster.sh $(dirname "$other"))"
+        echo "export SLURM_CONF=$other"
+        exit 0
+    fi
+done
+
 # munge: one key for the machine, a socket directory owned by munge.
 if [ ! -s /etc/munge/munge.key ]; then
     if command -v mungekey >/dev/null; then mungekey -c -f -k /etc/munge/munge.key >&2; else
