@@ -6,6 +6,7 @@ started with slurm/start-cluster.sh.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -279,6 +280,8 @@ def test_a_failing_autoalloc_pool_is_paused_and_says_why(slurm_server) -> None:
         pool = wait_until(paused, 30, what="the broken pool to be paused")
         assert pool.failures == 2 and "invalid partition" in pool.pause_reason
     result = _cli(slurm_server, "pool", "list")
+    as_json = {p["name"]: p for p in json.loads(_cli(slurm_server, "pool", "list", "--json").stdout)}
+    assert as_json["broken"]["paused"] is True and as_json["test"]["max_workers"] == 4
     line = next(line for line in result.stdout.splitlines() if line.startswith("broken"))
     assert "paused" in line and "invalid partition" in line
     assert next(line for line in result.stdout.splitlines() if line.startswith("test")).split()[1] == "off"

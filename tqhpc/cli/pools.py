@@ -43,7 +43,15 @@ def list_pools(access: str | None, as_json: bool) -> None:
     with connect(access) as client:
         pools = client.slurm_pools()
     if as_json:
-        click.echo(json.dumps([MessageToDict(p, always_print_fields_with_no_presence=True) for p in pools], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    MessageToDict(p, always_print_fields_with_no_presence=True, preserving_proto_field_name=True)
+                    for p in pools
+                ],
+                indent=2,
+            )
+        )
         return
     if not pools:
         click.echo("no pool profiles: add [pools.NAME] tables to the server's config.toml")
