@@ -171,9 +171,8 @@ def test_bad_status_filter(stub) -> None:
 
 def test_unknown_provider_and_bad_numbers(stub) -> None:
     code, details = _code_and_details(stub.CreateWorker, pb.WorkerRequest(provider="nimbus", number=1))
-    assert (
-        code == grpc.StatusCode.INVALID_ARGUMENT and details == "unknown provider 'nimbus' (this server knows: local)"
-    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details == "unknown provider 'nimbus' (this server knows: local, slurm)"
     code, details = _code_and_details(stub.CreateWorker, pb.WorkerRequest(provider="local", number=0))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "number must be between 1 and" in details
     assert stub.ListWorkers(pb.ListWorkersRequest()).workers == []

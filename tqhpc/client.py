@@ -119,6 +119,7 @@ class Client:
         array_id: str = "",
         timeout: float = 0.0,
         memory_limit: int = 0,
+        time_request: float = 0.0,
     ) -> int:
         """Queue one command (run as `sh -c COMMAND`); return its task id.
 
@@ -126,8 +127,12 @@ class Client:
         if one fails or is cancelled, this one is cancelled. `slots`: how much of a worker's concurrency it takes.
         `timeout` (seconds of wall-clock time) and `memory_limit` (bytes of RSS over all the task's processes) are
         limits the worker holds the task to: over one, it kills the task's whole process tree and the task fails.
+        `time_request`: the seconds it is expected to run at most; a Slurm worker with less walltime left never
+        gets it (0: not declared).
         """
-        spec = TaskSpec(command, container, name, retry, tuple(after), (), slots, array_id, timeout, memory_limit)
+        spec = TaskSpec(
+            command, container, name, retry, tuple(after), (), slots, array_id, timeout, memory_limit, time_request
+        )
         return self._call(self._stub.SubmitTask, spec.to_message()).task_id
 
     def submit_many(self, specs: Iterable[SpecLike]) -> list[int]:
@@ -259,6 +264,10 @@ class Client:
 
     def delete_worker(self, worker_id: int) -> None:
         self._call(self._stub.DeleteWorker, pb.WorkerId(worker_id=worker_id))
+
+    def slurm_pools(self) -> list[pb.SlurmPool]:
+        """issue 4: the server's Slurm pool profiles and what automatic allocation does with them."""
+        return list(self._call(self._stub.ListSlurmPools, pb.SlurmPoolListRequest()).pools)
 
     def update_worker(
         self, worker_id: int, *, concurrency: int | None = None, prefetch: int | None = None

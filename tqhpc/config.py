@@ -34,6 +34,9 @@ class ServerSettings:
     worker_timeout: float = _setting(60.0, "Seconds without a ping before a worker is lost and its tasks requeued.")
     reap_interval: float = _setting(5.0, "Seconds between looks for lost workers.")
     local_worker_ping_interval: float = _setting(1.0, "Ping interval of the workers `workers create` starts.")
+    # issue 4
+    slurm_poll_interval: float = _setting(5.0, "Seconds between looks at squeue for the Slurm jobs of workers.")
+    crash_limit: int = _setting(5, "A task whose worker is lost this many times while running it fails (0: never).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +51,11 @@ class WorkerSettings:
     usage_interval: float = _setting(1.0, "Seconds between samples of each task's processes (the first is at once).")
     default_timeout: float = _setting(0.0, "Wall-clock limit in seconds for tasks submitted without one (0: none).")
     default_memory_limit: int = _setting(0, "RSS limit in bytes for tasks submitted without one (0: none).")
+    # issue 4
+    idle_timeout: float = _setting(0.0, "Leave after this many seconds without any task (0: never).")
+    walltime_margin: float = _setting(
+        60.0, "In a Slurm job: take no task and hand back what is left this many seconds before the job's end."
+    )
 
 
 @dataclasses.dataclass(frozen=True)

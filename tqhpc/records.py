@@ -174,6 +174,8 @@ class TaskInfo(_Record):
     failure: str = ""
     usage: ResourceUsage | None = None
     attempt_usage: tuple[ResourceUsage, ...] = ()
+    time_request: float = 0.0  # issue 4
+    crash_count: int = 0  # issue 4
 
     @property
     def wall_time(self) -> float | None:
@@ -203,3 +205,7 @@ class WorkerInfo(_Record):
     stats: WorkerStats | None = None
     container_capable: bool | None = None
     container_note: str = ""
+    slurm_job_id: str = ""  # issue 4
+    slurm_job_state: str = ""
+    slurm_pool: str = ""
+    walltime_end: float | None = None

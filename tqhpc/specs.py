@@ -31,6 +31,8 @@ class TaskSpec:
     """Wall-clock seconds before the worker kills the task (0: the worker's default, if any)."""
     memory_limit: int = 0
     """Bytes of RSS over the task's process tree before the worker kills it (0: the worker's default, if any)."""
+    time_request: float = 0.0
+    """Seconds the task is expected to run at most; a Slurm worker with less walltime left never gets it."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Fields other issues add to TaskRequest (e.g. timeout), set as they are on the message."""
 
@@ -52,6 +54,8 @@ class TaskSpec:
             message.timeout = self.timeout
         if self.memory_limit:
             message.memory_limit = self.memory_limit
+        if self.time_request:
+            message.time_request = self.time_request
         for key, value in self.extra.items():
             setattr(message, key, value)
         return message

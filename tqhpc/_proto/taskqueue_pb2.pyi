@@ -27,7 +27,7 @@ class ListWorkersRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("task_id", "command", "container", "status", "exit_code", "worker_id", "attempts", "submitted_at", "started_at", "ended_at", "reason", "name", "retry", "failure_retries", "after", "slots", "array_id", "timeout", "memory_limit", "failure", "usage", "attempt_usage")
+    __slots__ = ("task_id", "command", "container", "status", "exit_code", "worker_id", "attempts", "submitted_at", "started_at", "ended_at", "reason", "name", "retry", "failure_retries", "after", "slots", "array_id", "timeout", "memory_limit", "failure", "usage", "attempt_usage", "time_request", "crash_count")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,8 @@ class Task(_message.Message):
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_USAGE_FIELD_NUMBER: _ClassVar[int]
+    TIME_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    CRASH_COUNT_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     command: str
     container: str
@@ -72,7 +74,9 @@ class Task(_message.Message):
     failure: str
     usage: ResourceUsage
     attempt_usage: _containers.RepeatedCompositeFieldContainer[ResourceUsage]
-    def __init__(self, task_id: _Optional[int] = ..., command: _Optional[str] = ..., container: _Optional[str] = ..., status: _Optional[str] = ..., exit_code: _Optional[int] = ..., worker_id: _Optional[int] = ..., attempts: _Optional[int] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., name: _Optional[str] = ..., retry: _Optional[int] = ..., failure_retries: _Optional[int] = ..., after: _Optional[_Iterable[int]] = ..., slots: _Optional[int] = ..., array_id: _Optional[str] = ..., timeout: _Optional[float] = ..., memory_limit: _Optional[int] = ..., failure: _Optional[str] = ..., usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., attempt_usage: _Optional[_Iterable[_Union[ResourceUsage, _Mapping]]] = ...) -> None: ...
+    time_request: float
+    crash_count: int
+    def __init__(self, task_id: _Optional[int] = ..., command: _Optional[str] = ..., container: _Optional[str] = ..., status: _Optional[str] = ..., exit_code: _Optional[int] = ..., worker_id: _Optional[int] = ..., attempts: _Optional[int] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., name: _Optional[str] = ..., retry: _Optional[int] = ..., failure_retries: _Optional[int] = ..., after: _Optional[_Iterable[int]] = ..., slots: _Optional[int] = ..., array_id: _Optional[str] = ..., timeout: _Optional[float] = ..., memory_limit: _Optional[int] = ..., failure: _Optional[str] = ..., usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., attempt_usage: _Optional[_Iterable[_Union[ResourceUsage, _Mapping]]] = ..., time_request: _Optional[float] = ..., crash_count: _Optional[int] = ...) -> None: ...
 
 class TaskId(_message.Message):
     __slots__ = ("task_id", "snapshot")
@@ -113,7 +117,7 @@ class TaskLog(_message.Message):
     def __init__(self, task_id: _Optional[int] = ..., log_type: _Optional[str] = ..., log_text: _Optional[str] = ..., log_bytes: _Optional[bytes] = ..., worker_id: _Optional[int] = ...) -> None: ...
 
 class TaskRequest(_message.Message):
-    __slots__ = ("command", "container", "name", "retry", "after", "after_batch_index", "slots", "array_id", "timeout", "memory_limit")
+    __slots__ = ("command", "container", "name", "retry", "after", "after_batch_index", "slots", "array_id", "timeout", "memory_limit", "time_request")
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +128,7 @@ class TaskRequest(_message.Message):
     ARRAY_ID_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     MEMORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TIME_REQUEST_FIELD_NUMBER: _ClassVar[int]
     command: str
     container: str
     name: str
@@ -134,7 +139,8 @@ class TaskRequest(_message.Message):
     array_id: str
     timeout: float
     memory_limit: int
-    def __init__(self, command: _Optional[str] = ..., container: _Optional[str] = ..., name: _Optional[str] = ..., retry: _Optional[int] = ..., after: _Optional[_Iterable[int]] = ..., after_batch_index: _Optional[_Iterable[int]] = ..., slots: _Optional[int] = ..., array_id: _Optional[str] = ..., timeout: _Optional[float] = ..., memory_limit: _Optional[int] = ...) -> None: ...
+    time_request: float
+    def __init__(self, command: _Optional[str] = ..., container: _Optional[str] = ..., name: _Optional[str] = ..., retry: _Optional[int] = ..., after: _Optional[_Iterable[int]] = ..., after_batch_index: _Optional[_Iterable[int]] = ..., slots: _Optional[int] = ..., array_id: _Optional[str] = ..., timeout: _Optional[float] = ..., memory_limit: _Optional[int] = ..., time_request: _Optional[float] = ...) -> None: ...
 
 class TaskResponse(_message.Message):
     __slots__ = ("task_id",)
@@ -161,7 +167,7 @@ class TaskStatusUpdate(_message.Message):
     def __init__(self, task_id: _Optional[int] = ..., new_status: _Optional[str] = ..., exit_code: _Optional[int] = ..., worker_id: _Optional[int] = ..., reason: _Optional[str] = ..., usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., failure: _Optional[str] = ...) -> None: ...
 
 class Worker(_message.Message):
-    __slots__ = ("worker_id", "name", "concurrency", "prefetch", "state", "provider", "hostname", "last_ping", "running", "held", "pid", "created_at", "stats", "container_capable", "container_note")
+    __slots__ = ("worker_id", "name", "concurrency", "prefetch", "state", "provider", "hostname", "last_ping", "running", "held", "pid", "created_at", "stats", "container_capable", "container_note", "slurm_job_id", "slurm_job_state", "slurm_pool", "walltime_end")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
@@ -177,6 +183,10 @@ class Worker(_message.Message):
     STATS_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_CAPABLE_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_NOTE_FIELD_NUMBER: _ClassVar[int]
+    SLURM_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SLURM_JOB_STATE_FIELD_NUMBER: _ClassVar[int]
+    SLURM_POOL_FIELD_NUMBER: _ClassVar[int]
+    WALLTIME_END_FIELD_NUMBER: _ClassVar[int]
     worker_id: int
     name: str
     concurrency: int
@@ -192,7 +202,11 @@ class Worker(_message.Message):
     stats: WorkerStats
     container_capable: bool
     container_note: str
-    def __init__(self, worker_id: _Optional[int] = ..., name: _Optional[str] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., state: _Optional[str] = ..., provider: _Optional[str] = ..., hostname: _Optional[str] = ..., last_ping: _Optional[float] = ..., running: _Optional[int] = ..., held: _Optional[int] = ..., pid: _Optional[int] = ..., created_at: _Optional[float] = ..., stats: _Optional[_Union[WorkerStats, _Mapping]] = ..., container_capable: _Optional[bool] = ..., container_note: _Optional[str] = ...) -> None: ...
+    slurm_job_id: str
+    slurm_job_state: str
+    slurm_pool: str
+    walltime_end: float
+    def __init__(self, worker_id: _Optional[int] = ..., name: _Optional[str] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., state: _Optional[str] = ..., provider: _Optional[str] = ..., hostname: _Optional[str] = ..., last_ping: _Optional[float] = ..., running: _Optional[int] = ..., held: _Optional[int] = ..., pid: _Optional[int] = ..., created_at: _Optional[float] = ..., stats: _Optional[_Union[WorkerStats, _Mapping]] = ..., container_capable: _Optional[bool] = ..., container_note: _Optional[str] = ..., slurm_job_id: _Optional[str] = ..., slurm_job_state: _Optional[str] = ..., slurm_pool: _Optional[str] = ..., walltime_end: _Optional[float] = ...) -> None: ...
 
 class WorkerId(_message.Message):
     __slots__ = ("worker_id", "draining", "stats")
@@ -211,7 +225,7 @@ class WorkerIds(_message.Message):
     def __init__(self, worker_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("name", "concurrency", "prefetch", "worker_id", "hostname", "pid", "container_capable", "container_note")
+    __slots__ = ("name", "concurrency", "prefetch", "worker_id", "hostname", "pid", "container_capable", "container_note", "walltime_end")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     PREFETCH_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +234,7 @@ class WorkerInfo(_message.Message):
     PID_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_CAPABLE_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_NOTE_FIELD_NUMBER: _ClassVar[int]
+    WALLTIME_END_FIELD_NUMBER: _ClassVar[int]
     name: str
     concurrency: int
     prefetch: int
@@ -228,7 +243,8 @@ class WorkerInfo(_message.Message):
     pid: int
     container_capable: bool
     container_note: str
-    def __init__(self, name: _Optional[str] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., worker_id: _Optional[int] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., container_capable: _Optional[bool] = ..., container_note: _Optional[str] = ...) -> None: ...
+    walltime_end: float
+    def __init__(self, name: _Optional[str] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., worker_id: _Optional[int] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., container_capable: _Optional[bool] = ..., container_note: _Optional[str] = ..., walltime_end: _Optional[float] = ...) -> None: ...
 
 class WorkerRequest(_message.Message):
     __slots__ = ("provider", "flavor", "number", "concurrency", "prefetch", "step_id", "flavor_id", "region_id")
@@ -367,3 +383,43 @@ class WorkerStats(_message.Message):
     running_tasks: int
     sampled_at: float
     def __init__(self, cpu_percent: _Optional[float] = ..., load1: _Optional[float] = ..., load5: _Optional[float] = ..., load15: _Optional[float] = ..., memory_used: _Optional[int] = ..., memory_available: _Optional[int] = ..., disk_free: _Optional[int] = ..., running_tasks: _Optional[int] = ..., sampled_at: _Optional[float] = ...) -> None: ...
+
+class SlurmPoolListRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SlurmPool(_message.Message):
+    __slots__ = ("name", "autoalloc", "backlog", "max_workers", "idle_timeout", "partition", "time_limit", "queued", "live", "paused", "pause_reason", "failures", "submitted")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AUTOALLOC_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    MAX_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    TIME_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_REASON_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    autoalloc: bool
+    backlog: int
+    max_workers: int
+    idle_timeout: float
+    partition: str
+    time_limit: str
+    queued: int
+    live: int
+    paused: bool
+    pause_reason: str
+    failures: int
+    submitted: int
+    def __init__(self, name: _Optional[str] = ..., autoalloc: _Optional[bool] = ..., backlog: _Optional[int] = ..., max_workers: _Optional[int] = ..., idle_timeout: _Optional[float] = ..., partition: _Optional[str] = ..., time_limit: _Optional[str] = ..., queued: _Optional[int] = ..., live: _Optional[int] = ..., paused: _Optional[bool] = ..., pause_reason: _Optional[str] = ..., failures: _Optional[int] = ..., submitted: _Optional[int] = ...) -> None: ...
+
+class SlurmPoolList(_message.Message):
+    __slots__ = ("pools",)
+    POOLS_FIELD_NUMBER: _ClassVar[int]
+    pools: _containers.RepeatedCompositeFieldContainer[SlurmPool]
+    def __init__(self, pools: _Optional[_Iterable[_Union[SlurmPool, _Mapping]]] = ...) -> None: ...

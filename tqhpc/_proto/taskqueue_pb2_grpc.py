@@ -119,6 +119,11 @@ class TaskQueueStub:
                 request_serializer=taskqueue__pb2.TaskSelection.SerializeToString,
                 response_deserializer=taskqueue__pb2.TaskIds.FromString,
                 _registered_method=True)
+        self.ListSlurmPools = channel.unary_unary(
+                '/taskqueue.TaskQueue/ListSlurmPools',
+                request_serializer=taskqueue__pb2.SlurmPoolListRequest.SerializeToString,
+                response_deserializer=taskqueue__pb2.SlurmPoolList.FromString,
+                _registered_method=True)
 
 
 class TaskQueueServicer:
@@ -228,6 +233,13 @@ class TaskQueueServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSlurmPools(self, request, context):
+        """issue 4
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskQueueServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -315,6 +327,11 @@ def add_TaskQueueServicer_to_server(servicer, server):
                     servicer.RetryTasks,
                     request_deserializer=taskqueue__pb2.TaskSelection.FromString,
                     response_serializer=taskqueue__pb2.TaskIds.SerializeToString,
+            ),
+            'ListSlurmPools': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSlurmPools,
+                    request_deserializer=taskqueue__pb2.SlurmPoolListRequest.FromString,
+                    response_serializer=taskqueue__pb2.SlurmPoolList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -776,6 +793,33 @@ class TaskQueue:
             '/taskqueue.TaskQueue/RetryTasks',
             taskqueue__pb2.TaskSelection.SerializeToString,
             taskqueue__pb2.TaskIds.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSlurmPools(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskqueue.TaskQueue/ListSlurmPools',
+            taskqueue__pb2.SlurmPoolListRequest.SerializeToString,
+            taskqueue__pb2.SlurmPoolList.FromString,
             options,
             channel_credentials,
             insecure,

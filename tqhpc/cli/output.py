@@ -145,7 +145,7 @@ def status_counts(tasks: Sequence[TaskInfo]) -> str:
 
 def workers_table(workers: Sequence[WorkerInfo], width: int) -> Table:
     headers = ["ID", "NAME", "STATE", "HOST", "PROVIDER", "RUNNING", "HELD", "CONC", "PREFETCH", "LOAD", "MEM USED",
-               "MEM AVAIL", "CONTAINERS", "LAST PING"]  # fmt: skip
+               "MEM AVAIL", "CONTAINERS", "LAST PING", "JOB"]  # fmt: skip
     rows = [
         [
             str(w.worker_id),
@@ -162,8 +162,16 @@ def workers_table(workers: Sequence[WorkerInfo], width: int) -> Table:
             format_size(w.stats.memory_available) if w.stats else "",
             {True: "yes", False: "no", None: ""}[w.container_capable],
             _ago(w.last_ping),
+            _slurm_job(w),
         ]
         for w in workers
     ]
     right = {"ID", "RUNNING", "HELD", "CONC", "PREFETCH", "LOAD", "MEM USED", "MEM AVAIL"}
     return _table(headers, rows, right=right, elastic="NAME", width=width)
+
+
+def _slurm_job(worker: WorkerInfo) -> str:
+    """issue 4: the Slurm job id and its last seen state, for Slurm workers."""
+    if not worker.slurm_job_id:
+        return ""
+    return f"{worker.slurm_job_id} {worker.slurm_job_state}".strip()

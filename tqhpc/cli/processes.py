@@ -35,7 +35,7 @@ def server(state_dir: Path | None, listen: str | None, **options: Any) -> None:
         raise click.ClickException(str(err)) from None
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--access", type=click.Path(), default=None, help="The server's access.toml (or its state directory).")
 @click.option("--name", default=None, help="A name shown in `tqhpc workers` (default: host and job id or pid).")
 @click.option(
@@ -47,8 +47,15 @@ def server(state_dir: Path | None, listen: str | None, **options: Any) -> None:
 )
 @settings_options(WorkerSettings)
 @settings_options(ApptainerSettings)
-def worker(access: str | None, name: str | None, worker_id: int | None, **options: Any) -> None:
-    """Run a worker in the foreground: the one command a batch script needs."""
+@click.pass_context
+def worker(ctx: click.Context, access: str | None, name: str | None, worker_id: int | None, **options: Any) -> None:
+    """Run a worker in the foreground: the one command a batch script needs.
+
+    `tqhpc worker delete ID` stops a worker instead (a Slurm worker's job is cancelled).
+    """
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = access
+        return
     from ..worker.agent import Worker
 
     settings = pop_settings(WorkerSettings, options)
@@ -59,6 +66,20 @@ def worker(access: str | None, name: str | None, worker_id: int | None, **option
         read_access(access_file), settings, access_file=access_file, name=name, worker_id=worker_id, apptainer=apptainer
     )
     sys.exit(asyncio.run(agent.run()))
+
+
+@worker.command("delete")
+@click.option("--access", type=click.Path(), default=None, help="The server's access.toml (or its state directory).")
+@click.argument("worker_ids", nargs=-1, required=True, type=click.IntRange(min=1))
+@click.pass_context
+def delete_worker(ctx: click.Context, access: str | None, worker_ids: tuple[int, ...]) -> None:
+    """issue 4: stop workers (scancel for Slurm ones); their unfinished tasks go back to the queue."""
+    from ..client import Client
+
+    with Client(access or ctx.obj) as client:
+        for worker_id in worker_ids:
+            client.delete_worker(worker_id)
+            click.echo(f"worker {worker_id} deleted")
 
 
 COMMANDS = [server, worker]

@@ -105,6 +105,12 @@ def _wait(client: Client, ids: list[int], timeout: float | None) -> None:
 )
 @click.option("--timeout", type=DurationType(), default=0.0, help="Kill a task after this long: 90, 30s, 10m, 1h30m.")
 @click.option("--memory", type=SizeType(), default=0, help="Kill a task when its processes use more RSS: 512M, 2G.")
+@click.option(
+    "--time-request",
+    type=DurationType(),
+    default=0.0,
+    help="How long a task may run (90, 10m, 2h); a Slurm worker with less walltime left does not take it.",
+)
 @click.option("--wait", "wait", is_flag=True, help="Wait for the tasks, with a progress bar on a terminal.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def submit(
@@ -119,6 +125,7 @@ def submit(
     slots: int,
     timeout: float,
     memory: int,
+    time_request: float,
     wait: bool,
     command: tuple[str, ...],
 ) -> None:
@@ -148,12 +155,15 @@ def submit(
                     slots=slots,
                     timeout=timeout,
                     memory_limit=memory,
+                    time_request=time_request,
                 )
             ]
             click.echo(ids[0])
         else:
             specs = [
-                TaskSpec(e.command, container, name, retry, depends, (), slots, e.array_id, timeout, memory)
+                TaskSpec(
+                    e.command, container, name, retry, depends, (), slots, e.array_id, timeout, memory, time_request
+                )
                 for e in expanded
             ]
             ids = client.submit_many(specs)

@@ -13,14 +13,17 @@ from pathlib import Path
 from grpc import aio
 
 from ..access import ACCESS_FILE, Access, AccessError, new_token, prepare_state_dir, read_access, write_access
-from ..config import ServerSettings
+from ..config import ServerSettings, config_path
 from ..records import WorkerState
+from ..slurm.profiles import load_profiles
 from ..store import Database
 from .auth import TokenInterceptor
+from .autoalloc import Autoallocator
 from .local_provider import LocalProvider
 from .logs import LogStore
 from .registration import add_service
 from .service import TaskQueueService
+from .slurm_provider import SlurmProvider
 from .statelock import StateDirLock
 
 log = logging.getLogger("tqhpc.server")
@@ -108,7 +111,19 @@ class Server:
             self.settings.local_worker_ping_interval,
             self._local_worker_exited,
         )
-        self.service = TaskQueueService(self.db, self.logs, {self.local.name: self.local})
+        # issue 4: Slurm workers and pools, from the [pools.NAME] tables of config.toml.
+        profiles = load_profiles(config_path())
+        self.slurm = SlurmProvider(
+            self.db, profiles, self.state_dir, self.state_dir / ACCESS_FILE, self._slurm_job_ended
+        )
+        self.service = TaskQueueService(
+            self.db,
+            self.logs,
+            {self.local.name: self.local, self.slurm.name: self.slurm},
+            crash_limit=self.settings.crash_limit,
+        )
+        self.autoalloc = Autoallocator(self.db, profiles, self.service.create_workers)
+        self.service.pools = self.autoalloc
         self.token = token or new_token()
         self.grpc = aio.server(
             interceptors=[TokenInterceptor(self.token)],
@@ -125,6 +140,7 @@ class Server:
         self.lock.record(self.address)
         await self.grpc.start()
         self._reaper = asyncio.create_task(self._reap_lost_workers())
+        self._slurm_watch = asyncio.create_task(self._watch_slurm())
         log.info("serving on %s, state in %s", self.address, self.state_dir)
 
     def _bind(self, previous_port: int | None) -> tuple[str, int]:
@@ -152,6 +168,23 @@ class Server:
             except Exception:
                 log.exception("looking for lost workers failed")
 
+    async def _watch_slurm(self) -> None:
+        """issue 4: the reconciliation loop: squeue against live Slurm workers, then automatic allocation."""
+        while True:
+            await asyncio.sleep(self.settings.slurm_poll_interval)
+            try:
+                await self.slurm.reconcile()
+            except Exception:
+                log.exception("looking at the Slurm jobs of workers failed")
+            try:
+                await self.autoalloc.tick()
+            except Exception:
+                log.exception("automatic allocation failed")
+
+    async def _slurm_job_ended(self, worker_id: int, reason: str) -> None:
+        with contextlib.suppress(RuntimeError):  # the database is already closed at shutdown
+            await self.service.retire_if_live(worker_id, WorkerState.LOST, reason)
+
     async def _local_worker_exited(self, worker_id: int, code: int) -> None:
         reason = f"local worker {worker_id} exited with code {code}; see workers/worker-{worker_id}.log"
         with contextlib.suppress(RuntimeError):  # the database is already closed at shutdown
@@ -170,7 +203,8 @@ class Server:
         await self.local.close(SHUTDOWN_GRACE_SECONDS)
         await self.grpc.stop(SHUTDOWN_GRACE_SECONDS)
         self._reaper.cancel()
-        await asyncio.gather(self._reaper, return_exceptions=True)
+        self._slurm_watch.cancel()
+        await asyncio.gather(self._reaper, self._slurm_watch, return_exceptions=True)
         self.db.close()
         self.lock.release()
         log.info("stopped")

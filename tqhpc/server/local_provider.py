@@ -34,6 +34,9 @@ class LocalProvider:
         self.processes: dict[int, asyncio.subprocess.Process] = {}
         self._watchers: set[asyncio.Task[None]] = set()
 
+    def check_flavor(self, flavor: str) -> None:
+        """Local workers have no flavors: any value is accepted and ignored."""
+
     async def start(self, worker_ids: list[int], concurrency: int, prefetch: int, flavor: str) -> None:
         self.log_dir.mkdir(mode=0o700, exist_ok=True)
         for worker_id in worker_ids:

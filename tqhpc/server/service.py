@@ -22,7 +22,9 @@ from ..store import Database, taskflow
 from ..store import tasks as task_ops
 from ..store import usage as usage_ops
 from ..store import workers as worker_ops
+from ..store.crashes import DEFAULT_CRASH_LIMIT
 from . import submission, validate
+from .autoalloc import Autoallocator
 from .logs import LOG_TYPES, LogStore
 from .registration import Undecodable
 
@@ -40,6 +42,8 @@ class Provider(Protocol):
     """Starts and stops workers for CreateWorker and DeleteWorker (local processes here; Slurm jobs later)."""
 
     name: str
+
+    def check_flavor(self, flavor: str) -> None: ...
 
     async def start(self, worker_ids: list[int], concurrency: int, prefetch: int, flavor: str) -> None: ...
 
@@ -75,10 +79,14 @@ def _storage_failure(what: str, err: Exception) -> tuple[grpc.StatusCode, str]:
 
 
 class TaskQueueService(rpc.TaskQueueServicer):
-    def __init__(self, db: Database, logs: LogStore, providers: dict[str, Provider]) -> None:
+    def __init__(
+        self, db: Database, logs: LogStore, providers: dict[str, Provider], crash_limit: int = DEFAULT_CRASH_LIMIT
+    ) -> None:
         self.db = db
         self.logs = logs
         self.providers = providers
+        self.crash_limit = crash_limit  # issue 4
+        self.pools: Autoallocator | None = None  # issue 4: set by the server when it knows Slurm pool profiles
 
     # --- tasks -------------------------------------------------------------------------------------------------
 
@@ -284,6 +292,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
         prefetch = request.prefetch if request.HasField("prefetch") else 0
         worker_id = request.worker_id if request.HasField("worker_id") else None
         hostname = validate.name(request.hostname, "hostname") or _peer_host(context)
+        walltime_end = request.walltime_end if request.HasField("walltime_end") else None
         worker = await self.db.run(
             lambda c: worker_ops.register(
                 c,
@@ -294,6 +303,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
                 pid=request.pid or None,
                 now=time.time(),
                 worker_id=worker_id,
+                walltime_end=walltime_end,
             )
         )
         capable = request.container_capable if request.HasField("container_capable") else None
@@ -346,26 +356,34 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
     @_unary
     async def CreateWorker(self, request: pb.WorkerRequest, context: aio.ServicerContext) -> pb.WorkerIds:
-        provider = self.providers.get(request.provider)
+        ids = await self.create_workers(
+            request.provider, request.number, request.concurrency, request.prefetch, request.flavor
+        )
+        return pb.WorkerIds(worker_ids=ids)
+
+    async def create_workers(
+        self, provider_name: str, number: int, concurrency: int, prefetch: int, flavor: str
+    ) -> list[int]:
+        """CreateWorker, also used by automatic allocation (issue 4)."""
+        provider = self.providers.get(provider_name)
         if provider is None:
             known = ", ".join(sorted(self.providers)) or "none"
-            raise InvalidArgument(f"unknown provider {request.provider!r} (this server knows: {known})")
-        if not 1 <= request.number <= MAX_WORKERS_PER_CREATE:
-            raise InvalidArgument(f"number must be between 1 and {MAX_WORKERS_PER_CREATE}, not {request.number}")
+            raise InvalidArgument(f"unknown provider {provider_name!r} (this server knows: {known})")
+        if not 1 <= number <= MAX_WORKERS_PER_CREATE:
+            raise InvalidArgument(f"number must be between 1 and {MAX_WORKERS_PER_CREATE}, not {number}")
+        provider.check_flavor(flavor)
         ids = await self.db.run(
-            lambda c: worker_ops.create_workers(
-                c, request.number, provider.name, request.concurrency, request.prefetch, time.time()
-            )
+            lambda c: worker_ops.create_workers(c, number, provider.name, concurrency, prefetch, time.time())
         )
         try:
-            await provider.start(ids, request.concurrency, request.prefetch, request.flavor)
+            await provider.start(ids, concurrency, prefetch, flavor)
         except Exception as err:
             reason = f"the {provider.name} provider could not start the worker: {err}"
             for worker_id in ids:
                 await self.retire_if_live(worker_id, WorkerState.LOST, reason)
             raise
         log.info("created %s workers %s", provider.name, ids)
-        return pb.WorkerIds(worker_ids=ids)
+        return ids
 
     @_unary
     async def DeleteWorker(self, request: pb.WorkerId, context: aio.ServicerContext) -> pb.Ack:
@@ -395,7 +413,11 @@ class TaskQueueService(rpc.TaskQueueServicer):
             # Found and retired in one transaction: a ping landing in between cannot be overruled.
             return {
                 worker_id: worker_ops.retire(
-                    conn, worker_id, WorkerState.LOST, f"worker {worker_id} was lost: no ping for {timeout:g} s"
+                    conn,
+                    worker_id,
+                    WorkerState.LOST,
+                    f"worker {worker_id} was lost: no ping for {timeout:g} s",
+                    self.crash_limit,
                 )[1]
                 for worker_id in worker_ops.silent_workers(conn, deadline)
             }
@@ -412,11 +434,19 @@ class TaskQueueService(rpc.TaskQueueServicer):
         def retire(conn: Any) -> list[int]:
             if worker_ops.get_worker(conn, worker_id).state not in WorkerState.LIVE:
                 return []
-            return worker_ops.retire(conn, worker_id, state, reason)[1]
+            return worker_ops.retire(conn, worker_id, state, reason, self.crash_limit)[1]
 
         requeued = await self.db.run(retire)
         await self._requeued(requeued)
         return requeued
+
+    # --- issue 4: Slurm pools ------------------------------------------------------------------------------------
+
+    @_unary
+    async def ListSlurmPools(self, request: pb.SlurmPoolListRequest, context: aio.ServicerContext) -> pb.SlurmPoolList:
+        if self.pools is None:
+            return pb.SlurmPoolList()
+        return await self.pools.describe()
 
     async def _requeued(self, task_ids: list[int]) -> None:
         """A task going back to the queue keeps the output of the attempt that ended as `ID.N.out` and `.err`."""

@@ -41,13 +41,26 @@ def new_task(request: pb.TaskRequest, index: int | None = None) -> NewTask:
             raise InvalidArgument(f"a task may depend on at most {MAX_DEPENDENCIES} others")
         timeout = validate.timeout(request.timeout) if request.timeout else 0.0  # issue 3
         memory_limit = validate.memory_limit(request.memory_limit) if request.memory_limit else 0
+        time_request = validate.time_request(request.time_request) if request.time_request else 0.0  # issue 4
         if index is None and after_index:
             raise InvalidArgument("after_batch_index only has a meaning in SubmitTasks")
     except InvalidArgument as err:
         if index is None:
             raise
         raise InvalidArgument(f"task {index + 1} of the batch: {err}") from None
-    return NewTask(command, container, name, request.retry, after, after_index, slots, array_id, timeout, memory_limit)
+    return NewTask(
+        command,
+        container,
+        name,
+        request.retry,
+        after,
+        after_index,
+        slots,
+        array_id,
+        timeout,
+        memory_limit,
+        time_request,
+    )
 
 
 def new_tasks(requests: Sequence[pb.TaskRequest]) -> list[NewTask]:

@@ -54,3 +54,10 @@ def memory_limit(size: int) -> int:
     if size > MAX_MEMORY_LIMIT:
         raise InvalidArgument(f"the memory limit must be at most {MAX_MEMORY_LIMIT} bytes, not {size}")
     return size
+
+
+def time_request(seconds: float) -> float:
+    """issue 4: a declared run time is a finite number of seconds, 0 meaning not declared."""
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidArgument(f"time_request must be a number of seconds, 0 or more, not {seconds!r}")
+    return seconds

@@ -100,6 +100,16 @@ MIGRATIONS: list[str] = [
         sampled_at       REAL    NOT NULL DEFAULT 0
     );
     """,
+    # issue 4: Slurm jobs behind workers, walltime ends, declared task run times and the per-task crash counter.
+    """
+    ALTER TABLE workers ADD COLUMN slurm_job_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE workers ADD COLUMN slurm_job_state TEXT NOT NULL DEFAULT '';
+    ALTER TABLE workers ADD COLUMN slurm_pool TEXT NOT NULL DEFAULT '';
+    ALTER TABLE workers ADD COLUMN walltime_end REAL;
+    ALTER TABLE tasks ADD COLUMN time_request REAL NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN crash_count INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX workers_by_slurm_pool ON workers(slurm_pool, state);
+    """,
 ]
 
 

@@ -36,6 +36,7 @@ class NewTask:
     array_id: str = ""
     timeout: float = 0.0  # issue 3: wall-clock limit in seconds, 0: none
     memory_limit: int = 0  # issue 3: RSS ceiling in bytes, 0: none
+    time_request: float = 0.0  # issue 4: declared run time in seconds, 0: not declared
 
 
 @dataclass
@@ -115,11 +116,12 @@ def insert_batch(conn: sqlite3.Connection, specs: Sequence[NewTask], now: float)
             (
                 task_id, spec.command, spec.container, status.value, now, reason, spec.name, spec.retry, spec.slots,
                 spec.array_id, now if status == Status.CANCELLED else None, spec.timeout, spec.memory_limit,
+                spec.time_request,
             )
         )  # fmt: skip
     conn.executemany(
         "INSERT INTO tasks (task_id, command, container, status, submitted_at, reason, name, retry, slots, array_id,"
-        " ended_at, timeout, memory_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " ended_at, timeout, memory_limit, time_request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
     if deps:
@@ -319,13 +321,16 @@ def held_slots(conn: sqlite3.Connection, worker_id: int) -> int:
     ).fetchone()[0]
 
 
-def fitting_pending(conn: sqlite3.Connection, room: int, largest: int, eligible: str = "1") -> list[int]:
+def fitting_pending(
+    conn: sqlite3.Connection, room: int, largest: int, eligible: str = "1", params: Sequence[object] = ()
+) -> list[int]:
     """Pending tasks, oldest first, whose slots fit in `room`, skipping any that do not (a later smaller task may
     go first: no task waits for one that cannot fit now); tasks larger than `largest` (the worker's concurrency)
-    are never chosen. `eligible` is an SQL condition on the task that the worker can meet (its capabilities)."""
+    are never chosen. `eligible` is an SQL condition (with `params`) on what the worker can run."""
     chosen: list[int] = []
     rows = conn.execute(
-        f"SELECT task_id, slots FROM tasks WHERE status = 'P' AND {eligible} ORDER BY task_id LIMIT ?", (SCAN_LIMIT,)
+        f"SELECT task_id, slots FROM tasks WHERE status = 'P' AND {eligible} ORDER BY task_id LIMIT ?",
+        (*params, SCAN_LIMIT),
     )
     for task_id, slots in rows:
         if slots <= room and slots <= largest:

@@ -102,15 +102,26 @@ def held_count(conn: sqlite3.Connection, worker_id: int) -> int:
     ).fetchone()[0]
 
 
-def assign_pending(conn: sqlite3.Connection, worker_id: int, room: int, largest: int | None = None) -> int:
+def assign_pending(
+    conn: sqlite3.Connection,
+    worker_id: int,
+    room: int,
+    largest: int | None = None,
+    time_left: float | None = None,
+) -> int:
     """Hand pending tasks, oldest first, to the worker while their slots fit in `room`; return how many.
 
-    Issue 5: a task takes `slots` of the room, and one bigger than `largest` (the worker's concurrency) is never
-    given to it (see taskflow.fitting_pending)."""
+    A task takes `slots` of the room, and one bigger than `largest` (the worker's concurrency) is never given to it
+    (see taskflow.fitting_pending). Only tasks the worker can run are chosen: container tasks go to workers able to
+    run containers, and a task with a declared run time only to a worker with at least `time_left` seconds of
+    walltime (None: unbounded).
+    """
     if room <= 0:
         return 0
-    eligible = usage.container_condition(conn, worker_id)  # issue 3: container tasks only to capable workers
-    chosen = taskflow.fitting_pending(conn, room, room if largest is None else largest, eligible)
+    containers = usage.container_condition(conn, worker_id)
+    fits, fit_args = _fits_walltime(time_left)
+    eligible = f"{containers}{fits}"
+    chosen = taskflow.fitting_pending(conn, room, room if largest is None else largest, eligible, fit_args)
     if not chosen:
         return 0
     marks = ",".join("?" * len(chosen))
@@ -120,6 +131,13 @@ def assign_pending(conn: sqlite3.Connection, worker_id: int, room: int, largest:
         (worker_id, *chosen),
     )
     return cursor.rowcount
+
+
+def _fits_walltime(time_left: float | None) -> tuple[str, tuple[float, ...]]:
+    """issue 4: a task with a declared run time goes only to a worker with at least that much walltime left."""
+    if time_left is None:
+        return "", ()
+    return " AND (time_request = 0 OR time_request <= ?)", (time_left,)
 
 
 def requeue(conn: sqlite3.Connection, task_ids: Sequence[int], reason: str) -> list[int]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..records import TaskInfo, WorkerInfo, WorkerState
-from . import taskflow, tasks
+from . import crashes, taskflow, tasks
 
 _WITH_COUNTS = """
     SELECT w.*,
@@ -58,6 +58,7 @@ def register(
     pid: int | None,
     now: float,
     worker_id: int | None = None,
+    walltime_end: float | None = None,
 ) -> WorkerInfo:
     """Register a new worker, or bring a worker created by CreateWorker to life under its reserved id."""
     if worker_id is None:
@@ -69,6 +70,7 @@ def register(
         worker_id = int(cursor.lastrowid)  # type: ignore[arg-type]
         if not name:
             conn.execute("UPDATE workers SET name = ? WHERE worker_id = ?", (f"worker-{worker_id}", worker_id))
+        set_walltime_end(conn, worker_id, walltime_end)
         return get_worker(conn, worker_id)
     existing = get_worker(conn, worker_id)
     if existing.state != WorkerState.STARTING:
@@ -80,7 +82,13 @@ def register(
         "last_ping = ? WHERE worker_id = ?",
         (name or existing.name, concurrency, prefetch, WorkerState.RUNNING, hostname, pid, now, worker_id),
     )
+    set_walltime_end(conn, worker_id, walltime_end)
     return get_worker(conn, worker_id)
+
+
+def set_walltime_end(conn: sqlite3.Connection, worker_id: int, walltime_end: float | None) -> None:
+    """issue 4: when the worker stops running tasks (its Slurm job's end minus its margin); None: no limit."""
+    conn.execute("UPDATE workers SET walltime_end = ? WHERE worker_id = ?", (walltime_end, worker_id))
 
 
 @dataclass(frozen=True)
@@ -105,8 +113,9 @@ def ping(conn: sqlite3.Connection, worker_id: int, now: float, *, draining: bool
     state = WorkerState.DRAINING if draining else WorkerState.RUNNING
     conn.execute("UPDATE workers SET last_ping = ?, state = ? WHERE worker_id = ?", (now, state, worker_id))
     if not draining:
-        room = worker.concurrency + worker.prefetch - taskflow.held_slots(conn, worker_id)  # issue 5: in slots
-        tasks.assign_pending(conn, worker_id, room, largest=worker.concurrency)
+        room = worker.concurrency + worker.prefetch - taskflow.held_slots(conn, worker_id)  # in slots
+        time_left = None if worker.walltime_end is None else worker.walltime_end - now
+        tasks.assign_pending(conn, worker_id, room, largest=worker.concurrency, time_left=time_left)
     return PingResult(
         tasks=tasks.assigned_tasks(conn, worker_id),
         concurrency=worker.concurrency,
@@ -136,10 +145,23 @@ def release(conn: sqlite3.Connection, worker_id: int, task_ids: list[int], reaso
     return tasks.requeue(conn, [t for t in task_ids if t in held], reason)
 
 
-def retire(conn: sqlite3.Connection, worker_id: int, state: str, reason: str) -> tuple[WorkerInfo, list[int]]:
-    """Mark a worker deleted, stopped or lost and send its unfinished tasks back to pending."""
+def retire(
+    conn: sqlite3.Connection,
+    worker_id: int,
+    state: str,
+    reason: str,
+    crash_limit: int = crashes.DEFAULT_CRASH_LIMIT,
+) -> tuple[WorkerInfo, list[int]]:
+    """Mark a worker deleted, stopped or lost and send its unfinished tasks back to pending.
+
+    A lost worker's running tasks count a crash each (issue 4); at `crash_limit` they fail instead.
+    """
     worker = get_worker(conn, worker_id)
-    requeued = tasks.requeue(conn, tasks.held_task_ids(conn, worker_id), reason)
+    held = tasks.held_task_ids(conn, worker_id)
+    if state == WorkerState.LOST:
+        requeued, _ = crashes.requeue_after_loss(conn, held, reason, crash_limit)
+    else:
+        requeued = tasks.requeue(conn, held, reason)
     if worker.state in WorkerState.LIVE:
         conn.execute("UPDATE workers SET state = ? WHERE worker_id = ?", (state, worker_id))
     return get_worker(conn, worker_id), requeued

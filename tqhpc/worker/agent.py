@@ -36,6 +36,7 @@ from .logship import LogShipper
 from .process import Failure, Limits, Outcome, TaskProcess
 from .retry import ServerGone
 from .usage import attempt_start, placed
+from .walltime import Walltime
 
 log = logging.getLogger("tqhpc.worker")
 
@@ -118,6 +119,9 @@ class Worker:
         self._wake = asyncio.Event()
         self._draining = False
         self._hurry = asyncio.Event()
+        self.walltime = Walltime.from_environment(settings.walltime_margin)  # issue 4
+        self._stop_reason = ""  # issue 4: why the worker drains by itself (walltime, idle), for the handed-back tasks
+        self._idle_since = time.monotonic()
         scratch = settings.scratch_dir or os.environ.get("TMPDIR") or "/tmp"
         self.scratch_root = Path(scratch) / f"tqhpc-{os.getuid()}"
         self.scratch = self.scratch_root
@@ -185,6 +189,8 @@ class Worker:
         )
         if self.reserved_id:
             info.worker_id = self.reserved_id
+        if self.walltime.stop_at is not None:
+            info.walltime_end = self.walltime.stop_at
         reply = await self._call("RegisterWorker", info, "registering")
         self.worker_id = self.shipper.worker_id = reply.worker_id
         self.scratch = self.scratch_root / f"worker-{self.worker_id}"
@@ -219,6 +225,8 @@ class Worker:
     async def _work(self) -> None:
         while not self._draining:
             self._wake.clear()
+            if self._time_to_leave():
+                return
             reply = await self._ping(draining=False)
             if reply.concurrency and reply.concurrency != self.concurrency:
                 log.info("concurrency changed from %d to %d by the server", self.concurrency, reply.concurrency)
@@ -241,6 +249,21 @@ class Worker:
             self._start_ready()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.ping_interval)
+
+    def _time_to_leave(self) -> bool:
+        """issue 4: leave near the job's walltime, or after idle_timeout seconds without any task."""
+        if self.walltime.due():
+            self._stop_reason = (
+                f"the Slurm job of worker {self.worker_id} is within {self.walltime.margin:g} s of its end"
+            )
+        elif self.slots:
+            self._idle_since = time.monotonic()
+        elif self.settings.idle_timeout and time.monotonic() - self._idle_since >= self.settings.idle_timeout:
+            self._stop_reason = f"worker {self.worker_id} was idle for {self.settings.idle_timeout:g} s"
+        if self._stop_reason:
+            log.info("%s: draining and leaving", self._stop_reason)
+            self._draining = True
+        return self._draining
 
     async def _ping(self, *, draining: bool) -> pb.TaskListAndOther:
         request = pb.WorkerId(worker_id=self.worker_id, draining=draining)
@@ -338,6 +361,18 @@ class Worker:
                 slot.process.workdir.rmdir()  # only if the task left nothing there: thousands of empty dirs help no one
             if slot.disowned or slot.handed_back:
                 return
+            # A stop signal we did not send ourselves (a cancel or a limit) may be the batch system stopping the job.
+            signalled = outcome.exit_code in _STOP_SIGNALS and not slot.cancelled and not outcome.failure
+            if signalled and not self._draining:
+                await asyncio.sleep(STOP_SIGNAL_WAIT_SECONDS)  # the same signal may be on its way to us
+            if self._draining and signalled:
+                # issue 4: the batch system signals every process of a job it stops, our tasks too: that is the
+                # job's end, not the task's failure, so the task goes back to the queue.
+                await self.shipper.flush()
+                await self._hand_back(
+                    [task_id], f"worker {self.worker_id} was stopping: {_exit_reason(outcome.exit_code)}"
+                )
+                return
             await self._finish(task_id, outcome)
         except ServerGone:
             raise
@@ -409,12 +444,14 @@ class Worker:
     # --- stopping ----------------------------------------------------------------------------------------------
 
     async def _drain(self) -> None:
+        why = self._stop_reason or f"worker {self.worker_id} is stopping"
         not_started = [task_id for task_id, slot in self.slots.items() if slot.runner is None]
-        await self._hand_back(not_started, f"worker {self.worker_id} is stopping; the task had not started")
+        await self._hand_back(not_started, f"{why}; the task had not started")
         running = [slot for slot in self.slots.values() if slot.runner is not None]
+        grace = min(self.settings.grace_period, self.walltime.grace())
         if running:
-            log.info("stopping: waiting up to %g s for %d running tasks", self.settings.grace_period, len(running))
-            deadline = time.monotonic() + self.settings.grace_period
+            log.info("stopping: waiting up to %g s for %d running tasks", grace, len(running))
+            deadline = time.monotonic() + grace
             while any(not slot.runner.done() for slot in running if slot.runner) and time.monotonic() < deadline:
                 if self._hurry.is_set():
                     break
@@ -432,8 +469,8 @@ class Worker:
             await self.shipper.flush()
             await self._hand_back(
                 [slot.task.task_id for slot in leftover],
-                f"worker {self.worker_id} stopped; the task was killed after the {self.settings.grace_period:g} s "
-                "grace period",
+                f"{why}; the task was killed after the {grace:g} s grace period"
+                + (" so that Slurm would not kill it at the job's time limit" if self.walltime.due() else ""),
             )
         await self.shipper.flush()
         with contextlib.suppress(grpc.aio.AioRpcError, ServerGone):
@@ -471,6 +508,11 @@ def _exit_failure(exit_code: int | None) -> str:
     if exit_code is None:
         return Failure.START
     return Failure.SIGNAL if exit_code < 0 else Failure.EXIT_CODE
+
+
+STOP_SIGNAL_WAIT_SECONDS = 0.5
+"""A task killed by SIGTERM waits this long before it is reported failed: its worker may be stopping with it."""
+_STOP_SIGNALS = frozenset({-signal.SIGTERM, -signal.SIGKILL, -signal.SIGINT})
 
 
 def _exit_reason(exit_code: int | None) -> str:

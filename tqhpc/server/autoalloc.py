@@ -1,0 +1,98 @@
+"""Automatic allocation (issue 4), after HyperQueue's autoalloc: Slurm jobs appear while tasks wait.
+
+Per pool profile with `autoalloc = true`: while tasks are pending, keep up to `backlog` worker jobs waiting in
+Slurm, and never more than `max_workers` live workers of the pool in all. Workers leave by themselves after
+`idle_timeout` seconds without a task (the job script passes it to `tqhpc worker`), so the pool shrinks to nothing
+when the queue is empty. After `max_submit_failures` sbatch refusals in a row the pool is paused, and
+`tqhpc pool list` shows sbatch's own message as the reason; restarting the server resumes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from .._proto import pb
+from ..errors import TqhpcError
+from ..slurm.profiles import PoolProfile
+from ..store import Database, slurm_jobs
+
+log = logging.getLogger("tqhpc.server")
+
+CreateWorkers = Callable[[str, int, int, int, str], Awaitable[list[int]]]
+"""(provider, number, concurrency, prefetch, flavor) -> worker ids: the CreateWorker path of the service."""
+
+
+@dataclass
+class PoolState:
+    failures: int = 0
+    paused: bool = False
+    pause_reason: str = ""
+    submitted: int = 0
+
+
+class Autoallocator:
+    def __init__(self, db: Database, profiles: dict[str, PoolProfile], create_workers: CreateWorkers) -> None:
+        self.db = db
+        self.profiles = profiles
+        self.create_workers = create_workers
+        self.states = {name: PoolState() for name in profiles}
+
+    def wanted(self, profile: PoolProfile, pending: int, live: int, queued: int) -> int:
+        """How many jobs to submit now: fill the backlog while work waits, within max_workers."""
+        if not profile.autoalloc or pending == 0 or self.states[profile.name].paused:
+            return 0
+        return max(0, min(profile.backlog - queued, profile.max_workers - live))
+
+    async def tick(self) -> None:
+        if not any(p.autoalloc for p in self.profiles.values()):
+            return
+        pending = await self.db.run(slurm_jobs.pending_task_count)
+        counts = await self.db.run(slurm_jobs.live_pool_counts)
+        for profile in self.profiles.values():
+            live, queued = counts.get(profile.name, (0, 0))
+            number = self.wanted(profile, pending, live, queued)
+            if number:
+                await self._submit(profile, number)
+
+    async def _submit(self, profile: PoolProfile, number: int) -> None:
+        state = self.states[profile.name]
+        try:
+            ids = await self.create_workers("slurm", number, profile.concurrency, profile.prefetch, profile.name)
+        except TqhpcError as err:
+            state.failures += 1
+            log.warning("autoalloc: pool %s could not submit (%d in a row): %s", profile.name, state.failures, err)
+            if state.failures >= profile.max_submit_failures:
+                state.paused = True
+                state.pause_reason = f"paused after {state.failures} failed submissions; last: {err}"
+                log.error("autoalloc: pool %s %s", profile.name, state.pause_reason)
+            return
+        state.failures = 0
+        state.submitted += len(ids)
+        log.info("autoalloc: pool %s submitted workers %s", profile.name, ids)
+
+    async def describe(self) -> pb.SlurmPoolList:
+        counts = await self.db.run(slurm_jobs.live_pool_counts)
+        pools = []
+        for profile in self.profiles.values():
+            state = self.states[profile.name]
+            live, queued = counts.get(profile.name, (0, 0))
+            pools.append(
+                pb.SlurmPool(
+                    name=profile.name,
+                    autoalloc=profile.autoalloc,
+                    backlog=profile.backlog,
+                    max_workers=profile.max_workers,
+                    idle_timeout=profile.idle_timeout,
+                    partition=profile.partition,
+                    time_limit=profile.time_limit,
+                    queued=queued,
+                    live=live,
+                    paused=state.paused,
+                    pause_reason=state.pause_reason,
+                    failures=state.failures,
+                    submitted=state.submitted,
+                )
+            )
+        return pb.SlurmPoolList(pools=pools)
