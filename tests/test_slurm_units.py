@@ -131,6 +131,7 @@ def _worker(db: Database, walltime_end: float | None = None) -> int:
 def test_a_task_that_keeps_losing_its_worker_fails_at_the_crash_limit(db: Database) -> None:
     (task_id,) = db.call(lambda c: task_ops.insert_tasks(c, [("sleep 9", "")], 1.0))
     (idle,) = db.call(lambda c: task_ops.insert_tasks(c, [("true", "")], 1.0))
+    (dependent,) = db.call(lambda c: taskflow.insert_batch(c, [NewTask("echo after", after=(task_id,))], 1.0))
     for attempt in (1, 2, 3):
         worker_id = _worker(db)
         db.call(lambda c, w=worker_id: worker_ops.ping(c, w, time.time()))
@@ -144,6 +145,9 @@ def test_a_task_that_keeps_losing_its_worker_fails_at_the_crash_limit(db: Databa
             assert task.status == Status.PENDING and task_id in requeued
     assert task.status == Status.FAILED and task_id not in requeued
     assert task.reason == "crash limit reached: its worker was lost 3 times while running it (last: lost #3)"
+    assert task.failure == "crash_limit"
+    after = db.call(lambda c: task_ops.get_task(c, dependent))
+    assert (after.status, after.reason) == (Status.CANCELLED, f"dependency {task_id} failed")
     assert db.call(lambda c: task_ops.get_task(c, idle)).crash_count == 0, "a task that never ran counts no crash"
 
 

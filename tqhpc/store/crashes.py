@@ -12,9 +12,12 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from . import tasks
+from ..status import Status
+from . import taskflow, tasks
 
 DEFAULT_CRASH_LIMIT = 5
+CRASH_LIMIT_FAILURE = "crash_limit"
+"""The task's machine-readable failure kind (Task.failure) when it failed at the crash limit."""
 
 
 def requeue_after_loss(
@@ -36,14 +39,18 @@ def requeue_after_loss(
             "UPDATE tasks SET crash_count = crash_count + 1 WHERE task_id = ? RETURNING crash_count", (task_id,)
         ).fetchone()[0]
         if crash_limit and count >= crash_limit:
+            now = time.time()
             conn.execute(
-                "UPDATE tasks SET status = 'F', ended_at = ?, exit_code = NULL, reason = ? WHERE task_id = ?",
+                "UPDATE tasks SET status = 'F', ended_at = ?, exit_code = NULL, reason = ?, failure = ? "
+                "WHERE task_id = ?",
                 (
-                    time.time(),
+                    now,
                     f"crash limit reached: its worker was lost {count} times while running it (last: {reason})",
+                    CRASH_LIMIT_FAILURE,
                     task_id,
                 ),
             )
+            taskflow.settle_dependents(conn, task_id, Status.FAILED, now)  # its dependents can never run now
             failed.append(task_id)
     requeued = tasks.requeue(conn, [t for t in task_ids if t not in failed], reason)
     return requeued, failed
