@@ -21,12 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from busybox_image import build_sif
+from common import running_server, tqhpc
 
 from tqhpc import Client
-
-
-def tqhpc(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tqhpc", *args]
 
 
 def run_batch(client: Client, access: Path, scratch: Path, tasks: int, concurrency: int, image: str,
@@ -67,23 +64,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tqhpc-bench-containers-") as tmp:
         root = Path(tmp)
         image = str(build_sif(root))
-        state = root / "state"
-        server = subprocess.Popen(tqhpc("server", "--state-dir", str(state), "--listen", "127.0.0.1:0"),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        try:
-            access = state / "access.toml"
-            while not access.exists():
-                time.sleep(0.05)
+        with running_server(root / "state") as (_, access), Client(access) as client:
             time.sleep(0.5)
-            with Client(access) as client:
-                scratch = root / "scratch"
-                batch = (client, access, scratch, args.tasks, args.concurrency)
-                plain = run_batch(*batch, image, ["--apptainer-instances", "false"])
-                instances = run_batch(*batch, image, ["--apptainer-instances", "true"])
-                bare = run_batch(*batch, "", [])
-        finally:
-            server.terminate()
-            server.wait(30)
+            scratch = root / "scratch"
+            batch = (client, access, scratch, args.tasks, args.concurrency)
+            plain = run_batch(*batch, image, ["--apptainer-instances", "false"])
+            instances = run_batch(*batch, image, ["--apptainer-instances", "true"])
+            bare = run_batch(*batch, "", [])
     print(f"{args.tasks} short container tasks, one worker, concurrency {args.concurrency}:")
     print(f"  plain exec (a container per task): {plain:6.2f} s  {args.tasks / plain:7.1f} tasks/s")
     print(f"  exec into a kept instance        : {instances:6.2f} s  {args.tasks / instances:7.1f} tasks/s")

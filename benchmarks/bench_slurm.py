@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import running_server
 
 from tqhpc import Client
 
@@ -48,36 +49,24 @@ def through_tqhpc(tasks: int, workers: int, state: Path) -> float:
     config = state.parent / "config.toml"
     config.write_text(POOL)
     env = dict(os.environ, TQHPC_CONFIG=str(config))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tqhpc", "server", "--state-dir", str(state), "--listen", "127.0.0.1:0",
-         "--slurm-poll-interval", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-    )  # fmt: skip
-    try:
-        access = state / "access.toml"
-        deadline = time.monotonic() + 30
-        while not access.exists():
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("the server did not start")
+    with (
+        running_server(state, "--slurm-poll-interval", "2", env=env) as (_, access),
+        Client(access) as client,
+    ):
+        start = time.perf_counter()
+        ids = client.submit_many([COMMAND] * tasks)
+        worker_ids = client.create_workers(workers, provider="slurm", flavor="bench", concurrency=1, prefetch=4)
+        while True:
+            if client.task(ids[-1]).status.terminal and len(client.tasks("SF")) == tasks:
+                break
             time.sleep(0.05)
-        with Client(access) as client:
-            start = time.perf_counter()
-            ids = [client.submit(COMMAND) for _ in range(tasks)]
-            worker_ids = client.create_workers(workers, provider="slurm", flavor="bench", concurrency=1, prefetch=4)
-            while True:
-                if client.task(ids[-1]).status.terminal and len(client.tasks("SF")) == tasks:
-                    break
-                time.sleep(0.05)
-            makespan = time.perf_counter() - start
-            failed = client.tasks("F")
-            if failed:
-                raise SystemExit(f"{len(failed)} tasks failed, e.g. {failed[0]}")
-            for worker_id in worker_ids:
-                client.delete_worker(worker_id)
-        return makespan
-    finally:
-        server.terminate()
-        server.wait(30)
+        makespan = time.perf_counter() - start
+        failed = client.tasks("F")
+        if failed:
+            raise SystemExit(f"{len(failed)} tasks failed, e.g. {failed[0]}")
+        for worker_id in worker_ids:
+            client.delete_worker(worker_id)
+    return makespan
 
 
 def as_job_array(tasks: int, output_dir: Path) -> float:

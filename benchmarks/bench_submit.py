@@ -10,29 +10,14 @@ The goal (issue 5) is over 20,000 tasks/s with submit_many on a 2-core machine. 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import running_server
+
 from tqhpc import Client, TaskSpec
-
-
-def start_server(state: Path) -> subprocess.Popen[bytes]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tqhpc", "server", "--state-dir", str(state), "--listen", "127.0.0.1:0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    access = state / "access.toml"
-    deadline = time.monotonic() + 30
-    while not access.exists():
-        if time.monotonic() > deadline or server.poll() is not None:
-            raise SystemExit("the server did not start")
-        time.sleep(0.05)
-    time.sleep(0.3)
-    return server
 
 
 def single_calls(client: Client, count: int) -> float:
@@ -57,16 +42,15 @@ def main() -> int:
     parser.add_argument("--single", type=int, default=10_000, help="single SubmitTask calls")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="tqhpc-bench-submit-") as tmp:
-        server = start_server(Path(tmp) / "state")
-        try:
-            with Client(Path(tmp) / "state" / "access.toml") as client:
-                client.submit_many(["true"] * 1000)  # warm up the channel and the server
-                single = single_calls(client, args.single)
-                rates = [batched(client, args.batched) for _ in range(args.rounds)]
-        finally:
-            server.terminate()
-            server.wait(30)
+    with (
+        tempfile.TemporaryDirectory(prefix="tqhpc-bench-submit-") as tmp,
+        running_server(Path(tmp) / "state") as (_, access),
+        Client(access) as client,
+    ):
+        time.sleep(0.3)
+        client.submit_many(["true"] * 1000)  # warm up the channel and the server
+        single = single_calls(client, args.single)
+        rates = [batched(client, args.batched) for _ in range(args.rounds)]
     best, worst = max(rates), min(rates)
     print(f"single SubmitTask calls: {single:10,.0f} tasks/s ({args.single:,} calls)")
     print(f"submit_many (batched):   {best:10,.0f} tasks/s best of {args.rounds} rounds of {args.batched:,} "

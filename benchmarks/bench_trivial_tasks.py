@@ -14,19 +14,15 @@ import argparse
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
+from common import running_server, tqhpc
 
 from tqhpc import Client
-
-
-def tqhpc(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tqhpc", *args]
 
 
 def bare_pool(tasks: int, concurrency: int) -> float:
@@ -44,17 +40,9 @@ def _cpu_seconds(pid: int) -> float:
 
 def through_tqhpc(tasks: int, concurrency: int, prefetch: int, state: Path) -> tuple[float, float, dict[str, float]]:
     """(submissions per second, tasks per second from first submission to last task done, CPU seconds by process)."""
-    server = subprocess.Popen(tqhpc("server", "--state-dir", str(state), "--listen", "127.0.0.1:0"),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     worker = None
-    try:
-        access = state / "access.toml"
-        deadline = time.monotonic() + 30
-        while not access.exists():
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("the server did not start")
-            time.sleep(0.05)
-        with Client(access) as client:
+    with running_server(state) as (server, access), Client(access) as client:
+        try:
             worker = subprocess.Popen(
                 tqhpc("worker", "--access", str(access), "--concurrency", str(concurrency),
                       "--prefetch", str(prefetch), "--scratch-dir", str(state / "scratch")),
@@ -77,12 +65,11 @@ def through_tqhpc(tasks: int, concurrency: int, prefetch: int, state: Path) -> t
             if failed:
                 raise SystemExit(f"{len(failed)} tasks failed, e.g. {failed[:5]}")
             cpu = {name: _cpu_seconds(p.pid) for name, p in (("server", server), ("worker", worker))}
-        return tasks / (submitted - start), tasks / (finished - start), cpu
-    finally:
-        for process in (worker, server):
-            if process is not None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(60)
+        finally:
+            if worker is not None:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(60)
+    return tasks / (submitted - start), tasks / (finished - start), cpu
 
 
 def main() -> None:
