@@ -126,3 +126,19 @@ def test_slots_count_against_concurrency(client: Client, workers, tmp_path: Path
     assert listed.reason == "needs 4 slots; largest live worker has 2"
     workers.start("--concurrency", "4")
     assert client.wait([too_big], timeout=60, progress=False)[0].ok
+
+
+def test_kept_logs_are_named_by_the_attempt_that_wrote_them(server, client: Client, workers, tmp_path) -> None:
+    """An attempt that wrote nothing leaves no file, and must not shift the numbers of the attempts after it."""
+    marker = tmp_path / "ran-once"
+    task_id = client.submit(f"if [ -e {marker} ]; then echo attempt 2; exit 5; fi; touch {marker}; exit 3", retry=1)
+    workers.start("--concurrency", "1")
+    [first] = client.wait([task_id], timeout=60, progress=False)
+    assert (first.status, first.attempts) == (Status.FAILED, 2)
+    assert client.retry([task_id]) == [task_id]
+    [again] = client.wait([task_id], timeout=60, progress=False)
+    assert again.attempts == 3
+    logs = server.state_dir / "logs" / "0000"
+    assert not (logs / f"{task_id}.1.out").exists()  # attempt 1 was silent
+    assert (logs / f"{task_id}.2.out").read_text() == "attempt 2\n"
+    assert (logs / f"{task_id}.out").read_text() == "attempt 2\n"  # attempt 3, the one shown

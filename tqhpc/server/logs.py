@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 STDOUT, STDERR = "O", "E"
@@ -47,18 +47,22 @@ class LogStore:
         await asyncio.to_thread(self.write, chunks)
         self.notify({task_id for task_id, _, _ in chunks})
 
-    def rotate(self, task_ids: Iterable[int]) -> None:
-        """Move the current output aside as `ID.N.out` / `ID.N.err`, N the first number free for that task."""
-        for task_id in task_ids:
+    def rotate(self, attempts: Mapping[int, int]) -> None:
+        """Move each task's current output aside as `ID.N.out` / `ID.N.err`, N the attempt that wrote it.
+
+        Naming by attempt lets a reader pair each file with that attempt's resource record; should that name be
+        taken already (an attempt rotated twice), the next free number is used rather than overwrite anything.
+        """
+        for task_id, attempt in attempts.items():
             current = {t: self.path(task_id, t) for t in LOG_TYPES}
             if not any(p.exists() for p in current.values()):
                 continue
-            attempt = 1
-            while any(p.with_name(f"{task_id}.{attempt}.{_SUFFIX[t]}").exists() for t, p in current.items()):
-                attempt += 1
+            number = max(attempt, 1)
+            while any(p.with_name(f"{task_id}.{number}.{_SUFFIX[t]}").exists() for t, p in current.items()):
+                number += 1
             for log_type, path in current.items():
                 with contextlib.suppress(FileNotFoundError):
-                    path.rename(path.with_name(f"{task_id}.{attempt}.{_SUFFIX[log_type]}"))
+                    path.rename(path.with_name(f"{task_id}.{number}.{_SUFFIX[log_type]}"))
 
     def notify(self, task_ids: Iterable[int]) -> None:
         for task_id in task_ids:

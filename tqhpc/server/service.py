@@ -451,7 +451,8 @@ class TaskQueueService(rpc.TaskQueueServicer):
     async def _requeued(self, task_ids: list[int]) -> None:
         """A task going back to the queue keeps the output of the attempt that ended as `ID.N.out` and `.err`."""
         if task_ids:
-            await asyncio.to_thread(self.logs.rotate, task_ids)
+            attempts = await self.db.run(lambda c: task_ops.attempt_numbers(c, task_ids))
+            await asyncio.to_thread(self.logs.rotate, attempts)
             self.logs.notify(task_ids)
 
 

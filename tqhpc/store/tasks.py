@@ -26,6 +26,16 @@ def insert_tasks(conn: sqlite3.Connection, specs: Sequence[tuple[str, str]], now
     return ids
 
 
+def attempt_numbers(conn: sqlite3.Connection, task_ids: Sequence[int]) -> dict[int, int]:
+    """The attempt each task is at (the one whose output and usage are the latest); unknown ids are left out."""
+    found: dict[int, int] = {}
+    for start in range(0, len(task_ids), 500):
+        chunk = list(task_ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        found.update(conn.execute(f"SELECT task_id, attempts FROM tasks WHERE task_id IN ({marks})", chunk).fetchall())
+    return found
+
+
 def get_task(conn: sqlite3.Connection, task_id: int) -> TaskInfo:
     row = conn.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
     if row is None:
