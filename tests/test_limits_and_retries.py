@@ -4,6 +4,7 @@ sweeps from the CLI, and a retried task keeps each attempt's resource summary.""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import grpc
@@ -94,3 +95,22 @@ def test_bad_limits_in_a_batch_name_the_task(stub, request_fields: dict, expecte
 def test_a_bad_timeout_on_a_cli_sweep_is_one_line(server) -> None:
     result = run("submit", "--array", "1-3", "--timeout", "soon", "--", "true", access=server.access_file)
     assert_one_line_error(result, "--timeout", code=2)
+
+
+def test_the_task_table_and_record_say_what_ended_a_task(server, workers) -> None:
+    killed = run("submit", "--timeout", "0.5s", "sleep 5", access=server.access_file).stdout.strip()
+    waiting = run("submit", "--slots", "8", "true", access=server.access_file).stdout.strip()
+    workers.start("--concurrency", "2")
+    with Client(server.access_file) as client:
+        wait_until(lambda: client.task(int(killed)).status.terminal, what="the task over its timeout")
+    table = run("tasks", access=server.access_file, env={"COLUMNS": "200"}).stdout
+    rows = {line.split()[0]: line for line in table.splitlines()[1:] if line.split()[1] in ("F", "P")}
+    assert "timeout" in rows[killed] and "F failed" in rows[killed]
+    assert "needs 8 slots; largest live worker has 2" in rows[waiting]
+    record = run("task", killed, access=server.access_file).stdout
+    lines = [line for line in record.splitlines() if not line.startswith((" ", "usage", "attempt"))]
+    fields = dict([*line.split(None, 1), ""][:2] for line in lines)
+    assert fields["failure"] == "timeout" and fields["timeout"] == "0.500s" and fields["memory_limit"] == "none"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", fields["ended_at"])
+    raw = json.loads(run("task", killed, "--json", access=server.access_file).stdout)
+    assert isinstance(raw["ended_at"], float) and raw["timeout"] == 0.5  # --json keeps the numbers

@@ -82,7 +82,7 @@ def tasks_table(tasks: Sequence[TaskInfo], width: int) -> Table:
     if with_container:
         headers.append("CONTAINER")
     with_name = any(t.name for t in tasks)  # issue 5: names and why a task waits
-    with_reason = any(t.reason and not t.status.terminal for t in tasks)
+    with_reason = any(_why(t) for t in tasks)
     headers += ["NAME"] * with_name + ["WHY"] * with_reason
     rows = []
     for t in tasks:
@@ -101,10 +101,20 @@ def tasks_table(tasks: Sequence[TaskInfo], width: int) -> Table:
         if with_name:
             row.append(escape(t.name))
         if with_reason:
-            row.append("" if t.status.terminal else escape(t.reason))
+            row.append(escape(_why(t)))
         rows.append(row)
     right = {"ID", "EXIT", "WORKER", "WALL", "CPU", "PEAK RSS"}
     return _table(headers, rows, right=right, elastic="COMMAND", width=width)
+
+
+def _why(task: TaskInfo) -> str:
+    """What a glance at the table should tell: why a task waits or was cancelled, and what kind of failure ended it
+    (the whole reason is in `tqhpc task ID`)."""
+    if task.status == Status.SUCCEEDED:
+        return ""
+    if task.status == Status.FAILED:
+        return task.failure or task.reason
+    return task.reason
 
 
 def _measured(task: TaskInfo) -> bool:
@@ -118,12 +128,11 @@ def print_task_record(record: dict[str, Any]) -> None:
     attempts = record.pop("attempt_usage", [])
     width = max(map(len, [*record, *(f"  {key}" for key in usage or ())]))
     for key, value in record.items():
-        print(f"{key:<{width}}  {'' if value is None else value}")
+        print(f"{key:<{width}}  {_field(key, value)}")
     if usage:
         print("usage (latest attempt):")
         for key, value in usage.items():
-            shown = format_size(value) if key in _SIZES else value
-            print(f"  {key:<{width - 2}}  {'' if shown is None else shown}")
+            print(f"  {key:<{width - 2}}  {_field(key, value)}")
     for usage in attempts:
         print(
             f"attempt {usage['attempt']}: worker {usage['worker_id']} ({usage['worker_name']}) on {usage['hostname']}"
@@ -133,7 +142,28 @@ def print_task_record(record: dict[str, Any]) -> None:
         )
 
 
-_SIZES = {"peak_rss", "last_rss", "read_bytes", "write_bytes"}
+def _field(key: str, value: Any) -> str:
+    """A record's value as a person reads it: local times, seconds, sizes; --json keeps the raw numbers."""
+    if value is None or value == "":
+        return ""
+    if key.endswith("_at"):
+        return _local_time(value) if value else ""
+    if key in _SECONDS:
+        return "none" if not value and key in _LIMITS else f"{value:.3f}s"
+    if key in _SIZES:
+        return ("none" if key in _LIMITS else "0 B") if not value else format_size(value)
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _local_time(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) + f".{int(epoch % 1 * 1000):03d}"
+
+
+_SECONDS = {"wall_time", "cpu_user", "cpu_system", "timeout", "time_request"}
+_LIMITS = {"timeout", "memory_limit", "time_request"}
+_SIZES = {"peak_rss", "last_rss", "read_bytes", "write_bytes", "memory_limit"}
 
 
 def status_counts(tasks: Sequence[TaskInfo]) -> str:
