@@ -12,10 +12,10 @@ from conftest import tqhpc_command
 
 from tqhpc.config import ConfigError
 from tqhpc.records import WorkerState
-from tqhpc.slurm.profiles import PoolProfile, load_profiles, parse_profiles
+from tqhpc.slurm.profiles import PoolProfile, load_profiles, parse_profiles, sbatch_time_seconds
 from tqhpc.slurm.script import WorkerJob, render
 from tqhpc.status import Status
-from tqhpc.store import Database, taskflow
+from tqhpc.store import Database, slurm_jobs, taskflow
 from tqhpc.store import tasks as task_ops
 from tqhpc.store import workers as worker_ops
 from tqhpc.store.taskflow import NewTask
@@ -171,3 +171,25 @@ def test_only_tasks_that_fit_the_walltime_are_assigned(db: Database) -> None:
     db.call(lambda c: worker_ops.update_worker(c, unbounded, concurrency=5, prefetch=None))
     got = db.call(lambda c: worker_ops.ping(c, unbounded, time.time())).tasks
     assert sorted(t.task_id for t in got) == [ids[0], ids[2]]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30", 1800), ("5:30", 330), ("1:00:00", 3600), ("2-0", 172800), ("1-2:30", 95400), ("1-0:0:10", 86410)],
+)
+def test_sbatch_time_forms_in_seconds(text: str, seconds: float) -> None:
+    assert sbatch_time_seconds(text) == seconds
+
+
+def test_autoalloc_counts_only_the_pending_tasks_a_pool_could_run(db: Database) -> None:
+    pool = PoolProfile("short", time_limit="10", walltime_margin=60, concurrency=2)
+    assert pool.task_time == 540
+    specs = [
+        NewTask("fits"),
+        NewTask("declared short", time_request=300),
+        NewTask("declared too long", time_request=3600),
+        NewTask("too wide", slots=4),
+    ]
+    db.call(lambda c: taskflow.insert_batch(c, specs, 1.0))
+    assert db.call(lambda c: slurm_jobs.pending_task_count(c, pool.concurrency, pool.task_time)) == 2
+    assert db.call(slurm_jobs.pending_task_count) == 4

@@ -1,6 +1,7 @@
 """Automatic allocation (issue 4), after HyperQueue's autoalloc: Slurm jobs appear while tasks wait.
 
-Per pool profile with `autoalloc = true`: while tasks are pending, keep up to `backlog` worker jobs waiting in
+Per pool profile with `autoalloc = true`: while tasks its workers could run are pending (slots within its
+concurrency, declared run time within its time limit), keep up to `backlog` worker jobs waiting in
 Slurm, and never more than `max_workers` live workers of the pool in all. Workers leave by themselves after
 `idle_timeout` seconds without a task (the job script passes it to `tqhpc worker`), so the pool shrinks to nothing
 when the queue is empty. After `max_submit_failures` sbatch refusals in a row the pool is paused, and
@@ -48,9 +49,13 @@ class Autoallocator:
     async def tick(self) -> None:
         if not any(p.autoalloc for p in self.profiles.values()):
             return
-        pending = await self.db.run(slurm_jobs.pending_task_count)
         counts = await self.db.run(slurm_jobs.live_pool_counts)
         for profile in self.profiles.values():
+            if not profile.autoalloc or self.states[profile.name].paused:
+                continue
+            pending = await self.db.run(
+                lambda c, p=profile: slurm_jobs.pending_task_count(c, p.concurrency, p.task_time)
+            )
             live, queued = counts.get(profile.name, (0, 0))
             number = self.wanted(profile, pending, live, queued)
             if number:

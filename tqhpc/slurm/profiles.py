@@ -52,6 +52,25 @@ class PoolProfile:
     max_workers: int = 4  # live workers of this pool at most, queued or running
     max_submit_failures: int = 3  # consecutive sbatch failures before autoalloc pauses the pool
 
+    @property
+    def task_time(self) -> float:
+        """The longest declared run time (time_request) a worker of this pool can take: its job's time limit less
+        the drain margin. Autoalloc submits jobs only for pending tasks that fit."""
+        return max(0.0, sbatch_time_seconds(self.time_limit) - self.walltime_margin)
+
+
+def sbatch_time_seconds(text: str) -> float:
+    """Seconds in sbatch's --time forms: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S."""
+    days, _, clock = text.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    if days:
+        hours, minutes, seconds = [*parts, 0, 0][:3]
+    elif len(parts) == 3:
+        hours, minutes, seconds = parts
+    else:
+        hours, (minutes, seconds) = 0, [*parts, 0][:2]
+    return float(((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds)
+
 
 def parse_profiles(tables: dict[str, Any], origin: str) -> dict[str, PoolProfile]:
     """Check every key and type of the `[pools.*]` tables; any mistake is one ConfigError naming it."""

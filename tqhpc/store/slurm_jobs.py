@@ -48,8 +48,15 @@ def live_slurm_workers(conn: sqlite3.Connection) -> list[SlurmWorker]:
     return [SlurmWorker(*row) for row in rows]
 
 
-def pending_task_count(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT COUNT(*) FROM tasks WHERE status = 'P'").fetchone()[0]
+def pending_task_count(conn: sqlite3.Connection, slots: int | None = None, task_time: float | None = None) -> int:
+    """Pending tasks, or only those a worker with `slots` of concurrency and `task_time` seconds could take: a
+    pool must not submit jobs for tasks none of its workers could run (they would start, idle and leave)."""
+    if slots is None or task_time is None:
+        return conn.execute("SELECT COUNT(*) FROM tasks WHERE status = 'P'").fetchone()[0]
+    return conn.execute(
+        "SELECT COUNT(*) FROM tasks WHERE status = 'P' AND slots <= ? AND (time_request = 0 OR time_request <= ?)",
+        (slots, task_time),
+    ).fetchone()[0]
 
 
 def live_pool_counts(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
