@@ -285,3 +285,17 @@ def test_a_failing_autoalloc_pool_is_paused_and_says_why(slurm_server) -> None:
     line = next(line for line in result.stdout.splitlines() if line.startswith("broken"))
     assert "paused" in line and "invalid partition" in line
     assert next(line for line in result.stdout.splitlines() if line.startswith("test")).split()[1] == "off"
+    resumed = _cli(slurm_server, "pool", "resume", "broken")
+    assert resumed.returncode == 0 and resumed.stdout.strip() == "pool broken: automatic allocation on, not paused"
+    with Client(slurm_server.access_file) as client:
+        # The task still waits and the partition is still wrong: it submits again, fails twice more, pauses again.
+        pool = wait_until(paused, 30, what="the resumed pool to try again and pause")
+        assert pool.failures == 2
+        with pytest.raises(ClientError, match="no pool profile 'nosuch'") as err:
+            client.resume_slurm_pool("nosuch")
+        assert err.value.code == grpc.StatusCode.NOT_FOUND
+    unknown = subprocess.run(
+        tqhpc_command("pool", "resume", "nosuch", "--access", str(slurm_server.access_file)),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert unknown.returncode == 1 and "no pool profile 'nosuch' (known: broken, test)" in unknown.stderr

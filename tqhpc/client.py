@@ -269,6 +269,10 @@ class Client:
         """issue 4: the server's Slurm pool profiles and what automatic allocation does with them."""
         return list(self._call(self._stub.ListSlurmPools, pb.SlurmPoolListRequest()).pools)
 
+    def resume_slurm_pool(self, name: str) -> pb.SlurmPool:
+        """Let automatic allocation submit jobs for a pool it paused after repeated submission failures."""
+        return self._call(self._stub.ResumeSlurmPool, pb.SlurmPoolName(name=name))
+
     def update_worker(
         self, worker_id: int, *, concurrency: int | None = None, prefetch: int | None = None
     ) -> WorkerInfo:

@@ -423,3 +423,9 @@ class SlurmPoolList(_message.Message):
     POOLS_FIELD_NUMBER: _ClassVar[int]
     pools: _containers.RepeatedCompositeFieldContainer[SlurmPool]
     def __init__(self, pools: _Optional[_Iterable[_Union[SlurmPool, _Mapping]]] = ...) -> None: ...
+
+class SlurmPoolName(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...

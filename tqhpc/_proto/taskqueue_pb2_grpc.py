@@ -124,6 +124,11 @@ class TaskQueueStub:
                 request_serializer=taskqueue__pb2.SlurmPoolListRequest.SerializeToString,
                 response_deserializer=taskqueue__pb2.SlurmPoolList.FromString,
                 _registered_method=True)
+        self.ResumeSlurmPool = channel.unary_unary(
+                '/taskqueue.TaskQueue/ResumeSlurmPool',
+                request_serializer=taskqueue__pb2.SlurmPoolName.SerializeToString,
+                response_deserializer=taskqueue__pb2.SlurmPool.FromString,
+                _registered_method=True)
 
 
 class TaskQueueServicer:
@@ -240,6 +245,12 @@ class TaskQueueServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResumeSlurmPool(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskQueueServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -332,6 +343,11 @@ def add_TaskQueueServicer_to_server(servicer, server):
                     servicer.ListSlurmPools,
                     request_deserializer=taskqueue__pb2.SlurmPoolListRequest.FromString,
                     response_serializer=taskqueue__pb2.SlurmPoolList.SerializeToString,
+            ),
+            'ResumeSlurmPool': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSlurmPool,
+                    request_deserializer=taskqueue__pb2.SlurmPoolName.FromString,
+                    response_serializer=taskqueue__pb2.SlurmPool.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -820,6 +836,33 @@ class TaskQueue:
             '/taskqueue.TaskQueue/ListSlurmPools',
             taskqueue__pb2.SlurmPoolListRequest.SerializeToString,
             taskqueue__pb2.SlurmPoolList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSlurmPool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskqueue.TaskQueue/ResumeSlurmPool',
+            taskqueue__pb2.SlurmPoolName.SerializeToString,
+            taskqueue__pb2.SlurmPool.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,4 @@
-"""issue 4: `tqhpc pool create` and `tqhpc pool list`: Slurm worker jobs from the server's pool profiles."""
+"""issue 4: `tqhpc pool create`, `list` and `resume`: Slurm worker jobs from the server's pool profiles."""
 
 from __future__ import annotations
 
@@ -33,6 +33,16 @@ def create(access: str | None, profile: str, number: int, concurrency: int, pref
             number, provider="slurm", flavor=profile, concurrency=concurrency, prefetch=prefetch
         )
     click.echo(" ".join(map(str, ids)))
+
+
+@pool.command("resume")
+@access_option
+@click.argument("name")
+def resume(access: str | None, name: str) -> None:
+    """Let automatic allocation submit for pool NAME again after it paused on failed submissions."""
+    with connect(access) as client:
+        state = client.resume_slurm_pool(name)
+    click.echo(f"pool {state.name}: automatic allocation {'on' if state.autoalloc else 'off'}, not paused")
 
 
 @pool.command("list")

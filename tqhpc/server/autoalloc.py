@@ -5,7 +5,7 @@ concurrency, declared run time within its time limit), keep up to `backlog` work
 Slurm, and never more than `max_workers` live workers of the pool in all. Workers leave by themselves after
 `idle_timeout` seconds without a task (the job script passes it to `tqhpc worker`), so the pool shrinks to nothing
 when the queue is empty. After `max_submit_failures` sbatch refusals in a row the pool is paused, and
-`tqhpc pool list` shows sbatch's own message as the reason; restarting the server resumes it.
+`tqhpc pool list` shows sbatch's own message as the reason; `tqhpc pool resume NAME` (or a restart) resumes it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from .._proto import pb
-from ..errors import TqhpcError
+from ..errors import NotFound, TqhpcError
 from ..slurm.profiles import PoolProfile
 from ..store import Database, slurm_jobs
 
@@ -76,6 +76,19 @@ class Autoallocator:
         state.failures = 0
         state.submitted += len(ids)
         log.info("autoalloc: pool %s submitted workers %s", profile.name, ids)
+
+    async def resume(self, name: str) -> pb.SlurmPool:
+        """Let a paused pool submit again (the user fixed the profile's partition, account, ...); its failure count
+        starts over, so it pauses again only after as many new failures."""
+        if name not in self.profiles:
+            known = ", ".join(sorted(self.profiles)) or "none"
+            raise NotFound(f"no pool profile {name!r} (known: {known})")
+        state = self.states[name]
+        if state.paused:
+            log.info("autoalloc: pool %s resumed", name)
+        self.states[name] = PoolState(submitted=state.submitted)
+        (pool,) = [p for p in (await self.describe()).pools if p.name == name]
+        return pool
 
     async def describe(self) -> pb.SlurmPoolList:
         counts = await self.db.run(slurm_jobs.live_pool_counts)

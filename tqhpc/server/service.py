@@ -448,6 +448,12 @@ class TaskQueueService(rpc.TaskQueueServicer):
             return pb.SlurmPoolList()
         return await self.pools.describe()
 
+    @_unary
+    async def ResumeSlurmPool(self, request: pb.SlurmPoolName, context: aio.ServicerContext) -> pb.SlurmPool:
+        if self.pools is None:
+            raise NotFound("the server has no pool profiles: add [pools.NAME] tables to its config.toml")
+        return await self.pools.resume(request.name)
+
     async def _requeued(self, task_ids: list[int]) -> None:
         """A task going back to the queue keeps the output of the attempt that ended as `ID.N.out` and `.err`."""
         if task_ids:
