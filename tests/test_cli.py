@@ -174,3 +174,9 @@ def test_flag_over_variable_over_file(tmp_path, monkeypatch) -> None:
 def test_a_negative_flag_is_refused(server) -> None:
     assert_one_line_error(run("worker", "--concurrency", "-2", access=server.access_file),
                           "concurrency from --concurrency must not be negative")  # fmt: skip
+
+
+def test_pool_commands_on_a_server_without_pool_profiles(server) -> None:
+    listed = run("pool", "list", access=server.access_file)
+    assert listed.returncode == 0 and "no pool profiles" in listed.stdout
+    assert_one_line_error(run("pool", "resume", "short", access=server.access_file), "the server has no pool profiles")

@@ -21,6 +21,8 @@ from ..store import Database, slurm_jobs
 
 log = logging.getLogger("tqhpc.server")
 
+NO_PROFILES = "the server has no pool profiles: add [pools.NAME] tables to its config.toml and restart it"
+
 CreateWorkers = Callable[[str, int, int, int, str], Awaitable[list[int]]]
 """(provider, number, concurrency, prefetch, flavor) -> worker ids: the CreateWorker path of the service."""
 
@@ -80,9 +82,10 @@ class Autoallocator:
     async def resume(self, name: str) -> pb.SlurmPool:
         """Let a paused pool submit again (the user fixed the profile's partition, account, ...); its failure count
         starts over, so it pauses again only after as many new failures."""
+        if not self.profiles:
+            raise NotFound(NO_PROFILES)
         if name not in self.profiles:
-            known = ", ".join(sorted(self.profiles)) or "none"
-            raise NotFound(f"no pool profile {name!r} (known: {known})")
+            raise NotFound(f"no pool profile {name!r} (known: {', '.join(sorted(self.profiles))})")
         state = self.states[name]
         if state.paused:
             log.info("autoalloc: pool %s resumed", name)

@@ -24,7 +24,7 @@ from ..store import usage as usage_ops
 from ..store import workers as worker_ops
 from ..store.crashes import DEFAULT_CRASH_LIMIT
 from . import submission, validate
-from .autoalloc import Autoallocator
+from .autoalloc import NO_PROFILES, Autoallocator
 from .logs import LOG_TYPES, LogStore
 from .registration import Undecodable
 
@@ -451,7 +451,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
     @_unary
     async def ResumeSlurmPool(self, request: pb.SlurmPoolName, context: aio.ServicerContext) -> pb.SlurmPool:
         if self.pools is None:
-            raise NotFound("the server has no pool profiles: add [pools.NAME] tables to its config.toml")
+            raise NotFound(NO_PROFILES)
         return await self.pools.resume(request.name)
 
     async def _requeued(self, task_ids: list[int]) -> None:
