@@ -180,3 +180,17 @@ def test_pool_commands_on_a_server_without_pool_profiles(server) -> None:
     listed = run("pool", "list", access=server.access_file)
     assert listed.returncode == 0 and "no pool profiles" in listed.stdout
     assert_one_line_error(run("pool", "resume", "short", access=server.access_file), "the server has no pool profiles")
+
+
+@pytest.mark.parametrize("count", [3, 700])  # a rich table, and the plain layout of long listings
+def test_task_listings_print_commands_as_they_are(server, count: int) -> None:
+    with Client(server.access_file) as client:
+        client.submit_many([f"echo [bold]{i}[/bold]" for i in range(count)])
+    listed = run("tasks", access=server.access_file)
+    assert listed.returncode == 0
+    lines = listed.stdout.splitlines()
+    assert lines[0].split()[:2] == ["ID", "STATUS"] and "COMMAND" in lines[0]
+    rows = lines[1:-1]
+    assert len(rows) == count and lines[-1] == f"{count} tasks: {count} pending"
+    assert rows[-1].split()[0] == str(count) and f"echo [bold]{count - 1}[/bold]" in rows[-1]
+    assert len({row.index("P pending") for row in rows}) == 1, "the status column is aligned"

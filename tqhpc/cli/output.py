@@ -7,8 +7,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -59,24 +59,70 @@ def _short(text: str, width: int = COMMAND_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _table(headers: Sequence[str], rows: list[list[str]], *, right: set[str], elastic: str, width: int) -> Table:
-    """Every column keeps its content whole but the elastic one, cut with an ellipsis to fit the width."""
+RICH_ROWS = 500
+"""Above this many rows a table is laid out as plain text: rich measures every cell, which takes seconds for the
+ten thousand tasks of a sweep, and colour adds nothing to a listing that long."""
+
+
+def _table(
+    headers: Sequence[str],
+    rows: list[list[str]],
+    *,
+    right: set[str],
+    elastic: str,
+    width: int,
+    styles: Sequence[str] = (),
+) -> Table | str:
+    """Every column keeps its content whole but the elastic one, cut with an ellipsis to fit the width.
+
+    Cells are plain text (never markup, so a command's brackets print as they are); `styles` colours the second
+    column row by row in the rich rendering.
+    """
+    widths = [max([cell_len(header)] + [cell_len(row[i]) for row in rows]) for i, header in enumerate(headers)]
+    fixed = sum(w + 2 for header, w in zip(headers, widths, strict=True) if header != elastic)
+    room = max(8, width - fixed)
+    if len(rows) > RICH_ROWS:
+        return _plain_table(headers, rows, widths, right=right, elastic=elastic, room=room)
     table = Table(box=None, header_style="bold", pad_edge=False)
-    fixed = 0
-    for index, header in enumerate(headers):
-        if header != elastic:
-            fixed += max([len(header)] + [Text.from_markup(row[index]).cell_len for row in rows]) + 2
     for header in headers:
         if header == elastic:
-            table.add_column(header, no_wrap=True, overflow="ellipsis", max_width=max(8, width - fixed))
+            table.add_column(header, no_wrap=True, overflow="ellipsis", max_width=room)
         else:
             table.add_column(header, justify="right" if header in right else "left", no_wrap=True)
-    for row in rows:
-        table.add_row(*row)
+    for index, row in enumerate(rows):
+        cells = [Text(cell) for cell in row]
+        if styles:
+            cells[1].stylize(styles[index])
+        table.add_row(*cells)
     return table
 
 
-def tasks_table(tasks: Sequence[TaskInfo], width: int) -> Table:
+def _plain_table(
+    headers: Sequence[str], rows: list[list[str]], widths: list[int], *, right: set[str], elastic: str, room: int
+) -> str:
+    widths = [min(w, room) if h == elastic else w for h, w in zip(headers, widths, strict=True)]
+    aligned = [(h in right, w, h == elastic) for h, w in zip(headers, widths, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        out = []
+        for cell, (to_right, w, cut) in zip(cells, aligned, strict=True):
+            shown = cell[: w - 1] + "…" if cut and cell_len(cell) > w else cell
+            pad = " " * (w - cell_len(shown))
+            out.append(pad + shown if to_right else shown + pad)
+        return "  ".join(out).rstrip()
+
+    return "\n".join([line(headers), *(line(row) for row in rows)])
+
+
+def show(console: Console, grid: Table | str) -> None:
+    """Print a table from `_table`, whichever way it was laid out."""
+    if isinstance(grid, str):
+        console.out(grid, highlight=False)
+    else:
+        console.print(grid)
+
+
+def tasks_table(tasks: Sequence[TaskInfo], width: int) -> Table | str:
     headers = ["ID", "STATUS", "EXIT", "WORKER", "WALL", "CPU", "PEAK RSS", "COMMAND"]
     with_container = any(t.container for t in tasks)
     if with_container:
@@ -88,23 +134,24 @@ def tasks_table(tasks: Sequence[TaskInfo], width: int) -> Table:
     for t in tasks:
         row = [
             str(t.task_id),
-            f"[{_STATUS_STYLE[t.status]}]{t.status.value} {t.status.label}[/]",
+            f"{t.status.value} {t.status.label}",
             "" if t.exit_code is None else str(t.exit_code),
             "" if t.worker_id is None else str(t.worker_id),
             _duration(t.usage.wall_time if t.usage and t.usage.final else t.wall_time),
             _duration(t.usage.cpu_time) if _measured(t) else "",
             format_size(t.usage.peak_rss) if _measured(t) else "",
-            escape(_short(t.command)),
+            _short(t.command),
         ]
         if with_container:
-            row.append(escape(t.container))
+            row.append(t.container)
         if with_name:
-            row.append(escape(t.name))
+            row.append(t.name)
         if with_reason:
-            row.append(escape(_why(t)))
+            row.append(_why(t))
         rows.append(row)
     right = {"ID", "EXIT", "WORKER", "WALL", "CPU", "PEAK RSS"}
-    return _table(headers, rows, right=right, elastic="COMMAND", width=width)
+    styles = [_STATUS_STYLE[t.status] for t in tasks]
+    return _table(headers, rows, right=right, elastic="COMMAND", width=width, styles=styles)
 
 
 def _why(task: TaskInfo) -> str:
@@ -173,15 +220,15 @@ def status_counts(tasks: Sequence[TaskInfo]) -> str:
     return ", ".join(f"{n} {s.label}" for s, n in sorted(counts.items(), key=lambda kv: list(Status).index(kv[0])))
 
 
-def workers_table(workers: Sequence[WorkerInfo], width: int) -> Table:
+def workers_table(workers: Sequence[WorkerInfo], width: int) -> Table | str:
     headers = ["ID", "NAME", "STATE", "HOST", "PROVIDER", "RUNNING", "HELD", "CONC", "PREFETCH", "LOAD", "MEM USED",
                "MEM AVAIL", "CONTAINERS", "LAST PING", "JOB"]  # fmt: skip
     rows = [
         [
             str(w.worker_id),
-            escape(w.name),
+            w.name,
             w.state,
-            escape(w.hostname),
+            w.hostname,
             w.provider or "manual",
             str(w.running),
             str(w.held),

@@ -29,7 +29,7 @@ def list_tasks(access: str | None, status: str | None, name: str, as_json: bool)
         output.print_json(tasks)
         return
     console = output.console()
-    console.print(output.tasks_table(tasks, console.width))
+    output.show(console, output.tasks_table(tasks, console.width))
     console.print(f"[dim]{len(tasks)} tasks: {output.status_counts(tasks) or 'none'}[/]")
 
 

@@ -28,7 +28,7 @@ def workers(ctx: click.Context, access: str | None, show_all: bool, as_json: boo
         output.print_json(found)
     else:
         console = output.console()
-        console.print(output.workers_table(found, console.width))
+        output.show(console, output.workers_table(found, console.width))
 
 
 def _client(ctx: click.Context, access: str | None) -> Client:
