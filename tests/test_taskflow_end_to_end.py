@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -142,3 +143,22 @@ def test_kept_logs_are_named_by_the_attempt_that_wrote_them(server, client: Clie
     assert not (logs / f"{task_id}.1.out").exists()  # attempt 1 was silent
     assert (logs / f"{task_id}.2.out").read_text() == "attempt 2\n"
     assert (logs / f"{task_id}.out").read_text() == "attempt 2\n"  # attempt 3, the one shown
+
+
+def test_a_follower_of_a_waiting_task_learns_at_once_that_it_was_cancelled(client: Client, workers) -> None:
+    first = client.submit("sleep 1; exit 1")
+    second = client.submit("echo never", after=[first])
+    ended = threading.Event()
+
+    def follow() -> None:
+        for _ in client.follow(second):
+            pass
+        ended.set()
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    workers.start("--concurrency", "1")
+    [failed] = client.wait([first], timeout=60, progress=False)
+    assert failed.status == Status.FAILED
+    assert ended.wait(2.0), "the follower should end with the cancel, not at its next 5 s poll"
+    assert client.task(second).status == Status.CANCELLED

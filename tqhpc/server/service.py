@@ -163,15 +163,25 @@ class TaskQueueService(rpc.TaskQueueServicer):
         usage = ResourceUsage.from_message(request.usage) if request.HasField("usage") else None
         failure = validate.name(request.failure, "failure")
 
+        settled: list[int] = []  # dependents the report cancelled
+
         def update(conn: Any) -> TaskInfo:
             before = task_ops.get_task(conn, request.task_id)
             task = task_ops.update_status(
-                conn, request.task_id, new, time.time(), exit_code=exit_code, worker_id=worker_id, reason=request.reason
+                conn,
+                request.task_id,
+                new,
+                time.time(),
+                exit_code=exit_code,
+                worker_id=worker_id,
+                reason=request.reason,
+                settled=settled,
             )
             usage_ops.record_update(conn, before, task, new, worker_id, usage, failure)  # issue 3
             return task
 
         task = await self.db.run(update)
+        self.logs.notify(settled)
         if task.status.terminal:
             self.logs.notify([task.task_id])
         elif new.terminal and task.status == Status.PENDING:

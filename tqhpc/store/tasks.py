@@ -74,8 +74,12 @@ def update_status(
     exit_code: int | None = None,
     worker_id: int | None = None,
     reason: str = "",
+    settled: list[int] | None = None,
 ) -> TaskInfo:
-    """Apply a worker's report. A repeat of the current status is accepted and changes nothing."""
+    """Apply a worker's report. A repeat of the current status is accepted and changes nothing.
+
+    Dependents that the report ends (cancelled because this task failed) are added to `settled`, so the server can
+    wake whoever follows their logs."""
     task = get_task(conn, task_id)
     if taskflow.acknowledge_kill(conn, task, worker_id, final=new in TERMINAL):
         return task  # issue 5: cancelled while its worker held it; the worker's report changes nothing
@@ -95,7 +99,9 @@ def update_status(
             "UPDATE tasks SET status = ?, ended_at = ?, exit_code = ?, reason = ? WHERE task_id = ?",
             (new.value, now, exit_code, reason, task_id),
         )
-        taskflow.settle_dependents(conn, task_id, new, now)  # issue 5
+        ended = taskflow.settle_dependents(conn, task_id, new, now)  # issue 5
+        if settled is not None:
+            settled.extend(ended)
     else:
         conn.execute("UPDATE tasks SET status = ? WHERE task_id = ?", (new.value, task_id))
     return get_task(conn, task_id)
