@@ -128,7 +128,7 @@ def test_create_two_slurm_workers_run_40_tasks_and_delete_them(slurm_server, slu
         listing = _cli(slurm_server, "workers").stdout
         for worker_id, job in zip(ids, jobs, strict=True):
             line = next(line for line in listing.splitlines() if line.split()[0] == str(worker_id))
-            assert line.endswith(f"{job} RUNNING"), listing
+            assert line.rstrip().endswith(f"{job} RUNNING"), listing
         deleted = _cli(slurm_server, "worker", "delete", *map(str, ids)).stdout
         assert deleted.split("\n")[:2] == [f"worker {i} deleted" for i in ids]
         wait_until(lambda: not squeue_jobs(slurm_env, jobs), 30, what="both jobs to leave squeue")
