@@ -11,10 +11,10 @@ from test_cli import assert_one_line_error, run
 
 from tqhpc.cli.units import format_size, parse_duration, parse_size
 from tqhpc.config import ApptainerSettings, ConfigError, load_settings
-from tqhpc.store import Database
-from tqhpc.store import tasks as task_ops
+from tqhpc.store import Database, taskflow
 from tqhpc.store import usage as usage_ops
 from tqhpc.store import workers as worker_ops
+from tqhpc.store.taskflow import NewTask
 from tqhpc.worker.apptainer import ApptainerRunner
 from tqhpc.worker.images import ImageCache, is_uri
 
@@ -77,7 +77,11 @@ def test_container_tasks_go_only_to_workers_that_can_run_them(tmp_path: Path) ->
             return db.call(call)
 
         blind, able = register(False), register(True)
-        db.call(lambda c: task_ops.insert_tasks(c, [("a", "img.sif"), ("b", ""), ("c", "img.sif"), ("d", "")], 2.0))
+        db.call(
+            lambda c: taskflow.insert_batch(
+                c, [NewTask("a", "img.sif"), NewTask("b"), NewTask("c", "img.sif"), NewTask("d")], 2.0
+            )
+        )
         given = db.call(lambda c: worker_ops.ping(c, blind, 3.0)).tasks
         assert [t.command for t in given] == ["b", "d"]
         given = db.call(lambda c: worker_ops.ping(c, able, 3.0)).tasks

@@ -129,8 +129,8 @@ def _worker(db: Database, walltime_end: float | None = None) -> int:
 
 
 def test_a_task_that_keeps_losing_its_worker_fails_at_the_crash_limit(db: Database) -> None:
-    (task_id,) = db.call(lambda c: task_ops.insert_tasks(c, [("sleep 9", "")], 1.0))
-    (idle,) = db.call(lambda c: task_ops.insert_tasks(c, [("true", "")], 1.0))
+    (task_id,) = db.call(lambda c: taskflow.insert_batch(c, [NewTask("sleep 9")], 1.0))
+    (idle,) = db.call(lambda c: taskflow.insert_batch(c, [NewTask("true")], 1.0))
     (dependent,) = db.call(lambda c: taskflow.insert_batch(c, [NewTask("echo after", after=(task_id,))], 1.0))
     for attempt in (1, 2, 3):
         worker_id = _worker(db)
@@ -152,7 +152,7 @@ def test_a_task_that_keeps_losing_its_worker_fails_at_the_crash_limit(db: Databa
 
 
 def test_a_deleted_worker_counts_no_crash(db: Database) -> None:
-    (task_id,) = db.call(lambda c: task_ops.insert_tasks(c, [("sleep 9", "")], 1.0))
+    (task_id,) = db.call(lambda c: taskflow.insert_batch(c, [NewTask("sleep 9")], 1.0))
     worker_id = _worker(db)
     db.call(lambda c: worker_ops.ping(c, worker_id, time.time()))
     db.call(lambda c: task_ops.update_status(c, task_id, Status.RUNNING, time.time(), worker_id=worker_id))

@@ -11,10 +11,11 @@ import pytest
 from tqhpc.errors import FailedPrecondition, NotFound
 from tqhpc.records import WorkerState
 from tqhpc.status import Status, TransitionError
-from tqhpc.store import Database
+from tqhpc.store import Database, taskflow
 from tqhpc.store import tasks as task_ops
 from tqhpc.store import workers as worker_ops
 from tqhpc.store.schema import MIGRATIONS, SchemaError, migrate
+from tqhpc.store.taskflow import NewTask
 
 
 @pytest.fixture
@@ -53,25 +54,25 @@ def test_one_refused_operation_does_not_undo_its_batch(db: Database) -> None:
     """Operations queued together share a transaction; a failing one is rolled back alone."""
     gate = threading.Event()
     blocker = db.submit(lambda c: gate.wait(5))
-    good = db.submit(lambda c: task_ops.insert_tasks(c, [("echo a", "")], 1.0))
+    good = db.submit(lambda c: taskflow.insert_batch(c, [NewTask("echo a")], 1.0))
 
     def bad(conn: sqlite3.Connection) -> None:
-        task_ops.insert_tasks(conn, [("echo b", "")], 1.0)
+        taskflow.insert_batch(conn, [NewTask("echo b")], 1.0)
         raise NotFound("nope")
 
     refused = db.submit(bad)
-    after = db.submit(lambda c: task_ops.insert_tasks(c, [("echo c", "")], 1.0))
+    after = db.submit(lambda c: taskflow.insert_batch(c, [NewTask("echo c")], 1.0))
     gate.set()
     blocker.result()
     assert good.result() == [1]
     with pytest.raises(NotFound):
         refused.result()
     assert after.result() == [2]  # the rolled-back insert left no trace, not even its id
-    assert [t.command for t in db.call(task_ops.list_tasks)] == ["echo a", "echo c"]
+    assert [t.command for t in db.call(lambda c: taskflow.list_tasks(c, frozenset()))] == ["echo a", "echo c"]
 
 
 def test_ping_never_hands_out_more_than_concurrency_plus_prefetch(db: Database) -> None:
-    db.call(lambda c: task_ops.insert_tasks(c, [(f"echo {i}", "") for i in range(10)], 1.0))
+    db.call(lambda c: taskflow.insert_batch(c, [NewTask(f"echo {i}") for i in range(10)], 1.0))
     worker = _register(db, concurrency=2, prefetch=1)
     first = db.call(lambda c: worker_ops.ping(c, worker, 2.0))
     assert [t.task_id for t in first.tasks] == [1, 2, 3]  # oldest first
@@ -84,18 +85,18 @@ def test_ping_never_hands_out_more_than_concurrency_plus_prefetch(db: Database) 
     db.call(lambda c: task_ops.update_status(c, 1, Status.SUCCEEDED, 7.0, worker_id=worker, exit_code=0))
     refill = db.call(lambda c: worker_ops.ping(c, worker, 8.0))
     assert [t.task_id for t in refill.tasks] == [4]
-    assert db.call(lambda c: task_ops.held_count(c, worker)) == 3
+    assert db.call(lambda c: taskflow.held_slots(c, worker)) == 3
 
 
 def test_draining_worker_gets_nothing(db: Database) -> None:
-    db.call(lambda c: task_ops.insert_tasks(c, [("true", "")], 1.0))
+    db.call(lambda c: taskflow.insert_batch(c, [NewTask("true")], 1.0))
     worker = _register(db)
     assert db.call(lambda c: worker_ops.ping(c, worker, 2.0, draining=True)).tasks == []
     assert db.call(lambda c: worker_ops.get_worker(c, worker)).state == WorkerState.DRAINING
 
 
 def test_a_worker_cannot_report_for_a_task_it_does_not_hold(db: Database) -> None:
-    db.call(lambda c: task_ops.insert_tasks(c, [("true", "")], 1.0))
+    db.call(lambda c: taskflow.insert_batch(c, [NewTask("true")], 1.0))
     first, second = _register(db), _register(db)
     db.call(lambda c: worker_ops.ping(c, first, 2.0))
     with pytest.raises(FailedPrecondition, match="held by worker 1, not by worker 2"):
@@ -106,7 +107,7 @@ def test_a_worker_cannot_report_for_a_task_it_does_not_hold(db: Database) -> Non
 
 
 def test_lost_worker_tasks_go_back_to_pending(db: Database) -> None:
-    db.call(lambda c: task_ops.insert_tasks(c, [("a", ""), ("b", ""), ("c", "")], 1.0))
+    db.call(lambda c: taskflow.insert_batch(c, [NewTask("a"), NewTask("b"), NewTask("c")], 1.0))
     worker = _register(db, concurrency=1, prefetch=1)
     db.call(lambda c: worker_ops.ping(c, worker, 2.0))
     db.call(lambda c: task_ops.update_status(c, 1, Status.RUNNING, 2.5, worker_id=worker))
@@ -114,7 +115,7 @@ def test_lost_worker_tasks_go_back_to_pending(db: Database) -> None:
     assert db.call(lambda c: worker_ops.silent_workers(c, 10.0)) == [worker]
     record, requeued = db.call(lambda c: worker_ops.retire(c, worker, WorkerState.LOST, "lost"))
     assert record.state == WorkerState.LOST and requeued == [1, 2]
-    tasks = db.call(task_ops.list_tasks)
+    tasks = db.call(lambda c: taskflow.list_tasks(c, frozenset()))
     assert [(t.status, t.worker_id, t.reason) for t in tasks[:2]] == [(Status.PENDING, None, "lost")] * 2
     with pytest.raises(FailedPrecondition, match="is lost"):
         db.call(lambda c: worker_ops.ping(c, worker, 11.0))
@@ -129,9 +130,11 @@ def test_unknown_worker_and_task(db: Database) -> None:
 
 def test_close_commits_everything_queued(tmp_path: Path) -> None:
     database = Database(tmp_path / "t.db")
-    futures = [database.submit(lambda c, i=i: task_ops.insert_tasks(c, [(f"echo {i}", "")], 1.0)) for i in range(500)]
+    futures = [
+        database.submit(lambda c, i=i: taskflow.insert_batch(c, [NewTask(f"echo {i}")], 1.0)) for i in range(500)
+    ]
     database.close()
     assert all(f.done() for f in futures)
     reopened = Database(tmp_path / "t.db")
-    assert len(reopened.call(task_ops.list_tasks)) == 500
+    assert len(reopened.call(lambda c: taskflow.list_tasks(c, frozenset()))) == 500
     reopened.close()

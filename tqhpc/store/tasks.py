@@ -14,18 +14,6 @@ _HELD_LETTERS = frozenset(s.value for s in HELD)
 _HELD_SQL = "(" + ", ".join(f"'{letter}'" for letter in sorted(_HELD_LETTERS)) + ")"
 
 
-def insert_tasks(conn: sqlite3.Connection, specs: Sequence[tuple[str, str]], now: float) -> list[int]:
-    """Insert (command, container) pairs as pending tasks; return their ids in the same order."""
-    ids = []
-    for command, container in specs:
-        cursor = conn.execute(
-            "INSERT INTO tasks (command, container, status, submitted_at) VALUES (?, ?, 'P', ?)",
-            (command, container, now),
-        )
-        ids.append(int(cursor.lastrowid))  # type: ignore[arg-type]
-    return ids
-
-
 def attempt_numbers(conn: sqlite3.Connection, task_ids: Sequence[int]) -> dict[int, int]:
     """The attempt each task is at (the one whose output and usage are the latest); unknown ids are left out."""
     found: dict[int, int] = {}
@@ -41,16 +29,6 @@ def get_task(conn: sqlite3.Connection, task_id: int) -> TaskInfo:
     if row is None:
         raise NotFound(f"no task {task_id}")
     return TaskInfo.from_row(row)
-
-
-def list_tasks(conn: sqlite3.Connection, statuses: Iterable[Status] = ()) -> list[TaskInfo]:
-    letters = sorted(s.value for s in statuses)
-    if letters:
-        marks = ",".join("?" * len(letters))
-        rows = conn.execute(f"SELECT * FROM tasks WHERE status IN ({marks}) ORDER BY task_id", letters)
-    else:
-        rows = conn.execute("SELECT * FROM tasks ORDER BY task_id")
-    return [TaskInfo.from_row(row) for row in rows]
 
 
 def holders(conn: sqlite3.Connection, task_ids: Iterable[int]) -> dict[int, int | None]:
@@ -110,12 +88,6 @@ def update_status(
 def assigned_tasks(conn: sqlite3.Connection, worker_id: int) -> list[TaskInfo]:
     rows = conn.execute("SELECT * FROM tasks WHERE worker_id = ? AND status = 'A' ORDER BY task_id", (worker_id,))
     return [TaskInfo.from_row(row) for row in rows]
-
-
-def held_count(conn: sqlite3.Connection, worker_id: int) -> int:
-    return conn.execute(
-        f"SELECT COUNT(*) FROM tasks WHERE worker_id = ? AND status IN {_HELD_SQL}", (worker_id,)
-    ).fetchone()[0]
 
 
 def assign_pending(
