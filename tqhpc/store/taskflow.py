@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..errors import InvalidArgument
@@ -53,17 +53,19 @@ def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
         yield ids[start : start + CHUNK]
 
 
+def rows_by_id(conn: sqlite3.Connection, columns: str, task_ids: Iterable[int]) -> Iterator[sqlite3.Row]:
+    """`columns` of each existing task among `task_ids` (unknown ids yield nothing), in `IN` lists of CHUNK ids."""
+    for chunk in _chunks(sorted(set(task_ids))):
+        marks = ",".join("?" * len(chunk))
+        yield from conn.execute(f"SELECT {columns} FROM tasks WHERE task_id IN ({marks})", chunk)
+
+
 def statuses_of(conn: sqlite3.Connection, task_ids: Iterable[int]) -> dict[int, tuple[Status, int | None]]:
     """Status and exit code of each existing task among `task_ids`; unknown ids are left out."""
-    wanted = sorted(set(task_ids))
-    found: dict[int, tuple[Status, int | None]] = {}
-    for chunk in _chunks(wanted):
-        marks = ",".join("?" * len(chunk))
-        for task_id, status, exit_code in conn.execute(
-            f"SELECT task_id, status, exit_code FROM tasks WHERE task_id IN ({marks})", chunk
-        ):
-            found[task_id] = (Status(status), exit_code)
-    return found
+    return {
+        task_id: (Status(status), exit_code)
+        for task_id, status, exit_code in rows_by_id(conn, "task_id, status, exit_code", task_ids)
+    }
 
 
 # --- submit ----------------------------------------------------------------------------------------------------

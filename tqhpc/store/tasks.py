@@ -16,12 +16,7 @@ _HELD_SQL = "(" + ", ".join(f"'{letter}'" for letter in sorted(_HELD_LETTERS)) +
 
 def attempt_numbers(conn: sqlite3.Connection, task_ids: Sequence[int]) -> dict[int, int]:
     """The attempt each task is at (the one whose output and usage are the latest); unknown ids are left out."""
-    found: dict[int, int] = {}
-    for start in range(0, len(task_ids), 500):
-        chunk = list(task_ids[start : start + 500])
-        marks = ",".join("?" * len(chunk))
-        found.update(conn.execute(f"SELECT task_id, attempts FROM tasks WHERE task_id IN ({marks})", chunk).fetchall())
-    return found
+    return {task_id: attempts for task_id, attempts in taskflow.rows_by_id(conn, "task_id, attempts", task_ids)}
 
 
 def get_task(conn: sqlite3.Connection, task_id: int) -> TaskInfo:
@@ -33,14 +28,10 @@ def get_task(conn: sqlite3.Connection, task_id: int) -> TaskInfo:
 
 def holders(conn: sqlite3.Connection, task_ids: Iterable[int]) -> dict[int, int | None]:
     """For each existing task, the worker holding it (None when nobody does); unknown ids are left out."""
-    wanted = sorted(set(task_ids))
-    found: dict[int, int | None] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        rows = conn.execute(f"SELECT task_id, worker_id, status FROM tasks WHERE task_id IN ({marks})", chunk)
-        found.update((row[0], row[1] if row[2] in _HELD_LETTERS else None) for row in rows)
-    return found
+    return {
+        task_id: worker_id if status in _HELD_LETTERS else None
+        for task_id, worker_id, status in taskflow.rows_by_id(conn, "task_id, worker_id, status", task_ids)
+    }
 
 
 def update_status(
