@@ -176,6 +176,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
                 worker_id=worker_id,
                 reason=request.reason,
                 settled=settled,
+                current=before,
             )
             usage_ops.record_update(conn, before, task, new, worker_id, usage, failure)  # issue 3
             return task

@@ -44,12 +44,13 @@ def update_status(
     worker_id: int | None = None,
     reason: str = "",
     settled: list[int] | None = None,
+    current: TaskInfo | None = None,
 ) -> TaskInfo:
     """Apply a worker's report. A repeat of the current status is accepted and changes nothing.
 
     Dependents that the report ends (cancelled because this task failed) are added to `settled`, so the server can
-    wake whoever follows their logs."""
-    task = get_task(conn, task_id)
+    wake whoever follows their logs. `current` is the task as the caller already read it in this transaction."""
+    task = current if current is not None else get_task(conn, task_id)
     if taskflow.acknowledge_kill(conn, task, worker_id, final=new in TERMINAL):
         return task  # issue 5: cancelled while its worker held it; the worker's report changes nothing
     if worker_id is not None and task.status in HELD and task.worker_id != worker_id:
