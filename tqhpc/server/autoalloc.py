@@ -90,30 +90,28 @@ class Autoallocator:
         if state.paused:
             log.info("autoalloc: pool %s resumed", name)
         self.states[name] = PoolState(submitted=state.submitted)
-        (pool,) = [p for p in (await self.describe()).pools if p.name == name]
-        return pool
+        counts = await self.db.run(slurm_jobs.live_pool_counts)
+        return self._pool_message(self.profiles[name], counts)
 
     async def describe(self) -> pb.SlurmPoolList:
         counts = await self.db.run(slurm_jobs.live_pool_counts)
-        pools = []
-        for profile in self.profiles.values():
-            state = self.states[profile.name]
-            live, queued = counts.get(profile.name, (0, 0))
-            pools.append(
-                pb.SlurmPool(
-                    name=profile.name,
-                    autoalloc=profile.autoalloc,
-                    backlog=profile.backlog,
-                    max_workers=profile.max_workers,
-                    idle_timeout=profile.idle_timeout,
-                    partition=profile.partition,
-                    time_limit=profile.time_limit,
-                    queued=queued,
-                    live=live,
-                    paused=state.paused,
-                    pause_reason=state.pause_reason,
-                    failures=state.failures,
-                    submitted=state.submitted,
-                )
-            )
-        return pb.SlurmPoolList(pools=pools)
+        return pb.SlurmPoolList(pools=[self._pool_message(profile, counts) for profile in self.profiles.values()])
+
+    def _pool_message(self, profile: PoolProfile, counts: dict[str, tuple[int, int]]) -> pb.SlurmPool:
+        state = self.states[profile.name]
+        live, queued = counts.get(profile.name, (0, 0))
+        return pb.SlurmPool(
+            name=profile.name,
+            autoalloc=profile.autoalloc,
+            backlog=profile.backlog,
+            max_workers=profile.max_workers,
+            idle_timeout=profile.idle_timeout,
+            partition=profile.partition,
+            time_limit=profile.time_limit,
+            queued=queued,
+            live=live,
+            paused=state.paused,
+            pause_reason=state.pause_reason,
+            failures=state.failures,
+            submitted=state.submitted,
+        )
