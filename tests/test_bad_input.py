@@ -104,7 +104,7 @@ def test_log_chunks_for_unknown_tasks_and_types(stub, client, stored) -> None:
     code, details = _code_and_details(
         stub.SendTaskLogs, iter([pb.TaskLog(task_id=stored[0], log_type="X", log_text="?")])
     )
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and "'O' (stdout) or 'E' (stderr), not 'X'" in details
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "'O' or 'stdout', 'E' or 'stderr', not 'X'" in details
     assert b"".join(c.data for c in client.logs(stored[0])) == b"kept\n"
 
 

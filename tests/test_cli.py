@@ -81,7 +81,8 @@ def test_workers_create_and_delete(server) -> None:
     deleted = run("workers", "delete", *ids, access=server.access_file)
     assert deleted.stdout.splitlines() == [f"worker {i} deleted" for i in ids]
     gone = json.loads(run("workers", "--all", "--json", access=server.access_file).stdout)
-    assert {w["state"] for w in gone} == {"deleted"}
+    assert [(str(w["worker_id"]), w["state"]) for w in gone] == [(i, "deleted") for i in ids]
+    assert json.loads(run("workers", "--json", access=server.access_file).stdout) == []  # live ones only
 
 
 @pytest.mark.parametrize(

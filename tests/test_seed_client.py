@@ -203,12 +203,11 @@ class SeedModules:
     grpc: ModuleType
 
 
-@pytest.fixture(scope="module")
-def seed_modules(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeedModules]:
-    """Parse the seed page, write `seedqueue.proto`, compile it with grpc_tools and import the result."""
+def compile_seed(out: Path) -> Iterator[SeedModules]:
+    """Parse the seed page, write `seedqueue.proto` into `out`, compile it with grpc_tools and import the result;
+    the modules are forgotten again when the generator resumes (a module-scoped fixture's body)."""
     schema = parse_seed_markdown(SEED_DOC.read_text())
     text = proto_source(schema)
-    out = tmp_path_factory.mktemp("seed_stubs")
     proto = out / f"{PROTO_NAME}.proto"
     proto.write_text(text)
     include = str(resources.files("grpc_tools") / "_proto")  # the well-known types, as `python -m grpc_tools` adds
@@ -225,6 +224,11 @@ def seed_modules(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeedModul
     yield SeedModules(schema, text, pb, stubs)
     for name in (f"{PROTO_NAME}_pb2", f"{PROTO_NAME}_pb2_grpc"):
         sys.modules.pop(name, None)
+
+
+@pytest.fixture(scope="module")
+def seed_modules(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeedModules]:
+    yield from compile_seed(tmp_path_factory.mktemp("seed_stubs"))
 
 
 # --- a seed client --------------------------------------------------------------------------------------------------
@@ -490,9 +494,11 @@ def test_update_task_status_follows_the_status_model(seed: SeedClient) -> None:
     rpc_error(lambda: seed.set_status(t_idle, "S"), grpc.StatusCode.INVALID_ARGUMENT, f"task {t_idle}")  # A->S
     rpc_error(lambda: seed.set_status(t_full, "R"), grpc.StatusCode.INVALID_ARGUMENT, f"task {t_full}")  # S->R
     rpc_error(lambda: seed.set_status(t_fail, "S"), grpc.StatusCode.INVALID_ARGUMENT, f"task {t_fail}")  # F->S
-    rpc_error(lambda: seed.set_status(t_repeat, "S"), grpc.StatusCode.INVALID_ARGUMENT, f"task {t_repeat}")  # C->S
+    rpc_error(lambda: seed.set_status(t_full, "F"), grpc.StatusCode.INVALID_ARGUMENT, f"task {t_full}")  # S->F
     rpc_error(lambda: seed.set_status(999_999, "R"), grpc.StatusCode.NOT_FOUND, "999999")
     assert seed.statuses() == expected  # nothing refused changed anything
+    assert seed.set_status(t_repeat, "S")  # C->S: scitq's worker skips R
+    assert seed.statuses()[t_repeat] == "S"
 
 
 def test_send_task_logs_and_replay_a_finished_task(seed: SeedClient) -> None:
@@ -570,7 +576,7 @@ def test_delete_worker_requeues_its_tasks(seed: SeedClient) -> None:
     assert seed.call("DeleteWorker", seed.pb.WorkerId(worker_id=worker)).success
     assert seed.statuses() == {running: "P", assigned: "P", done: "S"}
     rpc_error(lambda: seed.ping(worker), grpc.StatusCode.FAILED_PRECONDITION, f"worker {worker}")
-    assert worker in seed.workers()
+    assert worker not in seed.workers()  # a seed client sees no state: only live workers are listed
     rpc_error(
         lambda: seed.call("DeleteWorker", seed.pb.WorkerId(worker_id=999_999)), grpc.StatusCode.NOT_FOUND, "999999"
     )
@@ -605,4 +611,4 @@ def test_create_worker_starts_a_local_worker_that_runs_tasks(seed: SeedClient, s
     assert seed.statuses("S") == {task: "S"}
 
     assert seed.call("DeleteWorker", pb.WorkerId(worker_id=local)).success
-    assert local in seed.workers()
+    assert local not in seed.workers()

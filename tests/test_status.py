@@ -6,7 +6,7 @@ import pytest
 
 from tqhpc.status import Status, TransitionError, check_worker_transition, parse_status, parse_status_filter
 
-ALLOWED = {("A", "C"), ("A", "R"), ("A", "F"), ("C", "R"), ("C", "F"), ("R", "S"), ("R", "F")}
+ALLOWED = {("A", "C"), ("A", "R"), ("A", "F"), ("C", "R"), ("C", "S"), ("C", "F"), ("R", "S"), ("R", "F")}
 
 
 @pytest.mark.parametrize("current", list(Status))

@@ -252,8 +252,11 @@ class Client:
 
     # --- workers -----------------------------------------------------------------------------------------------
 
-    def workers(self) -> list[WorkerInfo]:
-        return [WorkerInfo.from_message(w) for w in self._call(self._stub.ListWorkers, pb.ListWorkersRequest()).workers]
+    def workers(self, *, include_retired: bool = True) -> list[WorkerInfo]:
+        """Every worker the server has known, oldest first, with its `state`; only the live ones (starting, running,
+        draining) with `include_retired=False`."""
+        request = pb.ListWorkersRequest(include_retired=include_retired)
+        return [WorkerInfo.from_message(w) for w in self._call(self._stub.ListWorkers, request).workers]
 
     def create_workers(self, number: int, *, provider: str = "local", concurrency: int = 0, prefetch: int = 0,
                        flavor: str = "") -> list[int]:  # fmt: skip

@@ -50,7 +50,8 @@ WORKER_REPORTABLE = frozenset({Status.ACCEPTED, Status.RUNNING, Status.SUCCEEDED
 
 _WORKER_MOVES: dict[Status, frozenset[Status]] = {
     Status.ASSIGNED: frozenset({Status.ACCEPTED, Status.RUNNING, Status.FAILED}),
-    Status.ACCEPTED: frozenset({Status.RUNNING, Status.FAILED}),
+    # A worker may skip R: scitq's own reports A -> C -> S, its run starting and ending between two reports.
+    Status.ACCEPTED: frozenset({Status.RUNNING, Status.SUCCEEDED, Status.FAILED}),
     Status.RUNNING: frozenset({Status.SUCCEEDED, Status.FAILED}),
 }
 

@@ -23,8 +23,10 @@ class ListTasksRequest(_message.Message):
     def __init__(self, status_filter: _Optional[str] = ..., name_filter: _Optional[str] = ..., task_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ListWorkersRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("include_retired",)
+    INCLUDE_RETIRED_FIELD_NUMBER: _ClassVar[int]
+    include_retired: bool
+    def __init__(self, include_retired: _Optional[bool] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("task_id", "command", "container", "status", "exit_code", "worker_id", "attempts", "submitted_at", "started_at", "ended_at", "reason", "name", "retry", "failure_retries", "after", "slots", "array_id", "timeout", "memory_limit", "failure", "usage", "attempt_usage", "time_request", "crash_count")

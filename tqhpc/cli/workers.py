@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from ..client import Client
-from ..records import WorkerState
 from . import output
 from .options import access_option, connect, json_option
 
@@ -21,9 +20,7 @@ def workers(ctx: click.Context, access: str | None, show_all: bool, as_json: boo
     if ctx.invoked_subcommand is not None:
         return
     with connect(access) as client:
-        found = client.workers()
-    if not show_all:
-        found = [w for w in found if w.state in WorkerState.LIVE]
+        found = client.workers(include_retired=show_all)
     if as_json:
         output.print_json(found)
     else:

@@ -8,10 +8,24 @@ from collections.abc import Awaitable, Callable
 import grpc
 from grpc import aio
 
+SCHEME = "bearer"
+
+
+def presented_token(authorization: str) -> str | None:
+    """The token of an `authorization` value `<scheme> <token>`, or None when the scheme is not bearer.
+
+    The scheme is matched in any case (RFC 7235: scitq sends `Bearer`, tqhpc `bearer`) and may be followed by
+    several spaces; the token itself is returned exactly as sent, since it is compared byte for byte.
+    """
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != SCHEME:
+        return None
+    return token.lstrip(" ")
+
 
 class TokenInterceptor(aio.ServerInterceptor):
     def __init__(self, token: str) -> None:
-        self._expected = f"bearer {token}".encode()
+        self._expected = token.encode()
 
     async def intercept_service(
         self,
@@ -23,13 +37,20 @@ class TokenInterceptor(aio.ServerInterceptor):
         for key, value in handler_call_details.invocation_metadata or ():
             if key == "authorization":
                 given = value if isinstance(value, str) else value.decode(errors="replace")
-        if handler is None or hmac.compare_digest(given.encode(), self._expected):
+        token = presented_token(given)
+        if handler is None or (token is not None and hmac.compare_digest(token.encode(), self._expected)):
             return handler
-        message = (
-            "missing authorization metadata: send 'authorization: bearer <token>' with the token from access.toml"
-            if not given
-            else "wrong token: use the one in the server's access.toml"
-        )
+        if not given:
+            message = (
+                "missing authorization metadata: send 'authorization: bearer <token>' with the token from access.toml"
+            )
+        elif token is None:
+            message = (
+                "authorization metadata must be 'bearer <token>' (the scheme in any case) with the token from "
+                "access.toml"
+            )
+        else:
+            message = "wrong token: use the one in the server's access.toml"
         return _refusing(handler, message)
 
 

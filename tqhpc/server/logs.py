@@ -15,6 +15,8 @@ from pathlib import Path
 
 STDOUT, STDERR = "O", "E"
 LOG_TYPES = (STDOUT, STDERR)
+LOG_TYPE_SPELLINGS = {STDOUT: STDOUT, STDERR: STDERR, "stdout": STDOUT, "stderr": STDERR}
+"""Every `TaskLog.log_type` a sender may use, and the letter it is stored as: scitq's worker spells them out."""
 _SUFFIX = {STDOUT: "out", STDERR: "err"}
 READ_CHUNK = 64 * 1024
 

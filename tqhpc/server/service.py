@@ -25,7 +25,7 @@ from ..store import workers as worker_ops
 from ..store.crashes import DEFAULT_CRASH_LIMIT
 from . import submission, validate
 from .autoalloc import NO_PROFILES, Autoallocator
-from .logs import LOG_TYPES, LogStore
+from .logs import LOG_TYPE_SPELLINGS, LOG_TYPES, LogStore
 from .registration import Undecodable
 
 log = logging.getLogger("tqhpc.server")
@@ -192,7 +192,11 @@ class TaskQueueService(rpc.TaskQueueServicer):
     # --- logs --------------------------------------------------------------------------------------------------
 
     async def SendTaskLogs(self, request_iterator: AsyncIterator[pb.TaskLog], context: aio.ServicerContext) -> pb.Ack:
-        """Store chunks in batches; refuse bad ones one by one so the good ones of the same stream are kept."""
+        """Store chunks in batches; refuse bad ones one by one so the good ones of the same stream are kept.
+
+        `stdout` and `stderr` are taken for `O` and `E`: scitq's worker sends them and never reads the answer, so
+        refusing them would lose all its output without anyone noticing.
+        """
         batch: list[tuple[int, str, bytes, int | None]] = []
         size = stored = stale = 0
         bad_types: set[str] = set()
@@ -225,15 +229,14 @@ class TaskQueueService(rpc.TaskQueueServicer):
             if isinstance(chunk, Undecodable):
                 undecodable.append(chunk)
                 continue
-            if chunk.log_type not in LOG_TYPES:
+            log_type = LOG_TYPE_SPELLINGS.get(chunk.log_type)
+            if log_type is None:
                 bad_types.add(chunk.log_type)
                 continue
             data = chunk.log_bytes or chunk.log_text.encode()
             if not data:
                 continue
-            batch.append(
-                (chunk.task_id, chunk.log_type, data, chunk.worker_id if chunk.HasField("worker_id") else None)
-            )
+            batch.append((chunk.task_id, log_type, data, chunk.worker_id if chunk.HasField("worker_id") else None))
             size += len(data)
             if len(batch) >= LOG_BATCH_CHUNKS or size >= LOG_BATCH_BYTES:
                 await flush()
@@ -249,7 +252,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
             letters = ", ".join(repr(t) for t in sorted(bad_types))
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"log_type must be 'O' (stdout) or 'E' (stderr), not {letters}; {stored} other chunks were stored",
+                f"log_type must be 'O' or 'stdout', 'E' or 'stderr', not {letters}; {stored} other chunks were stored",
             )
         if unknown:
             ids = ", ".join(str(i) for i in sorted(unknown)[:10])
@@ -353,7 +356,9 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
     @_unary
     async def ListWorkers(self, request: pb.ListWorkersRequest, context: aio.ServicerContext) -> pb.WorkersList:
-        workers = await self.db.run(lambda c: usage_ops.with_stats(c, worker_ops.list_workers(c)))
+        """Live workers only, unless retired ones are asked for: a seed client sees no state to tell them apart."""
+        retired = request.include_retired
+        workers = await self.db.run(lambda c: usage_ops.with_stats(c, worker_ops.list_workers(c, retired)))
         return pb.WorkersList(workers=[w.to_message() for w in workers])
 
     @_unary

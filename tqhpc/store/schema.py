@@ -110,6 +110,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE tasks ADD COLUMN crash_count INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX workers_by_slurm_pool ON workers(slurm_pool, state);
     """,
+    # When the worker accepted the task (C): the earliest its run can have started, for workers that never report R.
+    """
+    ALTER TABLE tasks ADD COLUMN accepted_at REAL;
+    """,
 ]
 
 

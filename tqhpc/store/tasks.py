@@ -49,7 +49,14 @@ def update_status(
     """Apply a worker's report. A repeat of the current status is accepted and changes nothing.
 
     Dependents that the report ends (cancelled because this task failed) are added to `settled`, so the server can
-    wake whoever follows their logs. `current` is the task as the caller already read it in this transaction."""
+    wake whoever follows their logs. `current` is the task as the caller already read it in this transaction.
+
+    A worker that skips R (scitq's reports A -> C -> S) ran the task somewhere between its C and its S or F report.
+    The task's start is then the time of the C report: the run cannot have started earlier, so the wall time it
+    gives (up to the end report, `now`) is an upper bound, where the end report's own time would claim a run of
+    no length (only a task accepted before the server kept acceptance times gets that). A success reported without
+    an exit code (the seed's message has none) has exit code 0, which is what success means.
+    """
     task = current if current is not None else get_task(conn, task_id)
     if taskflow.acknowledge_kill(conn, task, worker_id, final=new in TERMINAL):
         return task  # issue 5: cancelled while its worker held it; the worker's report changes nothing
@@ -65,15 +72,18 @@ def update_status(
     elif new == Status.FAILED and taskflow.rerun_after_failure(conn, task, exit_code, reason, now):
         pass  # issue 5: re-runs left, back to P
     elif new in TERMINAL:
+        if new == Status.SUCCEEDED and exit_code is None:
+            exit_code = 0
         conn.execute(
-            "UPDATE tasks SET status = ?, ended_at = ?, exit_code = ?, reason = ? WHERE task_id = ?",
-            (new.value, now, exit_code, reason, task_id),
+            "UPDATE tasks SET started_at = CASE status WHEN 'C' THEN COALESCE(accepted_at, ?) ELSE started_at END, "
+            "status = ?, ended_at = ?, exit_code = ?, reason = ? WHERE task_id = ?",
+            (now, new.value, now, exit_code, reason, task_id),
         )
         ended = taskflow.settle_dependents(conn, task_id, new, now)  # issue 5
         if settled is not None:
             settled.extend(ended)
-    else:
-        conn.execute("UPDATE tasks SET status = ? WHERE task_id = ?", (new.value, task_id))
+    else:  # C: accepted, perhaps waiting for a slot
+        conn.execute("UPDATE tasks SET status = 'C', accepted_at = ? WHERE task_id = ?", (now, task_id))
     return get_task(conn, task_id)
 
 

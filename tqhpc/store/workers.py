@@ -24,8 +24,14 @@ def get_worker(conn: sqlite3.Connection, worker_id: int) -> WorkerInfo:
     return WorkerInfo.from_row(row)
 
 
-def list_workers(conn: sqlite3.Connection) -> list[WorkerInfo]:
-    return [WorkerInfo.from_row(row) for row in conn.execute(_WITH_COUNTS + " ORDER BY w.worker_id")]
+def list_workers(conn: sqlite3.Connection, include_retired: bool = False) -> list[WorkerInfo]:
+    """Live workers (starting, running, draining), oldest first; with `include_retired` also those that are gone."""
+    if include_retired:
+        return [WorkerInfo.from_row(row) for row in conn.execute(_WITH_COUNTS + " ORDER BY w.worker_id")]
+    live = sorted(WorkerState.LIVE)
+    marks = ",".join("?" * len(live))
+    rows = conn.execute(_WITH_COUNTS + f" WHERE w.state IN ({marks}) ORDER BY w.worker_id", live)
+    return [WorkerInfo.from_row(row) for row in rows]
 
 
 def create_workers(

@@ -219,7 +219,9 @@ class Worker:
                 await self._register()
 
     async def _my_state(self) -> str:
-        reply = await self._call("ListWorkers", pb.ListWorkersRequest(), "asking for our state")
+        """Our state as the server records it; retired workers are asked for, since "lost" is the one we look for."""
+        request = pb.ListWorkersRequest(include_retired=True)
+        reply = await self._call("ListWorkers", request, "asking for our state")
         return next((w.state for w in reply.workers if w.worker_id == self.worker_id), "")
 
     async def _work(self) -> None:
