@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tqhpc.errors import InvalidArgument
+from tqhpc.records import TaskInfo
 from tqhpc.status import Status, TransitionError, after_failed_attempt, from_dependencies
 from tqhpc.store import Database, taskflow
 from tqhpc.store import tasks as task_ops
@@ -34,11 +35,33 @@ def _status(db: Database, task_id: int) -> Status:
 
 
 def test_rules() -> None:
-    assert after_failed_attempt(retry=2, failure_retries=1) == Status.PENDING
-    assert after_failed_attempt(retry=2, failure_retries=2) == Status.FAILED
     assert from_dependencies([]) == Status.PENDING
     assert from_dependencies([Status.SUCCEEDED, Status.RUNNING]) == Status.WAITING
     assert from_dependencies([Status.PENDING, Status.CANCELLED]) == Status.CANCELLED
+
+
+def _run_and_fail(db: Database, worker: int, task_id: int, now: float) -> TaskInfo:
+    """Hand the task to the worker, which runs it and reports it failed with exit code 5."""
+    assert task_id in [t.task_id for t in db.call(lambda c: worker_ops.ping(c, worker, now)).tasks]
+    db.call(lambda c: task_ops.update_status(c, task_id, Status.RUNNING, now, worker_id=worker))
+    return db.call(lambda c: task_ops.update_status(c, task_id, Status.FAILED, now + 1, exit_code=5, worker_id=worker))
+
+
+def test_a_failed_attempt_runs_again_while_re_runs_are_left(db: Database) -> None:
+    """The store applies `after_failed_attempt` to every F report: back to P while re-runs are left, then F."""
+    assert after_failed_attempt(retry=2, failure_retries=1) == Status.PENDING
+    assert after_failed_attempt(retry=2, failure_retries=2) == Status.FAILED
+    once, thrice = db.call(lambda c: taskflow.insert_batch(c, [NewTask("once"), NewTask("thrice", retry=2)], 1.0))
+    worker = _worker(db)
+    for attempt, expected in enumerate([Status.PENDING, Status.PENDING, Status.FAILED], start=1):
+        task = _run_and_fail(db, worker, thrice, now=2.0 * attempt)
+        assert (task.status, task.attempts, task.exit_code) == (expected, attempt, 5)
+        assert task.failure_retries == min(attempt, 2)
+        if expected == Status.PENDING:
+            assert task.reason == f"attempt {attempt} failed (exit code 5); re-run {attempt} of 2"
+    # Without re-runs a failure is final at once.
+    task = db.call(lambda c: task_ops.update_status(c, once, Status.FAILED, 9.0, exit_code=1, worker_id=worker))
+    assert (task.status, task.attempts, task.failure_retries) == (Status.FAILED, 1, 0)
 
 
 def test_a_report_after_cancel_changes_nothing_and_ends_the_kill(db: Database) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from ..errors import InvalidArgument
 from ..records import TaskInfo
-from ..status import CANCELLABLE, HELD, RETRYABLE, Status, from_dependencies
+from ..status import CANCELLABLE, HELD, RETRYABLE, Status, after_failed_attempt, from_dependencies
 
 CHUNK = 500
 """Ids per `IN (...)` list: well under SQLite's limit on bound parameters."""
@@ -185,8 +185,9 @@ _DEP_STATUSES = "SELECT t.status FROM task_deps d JOIN tasks t ON t.task_id = d.
 def rerun_after_failure(
     conn: sqlite3.Connection, task: TaskInfo, exit_code: int | None, reason: str, now: float
 ) -> bool:
-    """A failed attempt with re-runs left goes back to P instead of F; True when it did."""
-    if task.failure_retries >= task.retry:
+    """A failed attempt with re-runs left goes back to P instead of F (the rule is `after_failed_attempt`); True
+    when it did."""
+    if after_failed_attempt(task.retry, task.failure_retries) != Status.PENDING:
         return False
     why = reason or (f"exit code {exit_code}" if exit_code is not None else "failed")
     conn.execute(
