@@ -133,7 +133,7 @@ def test_slurm_job_id_is_recorded(client: Client, workers) -> None:
 
 
 def test_workers_report_host_state_with_every_ping(server, client: Client, workers) -> None:
-    workers.start("--concurrency", "1")
+    workers.start("--concurrency", "1", "--apptainer-executable", "/nonexistent/apptainer")
     worker = wait_until(lambda: [w for w in client.workers() if w.stats], what="a ping with host stats")[0]
     first = worker.stats
     assert first.memory_available > 0 and first.memory_used > 0 and first.disk_free > 0
@@ -144,8 +144,9 @@ def test_workers_report_host_state_with_every_ping(server, client: Client, worke
     _finished(client, task_id)
     table = run("workers", access=server.access_file)
     assert "LOAD" in table.stdout and "MEM AVAIL" in table.stdout and "GiB" in table.stdout
-    listed = json.loads(run("workers", "--json", access=server.access_file).stdout)
-    assert listed[0]["stats"]["memory_available"] > 0 and listed[0]["container_capable"] in (True, False)
+    (listed,) = json.loads(run("workers", "--json", access=server.access_file).stdout)
+    assert listed["stats"]["memory_available"] > 0 and listed["stats"]["sampled_at"] >= first.sampled_at
+    assert listed["container_capable"] is False and "/nonexistent/apptainer" in listed["container_note"]
 
 
 def test_cli_shows_usage_and_sets_limits(server, client: Client, workers) -> None:
