@@ -32,9 +32,17 @@ class ClientError(RuntimeError):
 
 @dataclass(frozen=True)
 class LogChunk:
+    """A piece of a task's output: `data` holds the bytes exactly as the task wrote them, `text` the same as text."""
+
     task_id: int
     stream: str  # "O" stdout, "E" stderr
     data: bytes
+
+    @property
+    def text(self) -> str:
+        """The bytes decoded as UTF-8, any that are not replaced by U+FFFD. The server never cuts a character
+        between two chunks, so the texts of a task's chunks join into its whole output."""
+        return self.data.decode(errors="replace")
 
 
 @dataclass(frozen=True)
