@@ -74,7 +74,7 @@ def test_non_utf8_in_a_log_text_field_keeps_the_good_chunks(server, stub, client
               _task_log_bytes(stored[0], "E", b"after\n")]  # fmt: skip
     code, details = _code_and_details(send, iter(chunks), metadata=server.access.metadata)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
-    assert "not a valid taskqueue.TaskLog" in details and "UTF-8" in details and "2 others were stored" in details
+    assert "not a valid taskqueue.TaskLog" in details and "UTF-8" in details and "2 others stored" in details
     logs = list(client.logs(stored[0]))
     assert [(c.stream, c.data) for c in logs] == [("O", b"before\n"), ("E", b"after\n")]
     _unchanged(stub, stored)
@@ -100,7 +100,7 @@ def test_log_chunks_for_unknown_tasks_and_types(stub, client, stored) -> None:
         pb.TaskLog(task_id=9999, log_type="O", log_text="nowhere\n"),
     ]
     code, details = _code_and_details(stub.SendTaskLogs, iter(chunks))
-    assert code == grpc.StatusCode.NOT_FOUND and "no task 9999" in details and "1 others were stored" in details
+    assert code == grpc.StatusCode.NOT_FOUND and "no task 9999" in details and "1 other stored" in details
     code, details = _code_and_details(
         stub.SendTaskLogs, iter([pb.TaskLog(task_id=stored[0], log_type="X", log_text="?")])
     )

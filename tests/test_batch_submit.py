@@ -37,7 +37,7 @@ def test_dependencies_inside_a_batch_by_index(client: Client) -> None:
 @pytest.mark.parametrize(
     ("request_tasks", "message"),
     [
-        ([pb.TaskRequest(command="echo a", after=[999_999])], "depends on task 999999, which does not exist"),
+        ([pb.TaskRequest(command="echo a", after=[999_999])], "task 1 of the batch: no task 999999 to wait for"),
         ([pb.TaskRequest(command="echo a", after_batch_index=[0])], "depends on itself"),
         (
             [pb.TaskRequest(command="echo a", after_batch_index=[1]), pb.TaskRequest(command="b")],

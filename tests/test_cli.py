@@ -119,8 +119,9 @@ def test_bad_config_is_one_line(tmp_path) -> None:
     config.write_text("[worker]\nconcurency = 3\n")
     result = run("worker", env={"TQHPC_CONFIG": str(config)})
     assert_one_line_error(result, "unknown key 'concurency' in [worker]")
-    result = run("worker", env={"TQHPC_CONFIG": str(tmp_path / "none.toml"), "TQHPC_PREFETCH": "many"})
-    assert_one_line_error(result, "prefetch from $TQHPC_PREFETCH must be a int, not 'many'")
+    config.write_text("")
+    result = run("worker", env={"TQHPC_CONFIG": str(config), "TQHPC_PREFETCH": "many"})
+    assert_one_line_error(result, "prefetch from $TQHPC_PREFETCH must be an integer, not 'many'")
 
 
 def test_worker_settings_come_from_config_file(server, tmp_path) -> None:

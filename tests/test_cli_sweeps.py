@@ -102,7 +102,7 @@ def test_wait_cancel_and_retry_from_the_cli(server, workers, tmp_path) -> None:
         (("submit", "--param", "a=1,2", "echo"), "the command does not use {a}", 2),
         (("submit", "--each-line", "/nonexistent/x", "echo {}"), "cannot read /nonexistent/x", 2),
         (("submit", "--after", "x", "echo"), "task ids look like", 2),
-        (("submit", "--after", "99999", "echo"), "depends on task 99999, which does not exist", 1),
+        (("submit", "--after", "99999", "echo"), "no task 99999 to wait for", 1),
         (("submit", "--slots", "0", "echo"), "0 is not in the range", 2),
         (("cancel",), "name the tasks", 2),
         (("retry",), "name the tasks: TASK_IDS, --name or --failed", 2),

@@ -78,7 +78,7 @@ def test_the_worker_command_of_a_profile_replaces_the_default() -> None:
     ("table", "message"),
     [
         ({"x": {"partion": "a"}}, "unknown key 'partion' in [pools.x]"),
-        ({"x": {"backlog": "2"}}, "backlog in [pools.x] of c.toml must be a int"),
+        ({"x": {"backlog": "2"}}, "backlog in [pools.x] of c.toml must be an integer"),
         ({"x": {"max_workers": -1}}, "must not be negative"),
         ({"x": {"time_limit": "one hour"}}, "must be in sbatch --time form"),
         ({"x": {"sbatch_options": "--qos=a"}}, "must be a list of strings"),

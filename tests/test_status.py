@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tqhpc.status import Status, TransitionError, check_worker_transition, parse_status, parse_status_filter
+from tqhpc.status import (
+    Status,
+    TransitionError,
+    check_worker_transition,
+    parse_status,
+    parse_status_filter,
+    status_letters,
+)
 
 ALLOWED = {("A", "C"), ("A", "R"), ("A", "F"), ("C", "R"), ("C", "S"), ("C", "F"), ("R", "S"), ("R", "F")}
 
@@ -31,3 +38,11 @@ def test_filter_takes_several_letters() -> None:
     assert parse_status_filter("") == frozenset()
     with pytest.raises(TransitionError):
         parse_status_filter("Sq")
+
+
+def test_filter_takes_names_as_well_as_letters() -> None:
+    assert parse_status_filter("Running") == {Status.RUNNING}
+    assert parse_status_filter("failed, x,sp") == {Status.FAILED, Status.CANCELLED, Status.SUCCEEDED, Status.PENDING}
+    assert status_letters("cancelled,waiting,R") == "WRX"  # in the model's order, as every server takes them
+    with pytest.raises(TransitionError, match=r"unknown status 'runing': give letters \(W P A C R S F X\) or names"):
+        parse_status_filter("runing")

@@ -80,6 +80,8 @@ def read_access(path: Path) -> Access:
         ) from None
     except PermissionError:
         raise AccessError(f"cannot read the access file {path}: permission denied") from None
+    except OSError as err:  # a path through a file, a device that fails: never a traceback
+        raise AccessError(f"cannot read the access file {path}: {err.strerror or err}") from None
     except (tomli.TOMLDecodeError, UnicodeDecodeError) as err:
         raise AccessError(f"the access file {path} is not valid TOML: {err}") from None
     address, token = data.get("address"), data.get("token")
@@ -89,13 +91,14 @@ def read_access(path: Path) -> Access:
 
 
 def find_access_file(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """`--access FILE`, else `$TQHPC_ACCESS`, else the default state directory's access.toml (DESIGN.md)."""
-    if explicit:
-        path = Path(explicit).expanduser()
+    """`--access`, else `$TQHPC_ACCESS`, else the default state directory's access.toml (DESIGN.md).
+
+    The flag and the variable take the same things: the file itself, or the state directory that holds it.
+    """
+    named = explicit or os.environ.get("TQHPC_ACCESS")
+    if named:
+        path = Path(named).expanduser()
         return path / ACCESS_FILE if path.is_dir() else path
-    env = os.environ.get("TQHPC_ACCESS")
-    if env:
-        return Path(env).expanduser()
     return default_state_dir() / ACCESS_FILE
 
 

@@ -1,7 +1,8 @@
 """Settings: defaults, then `config.toml`, then `TQHPC_<KEY>` variables, then command-line flags.
 
 One file serves the server and the workers: its `[server]` and `[worker]` tables hold the keys of the dataclasses
-below. The file is `$TQHPC_CONFIG`, else `$TQHPC_HOME/config.toml` (the default state directory's).
+below. The file is `$TQHPC_CONFIG`, else `config.toml` in the state directory: the server's `--state-dir` (else the
+default one), and for a worker the directory of its access file, which is the server's state directory.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ class ServerSettings:
     worker_timeout: float = _setting(60.0, "Seconds without a ping before a worker is lost and its tasks requeued.")
     reap_interval: float = _setting(5.0, "Seconds between looks for lost workers.")
     local_worker_ping_interval: float = _setting(1.0, "Ping interval of the workers `workers create` starts.")
-    # issue 4
     slurm_poll_interval: float = _setting(5.0, "Seconds between looks at squeue for the Slurm jobs of workers.")
     crash_limit: int = _setting(5, "A task whose worker is lost this many times while running it fails (0: never).")
 
@@ -47,11 +47,9 @@ class WorkerSettings:
     grace_period: float = _setting(30.0, "On SIGTERM, seconds running tasks may go on before they are handed back.")
     log_flush_interval: float = _setting(0.2, "Seconds output may wait in the worker before it is sent.")
     scratch_dir: str = _setting("", "Where per-task working directories go (default: $TMPDIR, else /tmp).")
-    # issue 3
     usage_interval: float = _setting(1.0, "Seconds between samples of each task's processes (the first is at once).")
     default_timeout: float = _setting(0.0, "Wall-clock limit in seconds for tasks submitted without one (0: none).")
     default_memory_limit: int = _setting(0, "RSS limit in bytes for tasks submitted without one (0: none).")
-    # issue 4
     idle_timeout: float = _setting(0.0, "Leave after this many seconds without any task (0: never).")
     walltime_margin: float = _setting(
         60.0, "In a Slurm job: take no task and hand back what is left this many seconds before the job's end."
@@ -60,7 +58,7 @@ class WorkerSettings:
 
 @dataclasses.dataclass(frozen=True)
 class ApptainerSettings:
-    """The `[apptainer]` table (issue 3): how container tasks are run."""
+    """The `[apptainer]` table: how container tasks are run."""
 
     executable: str = _setting("apptainer", "The apptainer command.")
     userns: str = _setting(
@@ -82,9 +80,38 @@ PREFIXES: dict[type, str] = {ApptainerSettings: "apptainer_"}
 """Flags and variables of a table other than [server] and [worker] carry its name: --apptainer-userns."""
 
 
-def config_path() -> Path:
+CONFIG_FILE = "config.toml"
+
+
+def config_path(state_dir: Path | None = None) -> Path:
+    """`$TQHPC_CONFIG`, else `config.toml` in `state_dir` (else in the default state directory).
+
+    A file the user named must exist: a typo in $TQHPC_CONFIG would otherwise run everything on defaults without a
+    word. The state directory's own file is optional: no file means no settings there.
+    """
     env = os.environ.get("TQHPC_CONFIG")
-    return Path(env).expanduser() if env else default_state_dir() / "config.toml"
+    if env:
+        path = Path(env).expanduser()
+        if not path.exists():
+            raise ConfigError(f"$TQHPC_CONFIG names {path}, which does not exist")
+        if not path.is_file():
+            raise ConfigError(f"$TQHPC_CONFIG names {path}, which is not a file")
+        return path
+    return (state_dir or default_state_dir()) / CONFIG_FILE
+
+
+_KIND_NAMES: dict[Any, str] = {
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    str: "a string",
+    tuple[str, ...]: "a list of strings",
+}
+
+
+def kind_name(kind: Any) -> str:
+    """How a setting's type reads in an error: "must be an integer", not "must be a int"."""
+    return _KIND_NAMES.get(kind) or f"a {kind.__name__}"
 
 
 def _coerce(name: str, value: Any, kind: type, origin: str) -> Any:
@@ -104,8 +131,7 @@ def _coerce(name: str, value: Any, kind: type, origin: str) -> Any:
             raise ValueError(value)
         result = kind(value)
     except (TypeError, ValueError):
-        kind_name = "list of strings" if kind == tuple[str, ...] else kind.__name__
-        raise ConfigError(f"{name} from {origin} must be a {kind_name}, not {value!r}") from None
+        raise ConfigError(f"{name} from {origin} must be {kind_name(kind)}, not {value!r}") from None
     if isinstance(result, int | float) and not isinstance(result, bool) and result < 0:
         raise ConfigError(f"{name} from {origin} must not be negative, got {value!r}")
     return result
@@ -154,7 +180,8 @@ def settings_options(cls: type[S]) -> Callable[[Callable[..., Any]], Callable[..
     return decorate
 
 
-def pop_settings(cls: type[S], options: dict[str, Any]) -> S:
-    """Take the settings flags out of a command's keyword arguments and build the settings from all layers."""
+def pop_settings(cls: type[S], options: dict[str, Any], path: Path | None = None) -> S:
+    """Take the settings flags out of a command's keyword arguments and build the settings from all layers, the
+    file being `path` (default: `config_path()`)."""
     prefix = PREFIXES.get(cls, "")
-    return load_settings(cls, {f.name: options.pop(prefix + f.name) for f in dataclasses.fields(cls)})
+    return load_settings(cls, {f.name: options.pop(prefix + f.name) for f in dataclasses.fields(cls)}, path)

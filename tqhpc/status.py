@@ -69,9 +69,39 @@ def parse_status(letter: str) -> Status:
         raise TransitionError(f"unknown status letter {letter!r} (the letters are {known})") from None
 
 
-def parse_status_filter(letters: str) -> frozenset[Status]:
-    """The set of statuses named by a filter such as "SF"; empty means every status."""
-    return frozenset(parse_status(letter) for letter in letters.replace(",", "").replace(" ", ""))
+_BY_LABEL = {label: status for status, label in _LABELS.items()}
+
+
+def parse_status_filter(text: str) -> frozenset[Status]:
+    """The set of statuses a filter names; empty means every status.
+
+    People type what they read in `tqhpc tasks`: letters ("SF", "f"), names ("running", "Failed"), or a mix in a
+    comma- or space-separated list ("failed,X"). No name is made of status letters only, so both read the same way.
+    """
+    statuses: set[Status] = set()
+    for item in text.replace(",", " ").split():
+        by_name = _BY_LABEL.get(item.lower())
+        if by_name is not None:
+            statuses.add(by_name)
+            continue
+        try:
+            statuses.update(Status(letter.upper()) for letter in item)
+        except ValueError:
+            raise TransitionError(_unknown_filter(item)) from None
+    return frozenset(statuses)
+
+
+def _unknown_filter(item: str) -> str:
+    letters = " ".join(s.value for s in Status)
+    names = ", ".join(_LABELS.values())
+    kind = "status letter" if len(item) == 1 else "status"
+    return f"unknown {kind} {item!r}: give letters ({letters}) or names ({names}), comma-separated"
+
+
+def status_letters(text: str) -> str:
+    """The canonical letters of a filter ("running,F" -> "RF"), in the model's order, as every server takes them."""
+    chosen = parse_status_filter(text)
+    return "".join(s.value for s in Status if s in chosen)
 
 
 def check_worker_transition(task_id: int, current: Status, new: Status) -> bool:

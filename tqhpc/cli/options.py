@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ..client import Client
+from ..status import TransitionError, status_letters
 
 
 def access_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -25,3 +26,12 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def connect(access: str | None) -> Client:
     return Client(access)
+
+
+def status_filter(text: str) -> str:
+    """The status letters a --status value names (letters, names or both: `F`, `failed`, `running,pending`), as
+    letters, which every server takes."""
+    try:
+        return status_letters(text)
+    except TransitionError as err:
+        raise click.BadParameter(str(err), param_hint="--status") from None

@@ -1,4 +1,4 @@
-"""issue 4: `tqhpc pool create`, `list` and `resume`: Slurm worker jobs from the server's pool profiles."""
+"""`tqhpc pool create`, `list` and `resume`: Slurm worker jobs from the server's pool profiles."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from google.protobuf.json_format import MessageToDict
 from rich.markup import escape
 from rich.table import Table
 
+from ..plural import plural
 from . import output
 from .options import access_option, connect, json_option
 
@@ -74,7 +75,7 @@ def list_pools(access: str | None, as_json: bool) -> None:
         if p.paused:
             status = f"[bold red]paused[/]: {escape(p.pause_reason)}"
         elif p.failures:
-            status = f"[yellow]{p.failures} failed submissions in a row[/]"
+            status = f"[yellow]{plural(p.failures, 'failed submission')} in a row[/]"
         else:
             status = "ok"
         table.add_row(

@@ -11,7 +11,14 @@ from typing import Any
 import click
 
 from ..access import default_state_dir, find_access_file, read_access
-from ..config import ApptainerSettings, ServerSettings, WorkerSettings, pop_settings, settings_options
+from ..config import (
+    ApptainerSettings,
+    ServerSettings,
+    WorkerSettings,
+    config_path,
+    pop_settings,
+    settings_options,
+)
 
 
 @click.command()
@@ -24,13 +31,19 @@ from ..config import ApptainerSettings, ServerSettings, WorkerSettings, pop_sett
 @click.option("--listen", default=None, help="HOST:PORT to listen on (default: all interfaces, a free port).")
 @settings_options(ServerSettings)
 def server(state_dir: Path | None, listen: str | None, **options: Any) -> None:
-    """Run the queue server in the foreground until SIGTERM or Ctrl-C."""
+    """Run the queue server in the foreground until SIGTERM or Ctrl-C.
+
+    Each setting comes from its flag, else its TQHPC_* variable, else the state directory's config.toml
+    ($TQHPC_CONFIG names another file), else its default.
+    """
     from ..server.app import ServerStartError, serve
     from ..server.statelock import StateDirBusy
 
-    settings = pop_settings(ServerSettings, options)
+    state_dir = state_dir or default_state_dir()
+    config = config_path(state_dir)
+    settings = pop_settings(ServerSettings, options, config)
     try:
-        asyncio.run(serve(state_dir or default_state_dir(), listen, settings))
+        asyncio.run(serve(state_dir, listen, settings, config=config))
     except (StateDirBusy, ServerStartError) as err:
         raise click.ClickException(str(err)) from None
 
@@ -51,17 +64,21 @@ def server(state_dir: Path | None, listen: str | None, **options: Any) -> None:
 def worker(ctx: click.Context, access: str | None, name: str | None, worker_id: int | None, **options: Any) -> None:
     """Run a worker in the foreground: the one command a batch script needs.
 
-    `tqhpc worker delete ID` stops a worker instead (a Slurm worker's job is cancelled).
+    Each setting comes from its flag, else its TQHPC_* variable, else the config.toml beside the access file (the
+    server's state directory; $TQHPC_CONFIG names another file), else its default. `tqhpc worker delete ID` stops a
+    worker instead (a Slurm worker's job is cancelled).
     """
     if ctx.invoked_subcommand is not None:
         ctx.obj = access
         return
     from ..worker.agent import Worker
 
-    settings = pop_settings(WorkerSettings, options)
-    apptainer = pop_settings(ApptainerSettings, options)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     access_file = find_access_file(access)
+    # config.toml sits beside access.toml in the server's state directory: one file configures server and workers.
+    config = config_path(access_file.parent)
+    settings = pop_settings(WorkerSettings, options, config)
+    apptainer = pop_settings(ApptainerSettings, options, config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     agent = Worker(
         read_access(access_file), settings, access_file=access_file, name=name, worker_id=worker_id, apptainer=apptainer
     )
@@ -73,7 +90,7 @@ def worker(ctx: click.Context, access: str | None, name: str | None, worker_id: 
 @click.argument("worker_ids", nargs=-1, required=True, type=click.IntRange(min=1))
 @click.pass_context
 def delete_worker(ctx: click.Context, access: str | None, worker_ids: tuple[int, ...]) -> None:
-    """issue 4: stop workers (scancel for Slurm ones); their unfinished tasks go back to the queue."""
+    """Stop workers (scancel for Slurm ones); their unfinished tasks go back to the queue."""
     from ..client import Client
 
     with Client(access or ctx.obj) as client:

@@ -1,4 +1,4 @@
-"""Issue 5: `tqhpc submit` (one task or a sweep: --array, --each-line, --param), `tqhpc wait`, `tqhpc cancel`,
+"""`tqhpc submit` (one task or a sweep: --array, --each-line, --param), `tqhpc wait`, `tqhpc cancel`,
 `tqhpc retry`."""
 
 from __future__ import annotations
@@ -7,36 +7,71 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from ..client import Client
-from ..expand import Expanded, ExpandError, from_array, from_lines, from_params, parse_array, parse_params, read_lines
+from ..expand import (
+    MAX_ARRAY,
+    Expanded,
+    ExpandError,
+    from_array,
+    from_lines,
+    from_params,
+    parse_array,
+    parse_params,
+    read_lines,
+)
+from ..plural import plural
 from ..specs import TaskSpec
-from ..status import Status, TransitionError, parse_status_filter
+from ..status import Status
 from ..waiting import WaitTimeout, summary
-from .options import access_option, connect
+from .options import access_option, connect, status_filter
 from .units import DurationType, SizeType
 
 
 def _ids(values: Sequence[str], what: str = "TASK_IDS") -> list[int]:
-    """Task ids from arguments such as `12`, `3-10` or `4,5`."""
+    """Task ids from arguments such as `12`, `3-10` or `4,5`.
+
+    A range that names no id (`5-3`) is a slip, never "no task": taken as nothing, `--after 5-3` would run at once.
+    """
     ids: list[int] = []
     for value in values:
         for part in value.split(","):
             first, sep, last = part.strip().partition("-")
             try:
-                if sep:
-                    ids.extend(range(int(first), int(last) + 1))
-                else:
-                    ids.append(int(first))
+                start = int(first)
+                end = int(last) if sep else start
             except ValueError:
                 raise click.BadParameter(
                     f"task ids look like 12, 3-10 or 4,5, not {value!r}", param_hint=what
                 ) from None
-    if any(i < 1 for i in ids):
-        raise click.BadParameter("task ids start at 1", param_hint=what)
+            if start < 1:
+                raise click.BadParameter("task ids start at 1", param_hint=what)
+            if end < start:
+                raise click.BadParameter(
+                    f"the range {part.strip()!r} names no task: a range goes up, as in {end}-{start}", param_hint=what
+                )
+            if len(ids) + end - start >= MAX_ARRAY:
+                raise click.BadParameter(f"more than {MAX_ARRAY} task ids", param_hint=what)
+            ids.extend(range(start, end + 1))
     return ids
+
+
+def _id_ranges(ids: Sequence[int]) -> str:
+    """`3-14,20` for ids 3..14 and 20: how to name a batch again in a command."""
+    parts: list[str] = []
+    ordered = sorted(set(ids))
+    start = previous = ordered[0]
+    for task_id in [*ordered[1:], None]:
+        if task_id is not None and task_id == previous + 1:
+            previous = task_id
+            continue
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+        if task_id is not None:
+            start = previous = task_id
+    return ",".join(parts)
 
 
 def _expand(words: Sequence[str], array: str | None, each_line: str | None, params: Sequence[str]) -> list[Expanded]:
@@ -62,13 +97,15 @@ def _expand(words: Sequence[str], array: str | None, each_line: str | None, para
     return []
 
 
-def _wait(client: Client, ids: list[int], timeout: float | None) -> None:
-    """Wait with a bar on a terminal; exit 1 unless every task succeeded."""
+def _wait(client: Client, ids: list[int], timeout: float | None, name: str = "") -> None:
+    """Wait with a bar on a terminal; exit 1 unless every task succeeded, 130 on Ctrl-C (the tasks go on)."""
     try:
         results = client.wait(ids, timeout=timeout)
     except WaitTimeout as err:
         click.echo(f"tqhpc: timed out: {err}", err=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        _stopped_waiting(ids, name)
     letters = "".join(r.status.value for r in results)
     click.echo(summary(letters))
     if any(r.status != Status.SUCCEEDED for r in results):
@@ -78,7 +115,7 @@ def _wait(client: Client, ids: list[int], timeout: float | None) -> None:
         sys.exit(1)
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+@click.command(context_settings={"allow_interspersed_args": False})
 @access_option
 @click.option("--container", default="", help="Run the command in this Apptainer image (path or URI).")
 @click.option("--array", default=None, metavar="RANGE", help="One task per id: 1-1000, 0-99:10, 3,7,9. {} is the id.")
@@ -131,11 +168,16 @@ def submit(
 ) -> None:
     """Queue COMMAND (or a sweep of it) and print the task ids.
 
-    One argument is a shell command line (`tqhpc submit 'echo a | wc -c'`); several are a program and its arguments,
-    quoted for the shell (`tqhpc submit -- python sim.py --seed 3`). In a sweep, `{}` or `{NAME}` in the command
-    is replaced by each value (shell-quoted), and each task finds its array id in $TQHPC_ARRAY_ID:
+    Options are tqhpc's only before the command's first word: everything from there on belongs to the command, as
+    with srun and sbatch. `--` may end tqhpc's options too.
 
-      tqhpc submit --array 1-1000 -- python sim.py --seed {}
+    One argument is a shell command line (`tqhpc submit 'echo a | wc -c'`); several are a program and its arguments,
+    quoted for the shell. In a sweep, `{}` or `{NAME}` in the command is replaced by each value (shell-quoted), and
+    each task finds its array id in $TQHPC_ARRAY_ID:
+
+    \b
+      tqhpc submit --timeout 1h python train.py --timeout 100   # train.py gets --timeout 100
+      tqhpc submit --array 1-1000 python sim.py --seed {}
       tqhpc submit --param a=1,2,3 --param b=x,y 'python fit.py {a} {b}'
 
     A sweep of any size is sent in one call (batches of 10,000).
@@ -167,20 +209,17 @@ def submit(
                 for e in expanded
             ]
             ids = client.submit_many(specs)
-            click.echo(f"submitted {len(ids)} tasks: {ids[0]}-{ids[-1]}")
+            click.echo(f"submitted {plural(len(ids), 'task')}: {_id_ranges(ids)}")
         if wait:
             _wait(client, ids, None)
 
 
 def _selection(ids: Sequence[str], name: str, status: str, hint: str = "--status") -> tuple[list[int], str, str]:
-    try:
-        parse_status_filter(status)
-    except TransitionError as err:
-        raise click.BadParameter(str(err), param_hint="--status") from None
+    letters = status_filter(status)
     task_ids = _ids(ids)
-    if not task_ids and not name and not status:
+    if not task_ids and not name and not letters:
         raise click.UsageError(f"name the tasks: TASK_IDS, --name or {hint}")
-    return task_ids, name, status
+    return task_ids, name, letters
 
 
 @click.command("wait")
@@ -198,20 +237,20 @@ def wait_command(access: str | None, task_ids: tuple[str, ...], name: str, timeo
             ids = sorted(set(ids) | {t.task_id for t in client.tasks(name=name)})
             if not ids:
                 raise click.UsageError(f"no task is named {name!r}")
-        _wait(client, ids, timeout)
+        _wait(client, ids, timeout, name if not task_ids else "")
 
 
 @click.command()
 @access_option
 @click.argument("task_ids", nargs=-1)
 @click.option("--name", default="", help="Every task with this name.")
-@click.option("--status", default="", help="Only tasks with these status letters, e.g. P or WP.")
+@click.option("--status", default="", help="Only tasks with these statuses: letters or names, e.g. P, WP, running.")
 def cancel(access: str | None, task_ids: tuple[str, ...], name: str, status: str) -> None:
     """Cancel tasks: waiting and pending ones at once, running ones are killed on their worker."""
     ids, name, status = _selection(task_ids, name, status)
     with connect(access) as client:
         done = client.cancel(ids, name=name, status=status)
-    click.echo(f"cancelled {len(done)} tasks")
+    click.echo(f"cancelled {plural(len(done), 'task')}")
 
 
 @click.command()
@@ -226,7 +265,19 @@ def retry(access: str | None, task_ids: tuple[str, ...], failed: bool, name: str
         status = "FX"
     with connect(access) as client:
         done = client.retry(ids, name=name, status=status)
-    click.echo(f"{len(done)} tasks back in the queue")
+    click.echo(f"{plural(len(done), 'task')} back in the queue")
+
+
+def _stopped_waiting(ids: Sequence[int], name: str) -> NoReturn:
+    """Ctrl-C stops this command only: say so, lest the user think the tasks were stopped or lost."""
+    which = f"--name {shlex.quote(name)}" if name else _id_ranges(ids)
+    tasks = "the task goes on: it stays" if len(ids) == 1 else f"the {len(ids)} tasks go on: they stay"
+    click.echo(
+        f"tqhpc: stopped waiting, but {tasks} queued or running on the server. `tqhpc wait {which}` waits again, "
+        f"`tqhpc tasks` shows them, `tqhpc cancel {which}` stops them.",
+        err=True,
+    )
+    sys.exit(130)
 
 
 COMMANDS = [submit, wait_command, cancel, retry]

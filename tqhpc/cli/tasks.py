@@ -1,4 +1,4 @@
-"""`tqhpc submit`, `tqhpc tasks`, `tqhpc task`, `tqhpc logs`."""
+"""`tqhpc tasks`, `tqhpc task`, `tqhpc logs`: what became of tasks."""
 
 from __future__ import annotations
 
@@ -6,23 +6,27 @@ import json
 
 import click
 
-from ..status import TransitionError, parse_status_filter
+from ..plural import plural
+from ..records import TaskInfo
+from ..status import Status
 from . import output
-from .options import access_option, connect, json_option
+from .options import access_option, connect, json_option, status_filter
 
 
 @click.command("tasks")
 @access_option
-@click.option("--status", "status", default=None, help="Only these status letters, e.g. F or SF (W P A C R S F X).")
-@click.option("--name", default="", help="Only tasks with this name (issue 5: `submit --name`).")
+@click.option(
+    "--status",
+    "status",
+    default=None,
+    help="Only these statuses: letters (W P A C R S F X, e.g. F or SF) or names (running, failed,pending).",
+)
+@click.option("--name", default="", help="Only tasks with this name (`submit --name`).")
 @json_option
 def list_tasks(access: str | None, status: str | None, name: str, as_json: bool) -> None:
     """List tasks with their status, exit code, worker and wall time."""
     if status is not None:
-        try:
-            parse_status_filter(status)
-        except TransitionError as err:
-            raise click.BadParameter(str(err), param_hint="--status") from None
+        status = status_filter(status)
     with connect(access) as client:
         tasks = client.tasks(status, name=name)
     if as_json:
@@ -30,7 +34,7 @@ def list_tasks(access: str | None, status: str | None, name: str, as_json: bool)
         return
     console = output.console()
     output.show(console, output.tasks_table(tasks, console.width))
-    console.print(f"[dim]{len(tasks)} tasks: {output.status_counts(tasks) or 'none'}[/]")
+    console.print(f"[dim]{plural(len(tasks), 'task')}: {output.status_counts(tasks) or 'none'}[/]")
 
 
 @click.command("task")
@@ -60,6 +64,27 @@ def logs(access: str | None, task_id: int, follow: bool) -> None:
     """Print a task's stdout (to stdout) and stderr (to stderr), byte for byte."""
     with connect(access) as client:
         client.write_logs(task_id, follow=follow)
+        if not follow:
+            # Read after the output: a task still not started then had none to print, and silence would look like
+            # a task that ran and printed nothing.
+            note = _no_output_yet(client.task(task_id))
+            if note:
+                click.echo(f"tqhpc: {note}", err=True)
 
 
-COMMANDS = [list_tasks, show_task, logs]  # `submit` lives in sweeps.py (issue 5)
+NOT_STARTED = frozenset({Status.WAITING, Status.PENDING, Status.ASSIGNED, Status.ACCEPTED})
+
+
+def _no_output_yet(task: TaskInfo) -> str:
+    """Why a task has no output to show, when the reason is that it has not run (yet)."""
+    if task.status in NOT_STARTED:
+        return (
+            f"task {task.task_id} has not started ({task.status.value} {task.status.label}), so it has no output yet;"
+            f" `tqhpc logs --follow {task.task_id}` waits for it and prints its output as it runs"
+        )
+    if task.status == Status.CANCELLED and task.attempts == 0:
+        return f"task {task.task_id} was cancelled before it started: it has no output"
+    return ""
+
+
+COMMANDS = [list_tasks, show_task, logs]  # `submit` lives in sweeps.py

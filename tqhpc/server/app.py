@@ -84,10 +84,13 @@ def _can_bind(host: str, port: int) -> bool:
 class Server:
     """The running server; `start` then `wait`, or `serve()` for the whole life cycle."""
 
-    def __init__(self, state_dir: Path, listen: str | None, settings: ServerSettings) -> None:
+    def __init__(
+        self, state_dir: Path, listen: str | None, settings: ServerSettings, config: Path | None = None
+    ) -> None:
         self.state_dir = prepare_state_dir(state_dir)
         self.listen = listen
         self.settings = settings
+        self.config = config or config_path(self.state_dir)
         self.lock = StateDirLock(self.state_dir)
         self.address = ""
         self._stopping = asyncio.Event()
@@ -111,8 +114,8 @@ class Server:
             self.settings.local_worker_ping_interval,
             self._local_worker_exited,
         )
-        # issue 4: Slurm workers and pools, from the [pools.NAME] tables of config.toml.
-        profiles = load_profiles(config_path())
+        # Slurm workers and pools, from the [pools.NAME] tables of the same config.toml as the settings.
+        profiles = load_profiles(self.config)
         self.slurm = SlurmProvider(
             self.db, profiles, self.state_dir, self.state_dir / ACCESS_FILE, self._slurm_job_ended
         )
@@ -210,8 +213,10 @@ class Server:
         log.info("stopped")
 
 
-async def serve(state_dir: Path, listen: str | None, settings: ServerSettings, *, announce: bool = True) -> None:
-    server = Server(state_dir, listen, settings)
+async def serve(
+    state_dir: Path, listen: str | None, settings: ServerSettings, *, config: Path | None = None, announce: bool = True
+) -> None:
+    server = Server(state_dir, listen, settings, config)
     await server.start()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

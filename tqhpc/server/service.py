@@ -16,6 +16,7 @@ from grpc import aio
 
 from .._proto import pb, rpc
 from ..errors import InvalidArgument, NotFound, TqhpcError
+from ..plural import plural
 from ..records import ResourceUsage, TaskInfo, WorkerState, WorkerStats
 from ..status import Status, parse_status, parse_status_filter
 from ..store import Database, taskflow
@@ -93,7 +94,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
     @_unary
     async def SubmitTask(self, request: pb.TaskRequest, context: aio.ServicerContext) -> pb.TaskResponse:
         spec = submission.new_task(request)
-        ids = await self.db.run(lambda c: taskflow.insert_batch(c, [spec], time.time()))
+        ids = await self.db.run(lambda c: taskflow.insert_batch(c, [spec], time.time(), batch=False))
         return pb.TaskResponse(task_id=ids[0])
 
     @_unary
@@ -246,18 +247,19 @@ class TaskQueueService(rpc.TaskQueueServicer):
         if undecodable:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"{len(undecodable)} chunks were dropped, {undecodable[0].describe()}; {stored} others were stored",
+                f"{plural(len(undecodable), 'chunk')} dropped, {undecodable[0].describe()}; "
+                f"{plural(stored, 'other')} stored",
             )
         if bad_types:
             letters = ", ".join(repr(t) for t in sorted(bad_types))
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"log_type must be 'O' or 'stdout', 'E' or 'stderr', not {letters}; {stored} other chunks were stored",
+                f"log_type must be 'O' or 'stdout', 'E' or 'stderr', not {letters}; {plural(stored, 'other chunk')} stored",
             )
         if unknown:
             ids = ", ".join(str(i) for i in sorted(unknown)[:10])
             await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"no task {ids}: their chunks were dropped; {stored} others were stored"
+                grpc.StatusCode.NOT_FOUND, f"no task {ids}: their chunks were dropped; {plural(stored, 'other')} stored"
             )
         return pb.Ack(success=True)
 

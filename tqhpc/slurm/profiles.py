@@ -26,7 +26,7 @@ from typing import Any
 
 import tomli
 
-from ..config import ConfigError
+from ..config import ConfigError, kind_name
 
 _TIME_LIMIT = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -110,7 +110,7 @@ def _check(key: str, value: Any, kind: Any, where: str) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{key} in {where} must be a {kind.__name__}, not {value!r}")
+        raise ConfigError(f"{key} in {where} must be {kind_name(kind)}, not {value!r}")
     if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
         raise ConfigError(f"{key} in {where} must not be negative, got {value!r}")
     return value

@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
+from ..plural import plural
 from ..status import Status
 from . import taskflow, tasks
 
@@ -45,7 +46,8 @@ def requeue_after_loss(
                 "WHERE task_id = ?",
                 (
                     now,
-                    f"crash limit reached: its worker was lost {count} times while running it (last: {reason})",
+                    f"crash limit reached: its worker was lost {plural(count, 'time')} while running it "
+                    f"(last: {reason})",
                     CRASH_LIMIT_FAILURE,
                     task_id,
                 ),

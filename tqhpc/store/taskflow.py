@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..errors import InvalidArgument
+from ..plural import plural
 from ..records import TaskInfo
 from ..status import CANCELLABLE, HELD, RETRYABLE, Status, after_failed_attempt, from_dependencies
 
@@ -71,13 +72,13 @@ def statuses_of(conn: sqlite3.Connection, task_ids: Iterable[int]) -> dict[int, 
 # --- submit ----------------------------------------------------------------------------------------------------
 
 
-def insert_batch(conn: sqlite3.Connection, specs: Sequence[NewTask], now: float) -> list[int]:
+def insert_batch(conn: sqlite3.Connection, specs: Sequence[NewTask], now: float, *, batch: bool = True) -> list[int]:
     """Insert tasks in one go and return their ids in order.
 
     The ids are chosen here, consecutive after the largest id ever used (what AUTOINCREMENT would pick), and
     written explicitly, so the order is certain rather than assumed. A dependency may name an existing task or an
     earlier task of the batch; anything else (unknown id, itself, a later task of the batch) is refused, which also
-    makes cycles impossible.
+    makes cycles impossible. Errors name the task's place in the batch, unless it came alone (`batch=False`).
     """
     if not specs:
         return []
@@ -97,7 +98,8 @@ def insert_batch(conn: sqlite3.Connection, specs: Sequence[NewTask], now: float)
             dep_status: dict[int, Status] = {}
             for dep in spec.after:
                 if dep not in external:
-                    raise InvalidArgument(f"task {index + 1} of the batch depends on task {dep}, which does not exist")
+                    where = f"task {index + 1} of the batch: " if batch else ""
+                    raise InvalidArgument(f"{where}no task {dep} to wait for")
                 dep_status[dep] = external[dep][0]
             for position in spec.after_index:
                 if position >= index:
@@ -404,6 +406,6 @@ def with_details(conn: sqlite3.Connection, records: list[TaskInfo]) -> list[Task
             task = replace(task, after=tuple(deps[task.task_id]))
         if largest is not None and task.status == Status.PENDING and task.slots > largest:
             have = f"largest live worker has {largest}" if largest else "no live worker"
-            task = replace(task, reason=f"needs {task.slots} slots; {have}")
+            task = replace(task, reason=f"needs {plural(task.slots, 'slot')}; {have}")
         result.append(task)
     return result

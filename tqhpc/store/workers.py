@@ -17,10 +17,15 @@ _WITH_COUNTS = """
 """
 
 
-def get_worker(conn: sqlite3.Connection, worker_id: int) -> WorkerInfo:
+REGISTER_FIRST = ": register it first (RegisterWorker)"
+"""What a worker process that speaks under an unknown id should do; a person deleting one needs no such hint."""
+
+
+def get_worker(conn: sqlite3.Connection, worker_id: int, hint: str = "") -> WorkerInfo:
+    """The worker with its task counts; NotFound says "no worker N", then `hint` for whoever asked."""
     row = conn.execute(_WITH_COUNTS + " WHERE w.worker_id = ?", (worker_id,)).fetchone()
     if row is None:
-        raise NotFound(f"no worker {worker_id}: register it first (RegisterWorker)")
+        raise NotFound(f"no worker {worker_id}{hint}")
     return WorkerInfo.from_row(row)
 
 
@@ -78,7 +83,7 @@ def register(
             conn.execute("UPDATE workers SET name = ? WHERE worker_id = ?", (f"worker-{worker_id}", worker_id))
         set_walltime_end(conn, worker_id, walltime_end)
         return get_worker(conn, worker_id)
-    existing = get_worker(conn, worker_id)
+    existing = get_worker(conn, worker_id, ": register without a worker id, or with one that CreateWorker gave")
     if existing.state != WorkerState.STARTING:
         raise FailedPrecondition(
             f"worker {worker_id} is {existing.state}, not waiting to register; register without a worker id"
@@ -109,7 +114,7 @@ def ping(conn: sqlite3.Connection, worker_id: int, now: float, *, draining: bool
 
     Returning every `A` task, not only the new ones, is what makes a lost reply harmless: the next ping resends it.
     """
-    worker = get_worker(conn, worker_id)
+    worker = get_worker(conn, worker_id, REGISTER_FIRST)
     if worker.state == WorkerState.STARTING:
         raise FailedPrecondition(f"worker {worker_id} was created but never registered: call RegisterWorker first")
     if worker.state not in WorkerState.LIVE:
@@ -146,7 +151,7 @@ def update_worker(
 
 def release(conn: sqlite3.Connection, worker_id: int, task_ids: list[int], reason: str) -> list[int]:
     """Tasks a worker hands back: only those it really holds go back to pending."""
-    get_worker(conn, worker_id)
+    get_worker(conn, worker_id, REGISTER_FIRST)
     held = set(tasks.held_task_ids(conn, worker_id))
     return tasks.requeue(conn, [t for t in task_ids if t in held], reason)
 
