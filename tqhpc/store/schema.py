@@ -110,6 +110,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE tasks ADD COLUMN crash_count INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX workers_by_slurm_pool ON workers(slurm_pool, state);
     """,
+    # Why an attempt ended when its worker never sent the final report (lost, deleted, or the task handed back).
+    """
+    ALTER TABLE task_attempts ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 
