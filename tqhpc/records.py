@@ -121,6 +121,7 @@ class ResourceUsage(_Record):
     samples: int = 0
     final: bool = False
     failure: str = ""
+    reason: str = ""  # how an attempt ended that its worker never reported the end of
 
     @property
     def cpu_time(self) -> float:

@@ -325,7 +325,7 @@ class TaskSelection(_message.Message):
     def __init__(self, task_ids: _Optional[_Iterable[int]] = ..., name: _Optional[str] = ..., status_filter: _Optional[str] = ...) -> None: ...
 
 class ResourceUsage(_message.Message):
-    __slots__ = ("attempt", "worker_id", "worker_name", "hostname", "slurm_job_id", "started_at", "ended_at", "wall_time", "cpu_user", "cpu_system", "peak_rss", "last_rss", "read_bytes", "write_bytes", "exit_code", "samples", "final", "failure")
+    __slots__ = ("attempt", "worker_id", "worker_name", "hostname", "slurm_job_id", "started_at", "ended_at", "wall_time", "cpu_user", "cpu_system", "peak_rss", "last_rss", "read_bytes", "write_bytes", "exit_code", "samples", "final", "failure", "reason")
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -344,6 +344,7 @@ class ResourceUsage(_message.Message):
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     attempt: int
     worker_id: int
     worker_name: str
@@ -362,7 +363,8 @@ class ResourceUsage(_message.Message):
     samples: int
     final: bool
     failure: str
-    def __init__(self, attempt: _Optional[int] = ..., worker_id: _Optional[int] = ..., worker_name: _Optional[str] = ..., hostname: _Optional[str] = ..., slurm_job_id: _Optional[str] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., wall_time: _Optional[float] = ..., cpu_user: _Optional[float] = ..., cpu_system: _Optional[float] = ..., peak_rss: _Optional[int] = ..., last_rss: _Optional[int] = ..., read_bytes: _Optional[int] = ..., write_bytes: _Optional[int] = ..., exit_code: _Optional[int] = ..., samples: _Optional[int] = ..., final: _Optional[bool] = ..., failure: _Optional[str] = ...) -> None: ...
+    reason: str
+    def __init__(self, attempt: _Optional[int] = ..., worker_id: _Optional[int] = ..., worker_name: _Optional[str] = ..., hostname: _Optional[str] = ..., slurm_job_id: _Optional[str] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., wall_time: _Optional[float] = ..., cpu_user: _Optional[float] = ..., cpu_system: _Optional[float] = ..., peak_rss: _Optional[int] = ..., last_rss: _Optional[int] = ..., read_bytes: _Optional[int] = ..., write_bytes: _Optional[int] = ..., exit_code: _Optional[int] = ..., samples: _Optional[int] = ..., final: _Optional[bool] = ..., failure: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class WorkerStats(_message.Message):
     __slots__ = ("cpu_percent", "load1", "load5", "load15", "memory_used", "memory_available", "disk_free", "running_tasks", "sampled_at")

@@ -186,6 +186,7 @@ def print_task_record(record: dict[str, Any]) -> None:
             f"{' job ' + usage['slurm_job_id'] if usage['slurm_job_id'] else ''}, wall {_duration(usage['wall_time'])},"
             f" cpu {_duration(usage['cpu_user'] + usage['cpu_system'])}, peak rss {format_size(usage['peak_rss'])},"
             f" exit {usage['exit_code']}{', ' + usage['failure'] if usage['failure'] else ''}"
+            f"{': ' + usage['reason'] if usage.get('reason') else ''}"
         )
 
 

@@ -254,7 +254,8 @@ class TaskQueueService(rpc.TaskQueueServicer):
             letters = ", ".join(repr(t) for t in sorted(bad_types))
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"log_type must be 'O' or 'stdout', 'E' or 'stderr', not {letters}; {plural(stored, 'other chunk')} stored",
+                f"log_type must be 'O' or 'stdout', 'E' or 'stderr', not {letters}; "
+                f"{plural(stored, 'other chunk')} stored",
             )
         if unknown:
             ids = ", ".join(str(i) for i in sorted(unknown)[:10])

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from ..plural import plural
 from ..status import Status
-from . import taskflow, tasks
+from . import taskflow, tasks, usage
 
 DEFAULT_CRASH_LIMIT = 5
 CRASH_LIMIT_FAILURE = "crash_limit"
@@ -41,6 +41,7 @@ def requeue_after_loss(
         ).fetchone()[0]
         if crash_limit and count >= crash_limit:
             now = time.time()
+            usage.close_cut_attempts(conn, [task_id], now, usage.CutShort.WORKER_LOST, reason)
             conn.execute(
                 "UPDATE tasks SET status = 'F', ended_at = ?, exit_code = NULL, reason = ?, failure = ? "
                 "WHERE task_id = ?",
@@ -54,5 +55,5 @@ def requeue_after_loss(
             )
             taskflow.settle_dependents(conn, task_id, Status.FAILED, now)  # its dependents can never run now
             failed.append(task_id)
-    requeued = tasks.requeue(conn, [t for t in task_ids if t not in failed], reason)
+    requeued = tasks.requeue(conn, [t for t in task_ids if t not in failed], reason, usage.CutShort.WORKER_LOST)
     return requeued, failed

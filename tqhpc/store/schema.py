@@ -114,6 +114,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE tasks ADD COLUMN accepted_at REAL;
     """,
+    # Why an attempt ended when its worker never sent the final report (lost, deleted, or the task handed back).
+    """
+    ALTER TABLE task_attempts ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 
 from ..errors import FailedPrecondition, NotFound
@@ -130,8 +131,14 @@ def _fits_walltime(time_left: float | None) -> tuple[str, tuple[float, ...]]:
     return " AND (time_request = 0 OR time_request <= ?)", (time_left,)
 
 
-def requeue(conn: sqlite3.Connection, task_ids: Sequence[int], reason: str) -> list[int]:
-    """Send held tasks back to pending; ids not held by anyone are left alone. Return the ids requeued."""
+def requeue(
+    conn: sqlite3.Connection, task_ids: Sequence[int], reason: str, cut: str = usage.CutShort.HANDED_BACK
+) -> list[int]:
+    """Send held tasks back to pending; ids not held by anyone are left alone. Return the ids requeued.
+
+    The attempt of a task that was running ends here, cut short: its record says so, with `cut` as its failure
+    kind and `reason` (usage.close_cut_attempts)."""
+    usage.close_cut_attempts(conn, task_ids, time.time(), cut, reason)
     done = []
     for task_id in task_ids:
         cursor = conn.execute(

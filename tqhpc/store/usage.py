@@ -58,6 +58,47 @@ def record_update(
     )
 
 
+class CutShort:
+    """The failure kinds of an attempt that ended without its worker's final report (ResourceUsage.failure)."""
+
+    WORKER_LOST = "worker_lost"  # the worker stopped pinging, its process exited, or its Slurm job ended
+    WORKER_DELETED = "worker_deleted"  # DeleteWorker stopped the worker while it ran the task
+    HANDED_BACK = "handed_back"  # the worker gave the task back unfinished (killed at its stop)
+
+
+def close_cut_attempts(
+    conn: sqlite3.Connection, task_ids: Sequence[int], now: float, failure: str, reason: str
+) -> None:
+    """End the attempt records of the running tasks among `task_ids`, which end here without a final report.
+
+    Left alone, such a record would keep its worker's first sample (a wall time of a few milliseconds and no end)
+    and say nothing of what happened. What the server knows is written instead: the attempt ended now, it lasted
+    from its start until now, it has no exit code, and `failure` and `reason` say why. The measured figures (CPU,
+    memory) stay as last sampled, lower bounds. Call it before the tasks leave `R`.
+    """
+    if not task_ids:
+        return
+    marks = ",".join("?" * len(task_ids))
+    running = conn.execute(
+        "SELECT t.task_id, t.attempts, t.worker_id, t.started_at, w.name, w.hostname, w.slurm_job_id "
+        "FROM tasks t LEFT JOIN workers w ON w.worker_id = t.worker_id "
+        f"WHERE t.status = 'R' AND t.task_id IN ({marks})",
+        tuple(task_ids),
+    ).fetchall()
+    for task_id, attempt, worker_id, task_started, worker_name, hostname, job in running:
+        # A record exists once the worker reported R with its first figures; a seed worker sends none.
+        conn.execute(
+            "INSERT INTO task_attempts (task_id, attempt, worker_id, worker_name, hostname, slurm_job_id, started_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task_id, attempt) DO NOTHING",
+            (task_id, attempt, worker_id, worker_name or "", hostname or "", job or "", task_started or now),
+        )
+        conn.execute(
+            "UPDATE task_attempts SET ended_at = ?, wall_time = MAX(0, ? - started_at), exit_code = NULL, final = 1, "
+            "failure = ?, reason = ? WHERE task_id = ? AND attempt = ?",
+            (now, now, failure, reason, task_id, attempt),
+        )
+
+
 def attempts_of(conn: sqlite3.Connection, task_id: int) -> list[ResourceUsage]:
     rows = conn.execute("SELECT * FROM task_attempts WHERE task_id = ? ORDER BY attempt", (task_id,))
     return [_usage(row) for row in rows]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..records import TaskInfo, WorkerInfo, WorkerState
-from . import crashes, taskflow, tasks
+from . import crashes, taskflow, tasks, usage
 
 _WITH_COUNTS = """
     SELECT w.*,
@@ -172,7 +172,8 @@ def retire(
     if state == WorkerState.LOST:
         requeued, _ = crashes.requeue_after_loss(conn, held, reason, crash_limit)
     else:
-        requeued = tasks.requeue(conn, held, reason)
+        cut = usage.CutShort.WORKER_DELETED if state == WorkerState.DELETED else usage.CutShort.HANDED_BACK
+        requeued = tasks.requeue(conn, held, reason, cut)
     if worker.state in WorkerState.LIVE:
         conn.execute("UPDATE workers SET state = ? WHERE worker_id = ?", (state, worker_id))
     return get_worker(conn, worker_id), requeued

@@ -4,6 +4,11 @@ Life cycle: register (or take up the id CreateWorker reserved) -> heartbeat loop
 on SIGTERM/SIGINT drain: hand back tasks not started, let running ones finish within the grace period, kill and
 hand back the rest, then leave. A second signal skips the grace period. If the server says this worker was deleted,
 every task is killed at once (the server has already given them to others).
+
+Inside a Slurm job, SIGTERM is different: scancel and the job's time limit send it to every process of the job,
+the tasks' processes too. A task's `sleep` dies, its shell goes on and exits 0, so how a running task then ends
+says nothing about the task. Such tasks are killed at once and handed back to the queue, never reported done;
+SIGINT still drains gently there (`scancel --batch --signal=INT JOB` reaches a worker the script `exec`s, alone).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from .connection import Connection
 from .containers import ContainerSupport
 from .hoststats import HostStats
 from .logship import LogShipper
-from .process import Failure, Limits, Outcome, TaskProcess
+from .process import KILL_ESCALATION_SECONDS, Failure, Limits, Outcome, TaskProcess
 from .retry import ServerGone
 from .usage import attempt_start, placed
 from .walltime import Walltime
@@ -44,6 +49,9 @@ GIVE_UP_AFTER_SECONDS = 600.0
 """How long the worker keeps trying to reach a server that does not answer before it stops."""
 GIVE_UP_WHILE_STOPPING_SECONDS = 30.0
 """The same while stopping: a worker told to stop should not linger an hour for a server that is gone."""
+JOB_END_KILL_GRACE_SECONDS = 2.0
+"""When the Slurm job is being stopped: how long a hit task gets between our SIGTERM and SIGKILL, so that it is
+gone and handed back well within Slurm's KillWait (30 s by default), before Slurm's own SIGKILL takes the worker."""
 NOTE_BYTES = 200
 """The server takes notes of at most 256 bytes."""
 REFUSED = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
@@ -70,6 +78,8 @@ class Slot:
     runner: asyncio.Task[None] | None = None
     handed_back: bool = False  # killed for shutdown: goes back to the queue, not to F
     disowned: bool = False  # the server no longer counts it as ours: kill, report nothing
+    hit: bool = False  # running when Slurm signalled every process of the job: its end is not trusted
+    final_sent: bool = False  # its S or F report is on its way: it ended before any signal came
     cancelled: bool = False  # issue 5: cancelled by the user; killed, its final report only ends the kill
 
     @property
@@ -119,6 +129,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._draining = False
         self._hurry = asyncio.Event()
+        self.slurm_job = os.environ.get("SLURM_JOB_ID", "")
+        self._job_ending = False  # SIGTERM inside a Slurm job: Slurm is stopping the whole job, our tasks too
         self.walltime = Walltime.from_environment(settings.walltime_margin)  # issue 4
         self._stop_reason = ""  # issue 4: why the worker drains by itself (walltime, idle), for the handed-back tasks
         self._idle_since = time.monotonic()
@@ -135,7 +147,7 @@ class Worker:
         self.shipper = LogShipper(self.connection, self.settings.log_flush_interval)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.request_stop)
+            loop.add_signal_handler(signum, self.request_stop, signum)
         try:
             await self._register()
             self.shipper.start()
@@ -166,7 +178,11 @@ class Worker:
             await self.connection.close()
             self._report_summary()
 
-    def request_stop(self) -> None:
+    def request_stop(self, signum: int = signal.SIGINT) -> None:
+        if signum == signal.SIGTERM and self.slurm_job:
+            if not self._job_ending:
+                self._stop_for_job_end()
+            return  # a repeat (the time limit may send it twice) changes nothing: the tasks are being killed
         if self._draining:
             log.warning("second stop signal: killing running tasks now, not waiting for an absent server")
             self._hurry.set()
@@ -174,6 +190,24 @@ class Worker:
         else:
             self.connection.give_up_after = min(self.give_up_after, GIVE_UP_WHILE_STOPPING_SECONDS)
         self._draining = True
+        self._wake.set()
+
+    def _stop_for_job_end(self) -> None:
+        """Slurm sent SIGTERM to every process of this job: each running task got it too, so none may end `S` now.
+
+        It runs in the event loop as soon as the loop sees the signal. Every task running then is marked: whether
+        it ends by the signal or as if untouched, its runner reports nothing, and `_drain` kills it and hands it
+        back. `_finish` gives the loop the chance to see a signal that arrived just before it reports.
+        """
+        self._job_ending = True
+        hit = self._mark_hit()
+        log.warning(
+            "SIGTERM in Slurm job %s (scancel or its time limit; Slurm signals every process of the job): "
+            "killing the %d running tasks and handing them back", self.slurm_job, len(hit),
+        )  # fmt: skip
+        self.connection.give_up_after = min(self.give_up_after, GIVE_UP_WHILE_STOPPING_SECONDS)
+        self._draining = True
+        self._hurry.set()
         self._wake.set()
 
     async def _register(self) -> None:
@@ -242,7 +276,7 @@ class Worker:
             waiting = []
             for task in new:
                 slot = self.slots[task.task_id]
-                if not waiting and self._fits(slot.size, free):
+                if not waiting and not self._draining and self._fits(slot.size, free):
                     self._start(slot)
                     free -= slot.size
                 else:
@@ -347,9 +381,11 @@ class Worker:
                 prepared = await self.containers.command(slot.task.container, slot.task.command, workdir, env)
                 if isinstance(prepared, Outcome):
                     prepared.usage = placed(ResourceUsage(ended_at=time.time(), final=True), started)
-                    await self._finish(task_id, prepared)
+                    await self._finish(slot, prepared)
                     return
                 argv = prepared
+            if slot.hit:
+                return  # the job is being stopped: do not start it at all, _drain hands it back
             limits = Limits.of(slot.task, self.settings)
             slot.process = TaskProcess(
                 slot.task.command, workdir, env, sink, argv=argv, limits=limits, on_first_sample=first_sample
@@ -361,12 +397,14 @@ class Worker:
                 outcome.usage = placed(outcome.usage, started)
             with contextlib.suppress(OSError):
                 slot.process.workdir.rmdir()  # only if the task left nothing there: thousands of empty dirs help no one
-            if slot.disowned or slot.handed_back:
+            if slot.disowned or slot.handed_back or slot.hit:
                 return
             # A stop signal we did not send ourselves (a cancel or a limit) may be the batch system stopping the job.
             signalled = outcome.exit_code in _STOP_SIGNALS and not slot.cancelled and not outcome.failure
             if signalled and not self._draining:
                 await asyncio.sleep(STOP_SIGNAL_WAIT_SECONDS)  # the same signal may be on its way to us
+            if slot.hit:
+                return
             if self._draining and signalled:
                 # issue 4: the batch system signals every process of a job it stops, our tasks too: that is the
                 # job's end, not the task's failure, so the task goes back to the queue.
@@ -375,24 +413,30 @@ class Worker:
                     [task_id], f"worker {self.worker_id} was stopping: {_exit_reason(outcome.exit_code)}"
                 )
                 return
-            await self._finish(task_id, outcome)
+            await self._finish(slot, outcome)
         except ServerGone:
             raise
         except Exception:
             log.exception("task %d: the worker failed around it", task_id)
             with contextlib.suppress(Exception):
                 failed = Outcome(None, "the worker failed while running the task; see its log", Failure.WORKER_ERROR)
-                await self._finish(task_id, failed)
+                await self._finish(slot, failed)
         finally:
-            if not slot.handed_back:
+            if not slot.handed_back and not slot.hit:  # held until _drain hands it back
                 self.slots.pop(task_id, None)
             self._start_ready()
             self._wake.set()
 
-    async def _finish(self, task_id: int, outcome: Outcome) -> None:
+    async def _finish(self, slot: Slot, outcome: Outcome) -> None:
+        task_id = slot.task.task_id
         if outcome.error:
             await self.shipper.add(task_id, "E", f"tqhpc: {outcome.error}\n".encode())
         await self.shipper.flush()  # output first: a terminal status promises the logs are complete
+        if self.slurm_job:
+            await _handle_pending_signals()
+        if slot.hit:
+            return  # the task ended as Slurm stopped the job: its end is not trusted, _drain hands it back
+        slot.final_sent = True
         ok = outcome.exit_code == 0 and not outcome.failure
         status = Status.SUCCEEDED if ok else Status.FAILED
         reason = outcome.error or ("" if ok else _exit_reason(outcome.exit_code))
@@ -446,12 +490,12 @@ class Worker:
     # --- stopping ----------------------------------------------------------------------------------------------
 
     async def _drain(self) -> None:
-        why = self._stop_reason or f"worker {self.worker_id} is stopping"
+        why = self._job_end_note() if self._job_ending else self._stop_reason or f"worker {self.worker_id} is stopping"
         not_started = [task_id for task_id, slot in self.slots.items() if slot.runner is None]
         await self._hand_back(not_started, f"{why}; the task had not started")
         running = [slot for slot in self.slots.values() if slot.runner is not None]
         grace = min(self.settings.grace_period, self.walltime.grace())
-        if running:
+        if running and not self._job_ending:
             log.info("stopping: waiting up to %g s for %d running tasks", grace, len(running))
             deadline = time.monotonic() + grace
             while any(not slot.runner.done() for slot in running if slot.runner) and time.monotonic() < deadline:
@@ -462,21 +506,49 @@ class Worker:
                     await asyncio.wait_for(
                         self._hurry.wait(), min(self.settings.ping_interval, deadline - time.monotonic())
                     )
-            leftover = [slot for slot in running if slot.runner and not slot.runner.done()]
-            for slot in leftover:
-                slot.handed_back = True
-            await asyncio.gather(*(slot.process.kill() for slot in leftover if slot.process))
-            await asyncio.gather(*(slot.runner for slot in leftover if slot.runner), return_exceptions=True)
-            self.summary.killed_on_stop = len(leftover)
-            await self.shipper.flush()
-            await self._hand_back(
-                [slot.task.task_id for slot in leftover],
+        if self._job_ending:  # also when Slurm's signal came while we waited for the walltime or a grace period
+            await self._kill_and_hand_back(
+                self._mark_hit(),
+                f"{self._job_end_note()}: scancel and the job's time limit signal every process of the job, "
+                "this task's too, so it was killed and handed back rather than trusted to finish",
+                JOB_END_KILL_GRACE_SECONDS,
+            )
+            # Tasks that ended before the signal: their reports finish before we leave, which would requeue them.
+            sending = [slot.runner for slot in self.slots.values() if slot.final_sent and slot.runner]
+            await asyncio.gather(*sending, return_exceptions=True)
+        else:
+            await self._kill_and_hand_back(
+                [slot for slot in running if slot.runner and not slot.runner.done()],
                 f"{why}; the task was killed after the {grace:g} s grace period"
                 + (" so that Slurm would not kill it at the job's time limit" if self.walltime.due() else ""),
             )
         await self.shipper.flush()
         with contextlib.suppress(grpc.aio.AioRpcError, ServerGone):
             await self._call("DeleteWorker", pb.WorkerId(worker_id=self.worker_id, draining=True), "leaving")
+
+    def _mark_hit(self) -> list[Slot]:
+        """The tasks running as the Slurm job is stopped, marked so that none of them is reported done."""
+        hit = [slot for slot in self.slots.values() if slot.runner is not None and not slot.final_sent]
+        for slot in hit:
+            slot.hit = True
+        return hit
+
+    def _job_end_note(self) -> str:
+        return f"worker {self.worker_id} got SIGTERM in Slurm job {self.slurm_job}"
+
+    async def _kill_and_hand_back(
+        self, slots: list[Slot], reason: str, kill_grace: float = KILL_ESCALATION_SECONDS
+    ) -> None:
+        """Kill these running tasks (whole trees), keep their output as this attempt's log, and hand them back."""
+        if not slots:
+            return
+        for slot in slots:
+            slot.handed_back = True
+        await asyncio.gather(*(slot.process.kill(kill_grace) for slot in slots if slot.process))
+        await asyncio.gather(*(slot.runner for slot in slots if slot.runner), return_exceptions=True)
+        self.summary.killed_on_stop += len(slots)
+        await self.shipper.flush()  # the cut attempt's output goes to its own log before the task is requeued
+        await self._hand_back([slot.task.task_id for slot in slots], reason)
 
     async def _hand_back(self, task_ids: list[int], reason: str) -> None:
         if not task_ids:
@@ -510,6 +582,17 @@ def _exit_failure(exit_code: int | None) -> str:
     if exit_code is None:
         return Failure.START
     return Failure.SIGNAL if exit_code < 0 else Failure.EXIT_CODE
+
+
+async def _handle_pending_signals() -> None:
+    """Let the event loop run the handler of a signal that has already reached this process.
+
+    The C-level handler only writes the signal's number to the loop's wakeup socket. The loop's reader of that
+    socket runs after the callbacks already waiting, and schedules the handler behind the ones it finds waiting:
+    a coroutine that yields three times resumes after the handler has run.
+    """
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 STOP_SIGNAL_WAIT_SECONDS = 0.5
