@@ -203,8 +203,8 @@ class Server:
     async def stop(self) -> None:
         """Local workers drain first while we still answer them, then RPCs finish, then the store commits."""
         log.info("stopping")
-        self.service.sessions.close_all()  # the streams we are about to end say nothing about the workers
-        await self.local.close(SHUTDOWN_GRACE_SECONDS)
+        await self.local.close(SHUTDOWN_GRACE_SECONDS)  # they say goodbye on their sessions as they leave
+        self.service.sessions.close_all()  # the streams we end now say nothing about the workers
         await self.grpc.stop(SHUTDOWN_GRACE_SECONDS)
         await self.service.sessions.settle()
         self._reaper.cancel()
