@@ -169,8 +169,9 @@ def test_a_job_cancelled_outside_gives_its_tasks_to_the_other_worker(slurm_serve
 
 
 @pools(TEST)
-def test_a_job_killed_outside_is_found_by_reconciliation_and_counts_a_crash(slurm_server, slurm_env, tmp_path) -> None:
-    """A worker killed outright says no goodbye: only squeue tells the server, which requeues the task."""
+def test_a_job_killed_outside_is_found_and_counts_a_crash(slurm_server, slurm_env, tmp_path) -> None:
+    """A worker killed outright says no goodbye: its closed session (or squeue, whichever comes first) tells the
+    server, which requeues the task."""
     workers = Workers(slurm_server, tmp_path)
     with Client(slurm_server.access_file) as client:
         (worker_id,) = client.create_workers(1, provider="slurm", flavor="test", concurrency=1, prefetch=0)
@@ -182,11 +183,12 @@ def test_a_job_killed_outside_is_found_by_reconciliation_and_counts_a_crash(slur
         wait_until(
             lambda: next(w.state for w in client.workers() if w.worker_id == worker_id) == "lost",
             30,
-            what="the reconciliation loop to mark the killed worker lost",
+            what="the server to mark the killed worker lost",
         )
         task = client.task(task_id)
         assert task.status == Status.PENDING and task.crash_count == 1, task
-        assert f"Slurm job {job} of worker {worker_id} ended outside tqhpc" in task.reason
+        told = (f"worker {worker_id} was lost: its connection to the server closed", f"Slurm job {job} of worker")
+        assert task.reason.startswith(told), task.reason
         workers.start()
         try:
             wait_until(lambda: client.task(task_id).status == Status.RUNNING, 30, what="another worker to take it")

@@ -129,6 +129,11 @@ class TaskQueueStub:
                 request_serializer=taskqueue__pb2.SlurmPoolName.SerializeToString,
                 response_deserializer=taskqueue__pb2.SlurmPool.FromString,
                 _registered_method=True)
+        self.WorkerSession = channel.stream_stream(
+                '/taskqueue.TaskQueue/WorkerSession',
+                request_serializer=taskqueue__pb2.WorkerMessage.SerializeToString,
+                response_deserializer=taskqueue__pb2.ServerMessage.FromString,
+                _registered_method=True)
 
 
 class TaskQueueServicer:
@@ -251,6 +256,15 @@ class TaskQueueServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WorkerSession(self, request_iterator, context):
+        """tqhpc: the worker's one long-lived stream, opened right after RegisterWorker and kept open while it lives. A
+        worker process that dies closes its connection, which ends the stream without a goodbye: the server then
+        declares it lost at once instead of after the worker timeout. Later kinds of message ride the same stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskQueueServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -348,6 +362,11 @@ def add_TaskQueueServicer_to_server(servicer, server):
                     servicer.ResumeSlurmPool,
                     request_deserializer=taskqueue__pb2.SlurmPoolName.FromString,
                     response_serializer=taskqueue__pb2.SlurmPool.SerializeToString,
+            ),
+            'WorkerSession': grpc.stream_stream_rpc_method_handler(
+                    servicer.WorkerSession,
+                    request_deserializer=taskqueue__pb2.WorkerMessage.FromString,
+                    response_serializer=taskqueue__pb2.ServerMessage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -863,6 +882,33 @@ class TaskQueue:
             '/taskqueue.TaskQueue/ResumeSlurmPool',
             taskqueue__pb2.SlurmPoolName.SerializeToString,
             taskqueue__pb2.SlurmPool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WorkerSession(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/taskqueue.TaskQueue/WorkerSession',
+            taskqueue__pb2.WorkerMessage.SerializeToString,
+            taskqueue__pb2.ServerMessage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -134,6 +134,9 @@ class Server:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
+                # Workers' keepalive pings (one a minute) must never count as abuse: the answer to abuse closes
+                # the connection, and a closed session stream means a dead worker.
+                ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
             ],
         )
         add_service(self.service, self.grpc)
@@ -203,8 +206,10 @@ class Server:
     async def stop(self) -> None:
         """Local workers drain first while we still answer them, then RPCs finish, then the store commits."""
         log.info("stopping")
-        await self.local.close(SHUTDOWN_GRACE_SECONDS)
+        await self.local.close(SHUTDOWN_GRACE_SECONDS)  # they say goodbye on their sessions as they leave
+        self.service.sessions.close_all()  # the streams we end now say nothing about the workers
         await self.grpc.stop(SHUTDOWN_GRACE_SECONDS)
+        await self.service.sessions.settle()
         self._reaper.cancel()
         self._slurm_watch.cancel()
         await asyncio.gather(self._reaper, self._slurm_watch, return_exceptions=True)

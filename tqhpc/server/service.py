@@ -15,7 +15,7 @@ import grpc
 from grpc import aio
 
 from .._proto import pb, rpc
-from ..errors import InvalidArgument, NotFound, TqhpcError
+from ..errors import FailedPrecondition, InvalidArgument, NotFound, TqhpcError
 from ..plural import plural
 from ..records import ResourceUsage, TaskInfo, WorkerState, WorkerStats
 from ..status import Status, parse_status, parse_status_filter
@@ -28,6 +28,7 @@ from . import submission, validate
 from .autoalloc import NO_PROFILES, Autoallocator
 from .logs import LOG_TYPE_SPELLINGS, LOG_TYPES, LogStore
 from .registration import Undecodable
+from .sessions import SessionBook, SessionEnd
 
 log = logging.getLogger("tqhpc.server")
 
@@ -88,6 +89,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
         self.providers = providers
         self.crash_limit = crash_limit  # issue 4
         self.pools: Autoallocator | None = None  # issue 4: set by the server when it knows Slurm pool profiles
+        self.sessions = SessionBook(self._session_broke)
 
     # --- tasks -------------------------------------------------------------------------------------------------
 
@@ -424,6 +426,60 @@ class TaskQueueService(rpc.TaskQueueServicer):
             await provider.stop(worker_id)
         return pb.Ack(success=True)
 
+    async def WorkerSession(
+        self, request_iterator: AsyncIterator[pb.WorkerMessage], context: aio.ServicerContext
+    ) -> AsyncIterator[pb.ServerMessage]:
+        """A worker's long-lived stream: hello, welcome, then open until a goodbye or the connection's end."""
+        hello = await _first_message(request_iterator, context)
+        worker_id = hello.worker_id
+        try:
+            await self.db.run(lambda c: _check_session_worker(c, worker_id))
+        except TqhpcError as err:
+            await context.abort(err.code, str(err))
+        except (sqlite3.Error, OSError) as err:
+            await context.abort(*_storage_failure("WorkerSession", err))
+        self.sessions.opened(worker_id)
+        log.info("worker %d: session open", worker_id)
+        # Without a goodbye, the end of the stream is the end of the worker: grpc shows a peer's cancelled call or
+        # dropped connection to us as the plain end of its messages, or as this handler's cancellation.
+        how = SessionEnd.BROKEN
+        try:
+            yield pb.ServerMessage(welcome=pb.SessionWelcome(worker_id=worker_id))
+            how, refusal = await self._follow_session(worker_id, request_iterator)
+            if refusal is not None:
+                await context.abort(*refusal)
+        finally:
+            self.sessions.ended(worker_id, how)
+
+    async def _follow_session(
+        self, worker_id: int, request_iterator: AsyncIterator[pb.WorkerMessage]
+    ) -> tuple[SessionEnd, tuple[grpc.StatusCode, str] | None]:
+        """Read a session to its end; say how it ended, and the status to end the call with if not OK."""
+        async with contextlib.aclosing(self.sessions.until_closing(request_iterator)) as messages:
+            async for message in messages:
+                if isinstance(message, Undecodable):
+                    return SessionEnd.REFUSED, (grpc.StatusCode.INVALID_ARGUMENT, message.describe())
+                kind = message.WhichOneof("kind")
+                if kind == "hello":
+                    return SessionEnd.REFUSED, (
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        "a session says hello once, in its first message",
+                    )
+                if kind == "goodbye":
+                    log.info("worker %d is leaving: %s", worker_id, message.goodbye.reason or "no reason given")
+                    return SessionEnd.GOODBYE, None
+                # Any other kind comes from a newer worker: ignored, so that both keep working.
+        if self.sessions.closing:
+            return SessionEnd.BROKEN, (grpc.StatusCode.UNAVAILABLE, "the server is stopping; open the session later")
+        return SessionEnd.BROKEN, None
+
+    async def _session_broke(self, worker_id: int, reason: str) -> None:
+        """The worker's last session ended with its connection: retire it as the reaper would, crashes counted."""
+        with contextlib.suppress(NotFound, RuntimeError):  # RuntimeError: the store closed under a shutdown
+            requeued = await self.retire_if_live(worker_id, WorkerState.LOST, reason)
+            if requeued is not None:
+                log.warning("%s; tasks back to pending: %s", reason, requeued)
+
     async def mark_lost_workers(self, timeout: float) -> list[int]:
         """Retire workers silent for longer than `timeout`; their unfinished tasks go back to pending."""
         deadline = time.time() - timeout
@@ -447,16 +503,17 @@ class TaskQueueService(rpc.TaskQueueServicer):
             log.warning("worker %d lost: no ping for %g s; tasks back to pending: %s", worker_id, timeout, requeued)
         return list(lost)
 
-    async def retire_if_live(self, worker_id: int, state: str, reason: str) -> list[int]:
-        """Retire a worker still counted as live; return the tasks that went back to pending."""
+    async def retire_if_live(self, worker_id: int, state: str, reason: str) -> list[int] | None:
+        """Retire a worker still counted as live; return the tasks that went back to pending (None: it was not live)."""
 
-        def retire(conn: Any) -> list[int]:
+        def retire(conn: Any) -> list[int] | None:
             if worker_ops.get_worker(conn, worker_id).state not in WorkerState.LIVE:
-                return []
+                return None
             return worker_ops.retire(conn, worker_id, state, reason, self.crash_limit)[1]
 
         requeued = await self.db.run(retire)
-        await self._requeued(requeued)
+        if requeued:
+            await self._requeued(requeued)
         return requeued
 
     # --- issue 4: Slurm pools ------------------------------------------------------------------------------------
@@ -489,6 +546,36 @@ def _text_of(data: bytes, *, final: bool) -> tuple[str, bytes]:
         if not final and err.reason == "unexpected end of data" and err.start >= len(data) - 3:
             data = data[: err.start]
         return data.decode(errors="replace"), data
+
+
+async def _first_message(
+    request_iterator: AsyncIterator[pb.WorkerMessage], context: aio.ServicerContext
+) -> pb.WorkerHello:
+    """The session's hello, or the call ends with INVALID_ARGUMENT saying what came instead."""
+    first = None
+    with contextlib.suppress(StopAsyncIteration):
+        first = await anext(aiter(request_iterator))
+    if first is None:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the session ended before its hello")
+    if isinstance(first, Undecodable):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, first.describe())
+    if first.WhichOneof("kind") != "hello":
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"a session starts with hello (the worker's id), not {first.WhichOneof('kind') or 'an empty message'}",
+        )
+    return first.hello
+
+
+def _check_session_worker(conn: sqlite3.Connection, worker_id: int) -> None:
+    """Only a registered worker still counted as live may open a session."""
+    worker = worker_ops.get_worker(conn, worker_id)
+    if worker.state == WorkerState.STARTING:
+        raise FailedPrecondition(f"worker {worker_id} was created but never registered: call RegisterWorker first")
+    if worker.state not in WorkerState.LIVE:
+        raise FailedPrecondition(
+            f"worker {worker_id} is {worker.state}; its tasks went back to the queue: stop, or register again"
+        )
 
 
 def _peer_host(context: aio.ServicerContext) -> str:

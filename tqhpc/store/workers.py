@@ -9,10 +9,16 @@ from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..records import TaskInfo, WorkerInfo, WorkerState
 from . import crashes, taskflow, tasks, usage
 
-_WITH_COUNTS = """
+_LIVE_SQL = "(" + ", ".join(f"'{state}'" for state in sorted(WorkerState.LIVE)) + ")"
+# A retired worker (lost, deleted, stopped) holds nothing, whatever rows still name it: its tasks were handed on.
+_WITH_COUNTS = f"""
     SELECT w.*,
-        (SELECT COUNT(*) FROM tasks t WHERE t.worker_id = w.worker_id AND t.status = 'R') AS running,
-        (SELECT COUNT(*) FROM tasks t WHERE t.worker_id = w.worker_id AND t.status IN ('A', 'C', 'R')) AS held
+        CASE WHEN w.state IN {_LIVE_SQL} THEN
+            (SELECT COUNT(*) FROM tasks t WHERE t.worker_id = w.worker_id AND t.status = 'R')
+        ELSE 0 END AS running,
+        CASE WHEN w.state IN {_LIVE_SQL} THEN
+            (SELECT COUNT(*) FROM tasks t WHERE t.worker_id = w.worker_id AND t.status IN ('A', 'C', 'R'))
+        ELSE 0 END AS held
     FROM workers w
 """
 

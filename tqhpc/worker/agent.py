@@ -1,9 +1,10 @@
 """`tqhpc worker`: register, ping, run tasks with at most `concurrency` running and `prefetch` more accepted.
 
-Life cycle: register (or take up the id CreateWorker reserved) -> heartbeat loop that also takes new work ->
-on SIGTERM/SIGINT drain: hand back tasks not started, let running ones finish within the grace period, kill and
-hand back the rest, then leave. A second signal skips the grace period. If the server says this worker was deleted,
-every task is killed at once (the server has already given them to others).
+Life cycle: register (or take up the id CreateWorker reserved) and open the session stream -> heartbeat loop that
+also takes new work -> on SIGTERM/SIGINT drain: hand back tasks not started, let running ones finish within the grace
+period, kill and hand back the rest, then leave and say goodbye on the session. A second signal skips the grace
+period. If the server says this worker was deleted, every task is killed at once (the server has already given them
+to others). A worker that dies without its goodbye is seen by the server at once, through its session's end.
 
 Inside a Slurm job, SIGTERM is different: scancel and the job's time limit send it to every process of the job,
 the tasks' processes too. A task's `sleep` dies, its shell goes on and exits 0, so how a running task then ends
@@ -40,6 +41,7 @@ from .hoststats import HostStats
 from .logship import LogShipper
 from .process import KILL_ESCALATION_SECONDS, Failure, Limits, Outcome, TaskProcess
 from .retry import ServerGone
+from .session import Session
 from .usage import attempt_start, placed
 from .walltime import Walltime
 
@@ -145,6 +147,7 @@ class Worker:
     async def run(self) -> int:
         self.connection = Connection(self.access, self.access_file, self.give_up_after)
         self.shipper = LogShipper(self.connection, self.settings.log_flush_interval)
+        self.session = Session(self.connection, on_refused=self._wake.set)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop, signum)
@@ -153,10 +156,12 @@ class Worker:
             self.shipper.start()
             await self._work_until_stopped()
             await self._drain()
+            await self.session.close(f"worker {self.worker_id} stopped")
             return 0
         except WorkerStopped as err:
             log.warning("%s", err)
             await self._kill_all(disown=True)
+            await self.session.close(str(err))
             return 0
         except ServerGone as err:
             log.error("%s; stopping and killing %d tasks", err, len(self.slots))
@@ -171,6 +176,8 @@ class Worker:
             await self._kill_all(disown=True)
             return 1
         finally:
+            # Without a goodbye, the server takes us as gone and requeues what we held: our tasks are dead by now.
+            self.session.abort()
             with contextlib.suppress(Exception):
                 await self.containers.stop()
             with contextlib.suppress(Exception):
@@ -228,6 +235,7 @@ class Worker:
         reply = await self._call("RegisterWorker", info, "registering")
         self.worker_id = self.shipper.worker_id = reply.worker_id
         self.scratch = self.scratch_root / f"worker-{self.worker_id}"
+        self.session.start(self.worker_id)
         log.info(
             "worker %d (%s) registered with %s: concurrency %d, prefetch %d",
             self.worker_id, self.name, self.connection.access.address, self.concurrency, self.prefetch,
@@ -261,6 +269,8 @@ class Worker:
     async def _work(self) -> None:
         while not self._draining:
             self._wake.clear()
+            if self.session.refused:
+                raise WorkerStopped(self.session.refused)
             if self._time_to_leave():
                 return
             reply = await self._ping(draining=False)

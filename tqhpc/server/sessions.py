@@ -1,0 +1,127 @@
+"""Which workers hold an open session stream, and what a session's end says about its worker.
+
+A worker process that dies (killed, crashed, its job ended under it) closes its connection, and its session stream
+ends without a goodbye: that worker is gone now, and waiting the worker timeout for it only leaves its tasks stuck.
+A silent node (frozen, or cut off by the network) closes nothing; the worker timeout still finds that one. A worker
+that never opened a session (a seed-protocol worker, which only pings) is never judged here.
+
+A worker that leaves on purpose says goodbye first. Without one, the end of the stream is taken as the worker's end:
+grpc shows the server a peer's cancelled call, its dropped connection and a plain end of its messages alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+log = logging.getLogger("tqhpc.server")
+
+M = TypeVar("M")
+
+
+class SessionEnd(enum.Enum):
+    """How a session stream ended, as its handler saw it."""
+
+    GOODBYE = "goodbye"  # the worker said it is leaving on purpose
+    REFUSED = "refused"  # the server ended it over a bad message: the connection is fine
+    BROKEN = "broken"  # it ended without a goodbye: the worker's call or connection closed, its process is gone
+
+    @property
+    def worker_gone(self) -> bool:
+        return self is SessionEnd.BROKEN
+
+
+class SessionBook:
+    """Counts open sessions per worker and retires a worker whose last session broke.
+
+    A worker that reconnects (after a network hiccup or a server restart) may briefly hold two sessions, the old one
+    not yet noticed as dead: only the end of its last open one says the worker is gone.
+    """
+
+    def __init__(self, retire_lost: Callable[[int, str], Awaitable[object]]) -> None:
+        self._retire_lost = retire_lost
+        self._open: Counter[int] = Counter()
+        self._retiring: set[asyncio.Task[object]] = set()
+        self._closing = asyncio.Event()
+
+    @property
+    def closing(self) -> bool:
+        """True once the server shuts down: it ends every stream itself, which says nothing about the workers."""
+        return self._closing.is_set()
+
+    def close_all(self) -> None:
+        """Shutting down: every open session ends now (see `until_closing`), and no worker is retired for it."""
+        self._closing.set()
+
+    async def until_closing(self, messages: AsyncIterator[M]) -> AsyncIterator[M]:
+        """A session's messages, ending early when the server shuts down.
+
+        A session never ends by itself; without this, stopping the server would wait out its whole grace period for
+        streams that will not finish.
+        """
+        iterator = aiter(messages)
+        closing = asyncio.ensure_future(self._closing.wait())
+        following: asyncio.Future[M] | None = None
+        try:
+            while True:
+                following = asyncio.ensure_future(anext(iterator))
+                following.add_done_callback(_seen)
+                await asyncio.wait({following, closing}, return_when=asyncio.FIRST_COMPLETED)
+                if not following.done():
+                    return
+                try:
+                    message = following.result()
+                except StopAsyncIteration:
+                    return
+                yield message
+        finally:
+            # Also when the handler is cancelled under us (its peer went away) while a read is under way.
+            closing.cancel()
+            if following is not None:
+                following.cancel()
+
+    def opened(self, worker_id: int) -> None:
+        self._open[worker_id] += 1
+
+    def is_open(self, worker_id: int) -> bool:
+        return self._open[worker_id] > 0
+
+    def ended(self, worker_id: int, how: SessionEnd) -> None:
+        """Note the end of one session; retire the worker if that was its last and its connection broke.
+
+        Called from the stream handler's cleanup, which may itself be running under cancellation, so the retirement
+        runs as a task of its own rather than in the handler.
+        """
+        self._open[worker_id] -= 1
+        if self._open[worker_id] <= 0:
+            del self._open[worker_id]
+        if not how.worker_gone or self.closing or self.is_open(worker_id):
+            log.info("worker %d: session ended (%s)", worker_id, how.value)
+            return
+        reason = f"worker {worker_id} was lost: its connection to the server closed"
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(self._retire_lost(worker_id, reason))
+        self._retiring.add(task)
+        task.add_done_callback(self._retired)
+
+    def _retired(self, task: asyncio.Task[object]) -> None:
+        self._retiring.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("retiring a worker whose session broke failed", exc_info=task.exception())
+
+    async def settle(self) -> None:
+        """Wait for retirements under way, so that the store is not closed under them at shutdown."""
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+
+
+def _seen(future: asyncio.Future[object]) -> None:
+    """Take the outcome of a read nobody may await any more (its handler ended), so asyncio does not warn of it."""
+    if not future.cancelled():
+        future.exception()
+
+
+__all__ = ["SessionBook", "SessionEnd"]

@@ -1,0 +1,142 @@
+"""The worker's session stream: opened once registered, kept open while it lives, closed with a goodbye.
+
+The open stream is how the server knows this process is alive between pings: if the process dies, its connection
+closes and the server hands the tasks on at once instead of waiting out the worker timeout. So the stream must stay
+open while the worker runs (it is reopened after a network break or a server restart, through whatever address
+access.toml names by then), and a worker leaving on purpose says goodbye first, or the server would take its leaving
+for a death and count crashes against its tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+
+from .._proto import pb
+from .connection import Connection
+
+log = logging.getLogger("tqhpc.worker")
+
+DISOWNED = frozenset({grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
+"""The server no longer counts this worker as live (deleted, stopped, or declared lost)."""
+GOODBYE_SECONDS = 5.0
+"""How long a leaving worker waits for the server to take its goodbye before it simply closes."""
+FIRST_REOPEN_DELAY = 0.1
+MAX_REOPEN_DELAY = 5.0
+
+
+class Session:
+    """One worker's session; `refused` says why the server would not have it, once it would not."""
+
+    def __init__(self, connection: Connection, on_refused: Callable[[], None]) -> None:
+        self.connection = connection
+        self.on_refused = on_refused
+        self.refused = ""
+        self._task: asyncio.Task[None] | None = None
+        self._call: grpc.aio.StreamStreamCall | None = None
+        self._outbox: asyncio.Queue[pb.WorkerMessage | None] = asyncio.Queue()
+        self._leaving = False
+        self.opened = asyncio.Event()
+        """Set while the server has welcomed the current stream."""
+
+    def start(self, worker_id: int) -> None:
+        """Open the session of `worker_id` in the background, dropping one opened for an earlier id."""
+        self._drop()
+        self.refused, self._leaving = "", False
+        self._task = asyncio.create_task(self._keep_open(worker_id))
+
+    async def close(self, reason: str) -> None:
+        """Leave on purpose: say goodbye, wait for the server to end the stream, then stop."""
+        self._leaving = True
+        call, task = self._call, self._task
+        if call is not None and task is not None and not call.done():
+            self._outbox.put_nowait(pb.WorkerMessage(goodbye=pb.WorkerGoodbye(reason=reason)))
+            self._outbox.put_nowait(None)
+            done, _ = await asyncio.wait({task}, timeout=GOODBYE_SECONDS)  # it reads on until the server ends it
+            if not done:
+                log.info("the server did not take our goodbye within %g s; closing the session anyway", GOODBYE_SECONDS)
+        self._drop()
+
+    def abort(self) -> None:
+        """End the session without a goodbye: the server takes this worker as gone and requeues its tasks now."""
+        self._leaving = True
+        self._drop()
+
+    def _drop(self) -> None:
+        self._outbox.put_nowait(None)
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.opened.clear()
+
+    async def _keep_open(self, worker_id: int) -> None:
+        delay = FIRST_REOPEN_DELAY
+        while True:
+            try:
+                await self._hold(worker_id)
+                if self._leaving:
+                    return
+                log.warning("the server ended the session of worker %d; opening it again", worker_id)
+            except grpc.aio.AioRpcError as err:
+                if self._leaving or not self._worth_reopening(worker_id, err, delay):
+                    return
+            finally:
+                if self.opened.is_set():
+                    delay = FIRST_REOPEN_DELAY  # it was open a while: a fresh break, not the same one again
+                self.opened.clear()
+            await asyncio.sleep(delay)
+            self.connection.refresh()  # the server may have moved: reopen where access.toml says it is now
+            delay = min(delay * 2, MAX_REOPEN_DELAY)
+
+    def _worth_reopening(self, worker_id: int, err: grpc.aio.AioRpcError, delay: float) -> bool:
+        code = err.code()
+        if code in DISOWNED:
+            self.refused = f"the server disowned worker {worker_id}: {err.details()}"
+            self.on_refused()
+            return False
+        if code in {grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INVALID_ARGUMENT}:
+            log.error("the server cannot keep a session for this worker (%s): %s", code.name, err.details())
+            log.error("working on pings alone: if this worker dies, its tasks wait for the worker timeout")
+            return False
+        log.warning("the session of worker %d broke (%s); opening it again in %.1f s", worker_id, _why(err), delay)
+        return True
+
+    async def _hold(self, worker_id: int) -> None:
+        """Say hello and hold the stream open until it ends; AioRpcError says how, if it did not end cleanly."""
+        # Messages go out through a queue we own and end with None: grpc's own write() leaves a task pending
+        # forever behind a call that failed, and this call is opened again and again while the server is away.
+        self._outbox = outbox = asyncio.Queue()
+        outbox.put_nowait(pb.WorkerMessage(hello=pb.WorkerHello(worker_id=worker_id)))
+        call = self.connection.stub.WorkerSession(_sent_from(outbox))
+        self._call = call
+        try:
+            while True:
+                message = await call.read()
+                if message is grpc.aio.EOF:
+                    return
+                if message.WhichOneof("kind") == "welcome":
+                    if not self.opened.is_set():
+                        log.info("worker %d: session open", worker_id)
+                    self.opened.set()
+                # Other kinds come from a newer server: ignored.
+        finally:
+            outbox.put_nowait(None)
+
+
+async def _sent_from(outbox: asyncio.Queue[pb.WorkerMessage | None]) -> AsyncIterator[pb.WorkerMessage]:
+    """The messages put in `outbox`, until None."""
+    while (message := await outbox.get()) is not None:
+        yield message
+
+
+def _why(err: grpc.aio.AioRpcError) -> str:
+    return f"{err.code().name}: {err.details()}"
+
+
+__all__ = ["Session"]
