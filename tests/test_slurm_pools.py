@@ -146,15 +146,16 @@ def test_a_job_cancelled_outside_gives_its_tasks_to_the_other_worker(slurm_serve
             60,
             what="both workers to register",
         )
-        task_ids = [client.submit("sleep 2") for _ in range(6)]
-        wait_until(
-            lambda: any(t.worker_id == first and t.status == Status.RUNNING for t in client.tasks()),
-            30,
-            what="the first worker to run a task",
-        )
-        held = [t.task_id for t in client.tasks("ACR") if t.worker_id == first]
+        task_ids = [client.submit("sleep 4") for _ in range(6)]
+
+        def held_by_first() -> list[int]:
+            """The first worker's tasks, once it runs one (read in one listing, so the list is never empty)."""
+            held = [t for t in client.tasks("ACR") if t.worker_id == first]
+            return [t.task_id for t in held] if any(t.status == Status.RUNNING for t in held) else []
+
+        held = wait_until(held_by_first, 30, what="the first worker to run a task")
         job = next(w.slurm_job_id for w in client.workers() if w.worker_id == first)
-        scancel(slurm_env, job)
+        scancel(slurm_env, job)  # well within the 4 s its running task takes
         wait_until(
             lambda: next(w.state for w in client.workers() if w.worker_id == first) in {"stopped", "lost"},
             30,
@@ -162,9 +163,8 @@ def test_a_job_cancelled_outside_gives_its_tasks_to_the_other_worker(slurm_serve
         )
         wait_until(lambda: _all(client, Status.SUCCEEDED, 6), 60, what="all six tasks to succeed")
         tasks = {t.task_id: t for t in client.tasks()}
-        for task_id in held:
-            assert tasks[task_id].worker_id == second, tasks[task_id]
-            assert tasks[task_id].attempts == 2
+        assert held, "the first worker held a running task when its job was cancelled"
+        assert [(tasks[t].worker_id, tasks[t].attempts) for t in held] == [(second, 2)] * len(held), tasks
         assert sorted(tasks) == sorted(task_ids)
 
 
