@@ -1,4 +1,5 @@
-"""issue 4 against the real single-node Slurm: worker jobs created, watched, cancelled and allocated by the server.
+"""Slurm worker pools against the real single-node Slurm: worker jobs created, watched, cancelled and allocated by the
+server.
 
 Slurm jobs are few and long-lived here: each test starts at most two, and the cluster is the one scripts/test.sh
 started with slurm/start-cluster.sh.
@@ -16,7 +17,15 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import ServerProcess, Workers, start_server, tqhpc_command, wait_until
-from slurm_cluster import require_cluster, scancel, squeue_jobs
+from slurm_cluster import (
+    default_partition,
+    job_fields,
+    job_script,
+    require_cluster,
+    scancel,
+    scancel_all,
+    squeue_jobs,
+)
 
 from tqhpc import Client, Status
 from tqhpc._proto import pb
@@ -50,6 +59,12 @@ prefetch = 3
 ping_interval = 0.2
 idle_timeout = 0
 walltime_margin = 45
+"""
+ZERO = """
+[pools.zero]
+time_limit = "10:00"
+prefetch = 0
+ping_interval = 0.2
 """
 BROKEN = """
 [pools.broken]
@@ -91,6 +106,19 @@ def _cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess:
         tqhpc_command(*args, "--access", str(server.access_file)),
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
+
+
+def _cli_fails(server: ServerProcess, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        tqhpc_command(*args, "--access", str(server.access_file)),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0, result
+    return result
+
+
+def _job_of(client: Client, worker_id: int) -> str:
+    return next(w.slurm_job_id for w in client.workers() if w.worker_id == worker_id)
 
 
 def _jobs(client: Client, pool: str | None = None) -> list[str]:
@@ -146,15 +174,16 @@ def test_a_job_cancelled_outside_gives_its_tasks_to_the_other_worker(slurm_serve
             60,
             what="both workers to register",
         )
-        task_ids = [client.submit("sleep 2") for _ in range(6)]
-        wait_until(
-            lambda: any(t.worker_id == first and t.status == Status.RUNNING for t in client.tasks()),
-            30,
-            what="the first worker to run a task",
-        )
-        held = [t.task_id for t in client.tasks("ACR") if t.worker_id == first]
+        task_ids = [client.submit("sleep 4") for _ in range(6)]
+
+        def held_by_first() -> list[int]:
+            """The first worker's tasks, once it runs one (read in one listing, so the list is never empty)."""
+            held = [t for t in client.tasks("ACR") if t.worker_id == first]
+            return [t.task_id for t in held] if any(t.status == Status.RUNNING for t in held) else []
+
+        held = wait_until(held_by_first, 30, what="the first worker to run a task")
         job = next(w.slurm_job_id for w in client.workers() if w.worker_id == first)
-        scancel(slurm_env, job)
+        scancel(slurm_env, job)  # well within the 4 s its running task takes
         wait_until(
             lambda: next(w.state for w in client.workers() if w.worker_id == first) in {"stopped", "lost"},
             30,
@@ -162,9 +191,8 @@ def test_a_job_cancelled_outside_gives_its_tasks_to_the_other_worker(slurm_serve
         )
         wait_until(lambda: _all(client, Status.SUCCEEDED, 6), 60, what="all six tasks to succeed")
         tasks = {t.task_id: t for t in client.tasks()}
-        for task_id in held:
-            assert tasks[task_id].worker_id == second, tasks[task_id]
-            assert tasks[task_id].attempts == 2
+        assert held, "the first worker held a running task when its job was cancelled"
+        assert [(tasks[t].worker_id, tasks[t].attempts) for t in held] == [(second, 2)] * len(held), tasks
         assert sorted(tasks) == sorted(task_ids)
 
 
@@ -256,9 +284,22 @@ def test_walltime_hands_back_prefetched_tasks_and_skips_tasks_that_do_not_fit(sl
 def test_unknown_profile_and_sbatch_errors_are_clear(slurm_server) -> None:
     channel = grpc.insecure_channel(slurm_server.access.address)
     with Client(slurm_server.access_file) as client:
-        with pytest.raises(ClientError, match="unknown Slurm pool profile 'nope'") as err:
+        with pytest.raises(
+            ClientError, match=r"unknown Slurm pool profile 'nope' \(known: broken, default, test;"
+        ) as err:
             client.create_workers(1, provider="slurm", flavor="nope")
         assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        unknown = _cli_fails(slurm_server, "workers", "create", "--provider", "slurm", "--profile", "nope")
+        assert (unknown.returncode, unknown.stdout) == (1, "")
+        assert unknown.stderr == (
+            "tqhpc: error: unknown Slurm pool profile 'nope' (known: broken, default, test; "
+            "add [pools.NAME] tables to the server's config.toml for more)\n"
+        )
+        local = _cli_fails(slurm_server, "workers", "create", "--profile", "test")
+        assert local.returncode == 2 and local.stderr.startswith(
+            "tqhpc workers create: error: --profile names a Slurm pool profile: use it with --provider slurm"
+        )
+        assert len(local.stderr.splitlines()) == 1, local.stderr
         assert client.workers() == [], "nothing is created for an unknown profile"
         with pytest.raises(ClientError, match=r"sbatch refused the worker job: .*invalid partition") as err:
             client.create_workers(2, provider="slurm", flavor="broken")
@@ -301,3 +342,72 @@ def test_a_failing_autoalloc_pool_is_paused_and_says_why(slurm_server) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert unknown.returncode == 1 and "no pool profile 'nosuch' (known: broken, test)" in unknown.stderr
+
+
+@pools("")
+def test_a_first_time_user_gets_slurm_workers_on_the_default_partition(slurm_server, slurm_env) -> None:
+    """No pool profile configured: `workers create --provider slurm` and a seed client's CreateWorker (flavor "")
+    submit jobs to the cluster's default partition with its time limit and one CPU per task slot."""
+    partition, time_limit = default_partition(slurm_env)
+    jobs: list[str] = []
+    try:
+        with Client(slurm_server.access_file) as client:
+            created = _cli(
+                slurm_server, "workers", "create", "--provider", "slurm", "--concurrency", "2", "--prefetch", "0"
+            )
+            (wide,) = map(int, created.stdout.split())
+            jobs.append(_job_of(client, wide))
+            fields = job_fields(slurm_env, jobs[0])
+            assert (fields["Partition"], fields["TimeLimit"], fields["CPUs/Task"]) == (partition, time_limit, "2")
+            script = job_script(slurm_env, jobs[0])
+            assert " --concurrency 2 --prefetch 0 " in script, script
+            assert ("#SBATCH --time=" in script) == (time_limit != "UNLIMITED"), script
+            _cli(slurm_server, "worker", "delete", str(wide))  # its two CPUs are the whole node: free them
+            (seed,) = client.create_workers(1, provider="slurm")  # what a seed client sends: flavor "", 0, 0
+            jobs.append(_job_of(client, seed))
+            assert job_fields(slurm_env, jobs[1])["CPUs/Task"] == "1", "concurrency 0 asks for one CPU"
+            task_id = client.submit("true")
+            wait_until(lambda: client.task(task_id).status == Status.SUCCEEDED, 90, what="the job's worker to run it")
+            worker = next(w for w in client.workers() if w.worker_id == seed)
+            assert (client.task(task_id).worker_id, worker.slurm_pool, worker.prefetch) == (seed, "default", 0)
+        pool = {p["name"]: p for p in json.loads(_cli(slurm_server, "pool", "list", "--json").stdout)}["default"]
+        assert (pool["partition"], pool["submitted"], pool["autoalloc"]) == (partition, 2, False), pool
+        line = next(
+            line for line in _cli(slurm_server, "pool", "list").stdout.splitlines() if line.startswith("default")
+        )
+        assert line.split()[7:9] == ["none" if time_limit == "UNLIMITED" else time_limit, "2"], line
+    finally:
+        scancel_all(slurm_env, jobs)
+
+
+@pools(TEST + ZERO)
+def test_jobs_submitted_by_hand_keep_the_profile_prefetch_and_are_counted(slurm_server, slurm_env) -> None:
+    jobs: list[str] = []
+    try:
+        with Client(slurm_server.access_file) as client:
+            (first,) = map(int, _cli(slurm_server, "pool", "create", "--profile", "zero").stdout.split())
+            jobs.append(_job_of(client, first))
+            created = _cli(slurm_server, "workers", "create", "--provider", "slurm", "-p", "zero", "--prefetch", "3")
+            (second,) = map(int, created.stdout.split())
+            jobs.append(_job_of(client, second))
+        first_script, second_script = (job_script(slurm_env, job) for job in jobs)
+        assert " --concurrency 1 --prefetch 0 " in first_script, "the profile's prefetch = 0 is kept"
+        assert " --concurrency 1 --prefetch 3 " in second_script, "an explicit --prefetch wins over the profile's"
+        assert f"--job-name=tqhpc-zero-{second}" in second_script
+        pools = {p["name"]: p for p in json.loads(_cli(slurm_server, "pool", "list", "--json").stdout)}
+        assert (pools["zero"]["submitted"], pools["test"]["submitted"]) == (2, 0), pools
+        assert "default" not in pools, "the default pool is listed once it is used"
+        line = next(line for line in _cli(slurm_server, "pool", "list").stdout.splitlines() if line.startswith("zero"))
+        assert line.split()[8] == "2", line
+    finally:
+        scancel_all(slurm_env, jobs)
+
+
+@pools(BROKEN.replace("[pools.broken]", "[pools.default]").replace("autoalloc = true", "autoalloc = false"))
+def test_a_default_table_in_the_config_replaces_the_default_profile(slurm_server) -> None:
+    """Its wrong partition shows that it, not the cluster's default partition, made the job."""
+    refused = _cli_fails(slurm_server, "workers", "create", "--provider", "slurm")
+    assert refused.stderr.startswith("tqhpc: error: sbatch refused the worker job: "), refused.stderr
+    assert "invalid partition" in refused.stderr.lower()
+    (pool,) = json.loads(_cli(slurm_server, "pool", "list", "--json").stdout)
+    assert (pool["name"], pool["partition"], pool["submitted"]) == ("default", "no-such-partition", 0)

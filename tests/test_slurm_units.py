@@ -1,18 +1,23 @@
-"""issue 4 without a cluster: pool profiles, the job script, walltime arithmetic, the crash limit, walltime fit."""
+"""Slurm pools without a cluster: profiles, partitions, the job script, walltime arithmetic, the crash limit."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import grpc
 import pytest
-from conftest import tqhpc_command
+from conftest import start_server, tqhpc_command
 
+from tqhpc import Client
+from tqhpc.client import ClientError
 from tqhpc.config import ConfigError
 from tqhpc.records import WorkerState
-from tqhpc.slurm.profiles import PoolProfile, load_profiles, parse_profiles, sbatch_time_seconds
+from tqhpc.slurm.partitions import Partition, PartitionError, default_partition, parse_partitions
+from tqhpc.slurm.profiles import PoolProfile, default_profile, load_profiles, parse_profiles, sbatch_time_seconds
 from tqhpc.slurm.script import WorkerJob, render
 from tqhpc.status import Status
 from tqhpc.store import Database, slurm_jobs, taskflow
@@ -120,10 +125,17 @@ def test_walltime_from_the_environment_and_from_squeue_output() -> None:
     assert Walltime(end=None, margin=30).left() == float("inf") and Walltime(None, 30).stop_at is None
 
 
-def _worker(db: Database, walltime_end: float | None = None) -> int:
+def _worker(db: Database, walltime_end: float | None = None, prefetch: int = 0) -> int:
     return db.call(
         lambda c: worker_ops.register(
-            c, name="w", concurrency=1, prefetch=0, hostname="h", pid=1, now=time.time(), walltime_end=walltime_end
+            c,
+            name="w",
+            concurrency=1,
+            prefetch=prefetch,
+            hostname="h",
+            pid=1,
+            now=time.time(),
+            walltime_end=walltime_end,
         )
     ).worker_id
 
@@ -133,9 +145,11 @@ def test_a_task_that_keeps_losing_its_worker_fails_at_the_crash_limit(db: Databa
     (idle,) = db.call(lambda c: taskflow.insert_batch(c, [NewTask("true")], 1.0))
     (dependent,) = db.call(lambda c: taskflow.insert_batch(c, [NewTask("echo after", after=(task_id,))], 1.0))
     for attempt in (1, 2, 3):
-        worker_id = _worker(db)
-        db.call(lambda c, w=worker_id: worker_ops.ping(c, w, time.time()))
+        worker_id = _worker(db, prefetch=1)  # room for both: it runs one and has accepted the other
+        assigned = db.call(lambda c, w=worker_id: worker_ops.ping(c, w, time.time())).tasks
+        assert sorted(t.task_id for t in assigned) == sorted([task_id, idle])
         db.call(lambda c, w=worker_id: task_ops.update_status(c, task_id, Status.RUNNING, time.time(), worker_id=w))
+        db.call(lambda c, w=worker_id: task_ops.update_status(c, idle, Status.ACCEPTED, time.time(), worker_id=w))
         _, requeued = db.call(
             lambda c, w=worker_id, n=attempt: worker_ops.retire(c, w, WorkerState.LOST, f"lost #{n}", crash_limit=3)
         )
@@ -143,12 +157,13 @@ def test_a_task_that_keeps_losing_its_worker_fails_at_the_crash_limit(db: Databa
         assert task.crash_count == attempt
         if attempt < 3:
             assert task.status == Status.PENDING and task_id in requeued
+        never_ran = db.call(lambda c: task_ops.get_task(c, idle))
+        assert idle in requeued and (never_ran.status, never_ran.crash_count) == (Status.PENDING, 0), never_ran
     assert task.status == Status.FAILED and task_id not in requeued
     assert task.reason == "crash limit reached: its worker was lost 3 times while running it (last: lost #3)"
     assert task.failure == "crash_limit"
     after = db.call(lambda c: task_ops.get_task(c, dependent))
     assert (after.status, after.reason) == (Status.CANCELLED, f"dependency {task_id} failed")
-    assert db.call(lambda c: task_ops.get_task(c, idle)).crash_count == 0, "a task that never ran counts no crash"
 
 
 def test_a_deleted_worker_counts_no_crash(db: Database) -> None:
@@ -193,3 +208,61 @@ def test_autoalloc_counts_only_the_pending_tasks_a_pool_could_run(db: Database) 
     db.call(lambda c: taskflow.insert_batch(c, specs, 1.0))
     assert db.call(lambda c: slurm_jobs.pending_task_count(c, pool.concurrency, pool.task_time)) == 2
     assert db.call(slurm_jobs.pending_task_count) == 4
+
+
+# `scontrol show partition --oneliner` of a cluster with a default partition that sets no limit, and one that does.
+SCONTROL_PARTITIONS = """\
+PartitionName=debug AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL AllocNodes=ALL Default=YES QoS=N/A \
+DefaultTime=NONE DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO MaxNodes=UNLIMITED MaxTime=UNLIMITED \
+MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED Nodes=vm State=UP TotalCPUs=2 TRES=cpu=2,mem=21694M,node=1,billing=2
+PartitionName=long AllowGroups=ALL Default=NO DefaultTime=01:00:00 MaxTime=2-00:00:00 Nodes=vm State=UP
+PartitionName=short Default=NO DefaultTime=NONE MaxTime=30:00 Nodes=vm State=UP
+"""
+
+
+def test_the_default_partition_and_the_time_limit_a_job_gets_there() -> None:
+    partitions = parse_partitions(SCONTROL_PARTITIONS)
+    assert partitions == [
+        Partition("debug", default=True, time_limit=""),
+        Partition("long", default=False, time_limit="01:00:00"),
+        Partition("short", default=False, time_limit="30:00"),
+    ]
+    assert default_partition(partitions) == partitions[0]
+    with pytest.raises(PartitionError, match=r"marks no partition as its default \(partitions: long, short\)"):
+        default_partition(partitions[1:])
+    with pytest.raises(PartitionError, match="marks no partition"):
+        default_partition([])
+    with pytest.raises(PartitionError, match=r"partition odd: cannot read MaxTime='forever' as a Slurm time"):
+        parse_partitions("PartitionName=odd Default=YES DefaultTime=NONE MaxTime=forever\n")
+
+
+def test_the_default_profile_names_the_partition_and_its_limit_only() -> None:
+    unlimited = default_profile(Partition("debug", default=True, time_limit=""))
+    assert (unlimited.name, unlimited.partition, unlimited.concurrency) == ("default", "debug", 1)
+    assert unlimited.task_time == float("inf"), "no time limit: any declared run time fits"
+    script = render(unlimited, WorkerJob(3, 2, 0, Path("/a"), Path("/o")))
+    lines = script.splitlines()
+    assert "#SBATCH --partition=debug" in lines and "#SBATCH --cpus-per-task=2" in lines
+    assert not [line for line in lines if line.startswith("#SBATCH --time")], script
+    assert "--concurrency 2 --prefetch 0 " in script
+    limited = default_profile(Partition("long", default=True, time_limit="01:00:00"))
+    assert "#SBATCH --time=01:00:00" in render(limited, WorkerJob(3, 1, 0, Path("/a"), Path("/o"))).splitlines()
+    assert limited.task_time == 3600 - limited.walltime_margin
+
+
+def test_the_default_profile_on_a_host_without_slurm_says_what_is_missing(tmp_path: Path) -> None:
+    no_slurm = tmp_path / "bin"
+    no_slurm.mkdir()
+    server = start_server(tmp_path / "state", env=dict(os.environ, PATH=str(no_slurm)))
+    try:
+        with Client(server.access_file) as client:
+            with pytest.raises(ClientError) as err:
+                client.create_workers(1, provider="slurm")
+            assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+            assert str(err.value).endswith(
+                "the default pool profile needs the cluster's default partition, but: "
+                "scontrol is not installed or not on the server's PATH"
+            ), str(err.value)
+            assert client.workers() == [], "no worker is created for a request that cannot be met"
+    finally:
+        server.stop()

@@ -266,10 +266,17 @@ class Client:
         request = pb.ListWorkersRequest(include_retired=include_retired)
         return [WorkerInfo.from_message(w) for w in self._call(self._stub.ListWorkers, request).workers]
 
-    def create_workers(self, number: int, *, provider: str = "local", concurrency: int = 0, prefetch: int = 0,
-                       flavor: str = "") -> list[int]:  # fmt: skip
+    def create_workers(self, number: int, *, provider: str = "local", concurrency: int = 0,
+                       prefetch: int | None = 0, flavor: str = "") -> list[int]:  # fmt: skip
+        """Start `number` workers. For Slurm, `flavor` names the pool profile ("": the default one), a concurrency
+        of 0 and a prefetch of None take the profile's."""
         request = pb.WorkerRequest(
-            provider=provider, number=number, concurrency=concurrency, prefetch=prefetch, flavor=flavor
+            provider=provider,
+            number=number,
+            concurrency=concurrency,
+            prefetch=prefetch or 0,
+            prefetch_from_profile=prefetch is None,
+            flavor=flavor,
         )
         return list(self._call(self._stub.CreateWorker, request).worker_ids)
 
@@ -277,7 +284,7 @@ class Client:
         self._call(self._stub.DeleteWorker, pb.WorkerId(worker_id=worker_id))
 
     def slurm_pools(self) -> list[pb.SlurmPool]:
-        """issue 4: the server's Slurm pool profiles and what automatic allocation does with them."""
+        """The server's Slurm pool profiles and what automatic allocation does with them."""
         return list(self._call(self._stub.ListSlurmPools, pb.SlurmPoolListRequest()).pools)
 
     def resume_slurm_pool(self, name: str) -> pb.SlurmPool:

@@ -249,7 +249,7 @@ class WorkerInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., worker_id: _Optional[int] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., container_capable: _Optional[bool] = ..., container_note: _Optional[str] = ..., walltime_end: _Optional[float] = ...) -> None: ...
 
 class WorkerRequest(_message.Message):
-    __slots__ = ("provider", "flavor", "number", "concurrency", "prefetch", "step_id", "flavor_id", "region_id")
+    __slots__ = ("provider", "flavor", "number", "concurrency", "prefetch", "step_id", "flavor_id", "region_id", "prefetch_from_profile")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     FLAVOR_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
@@ -258,6 +258,7 @@ class WorkerRequest(_message.Message):
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     FLAVOR_ID_FIELD_NUMBER: _ClassVar[int]
     REGION_ID_FIELD_NUMBER: _ClassVar[int]
+    PREFETCH_FROM_PROFILE_FIELD_NUMBER: _ClassVar[int]
     provider: str
     flavor: str
     number: int
@@ -266,7 +267,8 @@ class WorkerRequest(_message.Message):
     step_id: int
     flavor_id: int
     region_id: int
-    def __init__(self, provider: _Optional[str] = ..., flavor: _Optional[str] = ..., number: _Optional[int] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., step_id: _Optional[int] = ..., flavor_id: _Optional[int] = ..., region_id: _Optional[int] = ...) -> None: ...
+    prefetch_from_profile: bool
+    def __init__(self, provider: _Optional[str] = ..., flavor: _Optional[str] = ..., number: _Optional[int] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ..., step_id: _Optional[int] = ..., flavor_id: _Optional[int] = ..., region_id: _Optional[int] = ..., prefetch_from_profile: _Optional[bool] = ...) -> None: ...
 
 class WorkersList(_message.Message):
     __slots__ = ("workers",)

@@ -219,7 +219,7 @@ class TaskQueueServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SubmitTasks(self, request, context):
-        """issue 5
+        """tqhpc: batches of tasks, the statuses of many, cancel and retry
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -244,7 +244,7 @@ class TaskQueueServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListSlurmPools(self, request, context):
-        """issue 4
+        """tqhpc: Slurm worker pools
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

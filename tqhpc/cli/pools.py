@@ -26,8 +26,13 @@ def pool() -> None:
 @click.option(
     "--concurrency", type=click.IntRange(min=0), default=0, help="Tasks each runs at once (0: the profile's)."
 )
-@click.option("--prefetch", type=click.IntRange(min=0), default=1, help="Tasks each accepts beyond its concurrency.")
-def create(access: str | None, profile: str, number: int, concurrency: int, prefetch: int) -> None:
+@click.option(
+    "--prefetch",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Tasks each accepts beyond its concurrency (default: the profile's).",
+)
+def create(access: str | None, profile: str, number: int, concurrency: int, prefetch: int | None) -> None:
     """Submit NUMBER Slurm jobs of PROFILE, one worker each, and print their worker ids."""
     with connect(access) as client:
         ids = client.create_workers(
@@ -65,7 +70,10 @@ def list_pools(access: str | None, as_json: bool) -> None:
         )
         return
     if not pools:
-        click.echo("no pool profiles: add [pools.NAME] tables to the server's config.toml")
+        click.echo(
+            "no pools yet: `tqhpc workers create --provider slurm` uses the default profile (the cluster's default "
+            "partition); add [pools.NAME] tables to the server's config.toml for others"
+        )
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     for header in ("POOL", "AUTOALLOC", "LIVE", "QUEUED", "BACKLOG", "MAX", "IDLE TIMEOUT", "TIME LIMIT", "SUBMITTED"):
@@ -86,7 +94,7 @@ def list_pools(access: str | None, as_json: bool) -> None:
             str(p.backlog),
             str(p.max_workers),
             f"{p.idle_timeout:g}s",
-            p.time_limit,
+            p.time_limit or "none",
             str(p.submitted),
             status,
         )

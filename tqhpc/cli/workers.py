@@ -35,14 +35,47 @@ def _client(ctx: click.Context, access: str | None) -> Client:
 @workers.command("create")
 @access_option
 @click.option("--number", "-n", type=click.IntRange(min=1), default=1, help="How many workers.")
-@click.option("--provider", default="local", help="Where they run: local (on the server's host).")
-@click.option("--concurrency", type=click.IntRange(min=0), default=0, help="Tasks each runs at once (0: its CPUs).")
-@click.option("--prefetch", type=click.IntRange(min=0), default=1, help="Tasks each accepts beyond its concurrency.")
+@click.option(
+    "--provider", default="local", help="Where they run: local (on the server's host) or slurm (one job each)."
+)
+@click.option(
+    "--profile",
+    "-p",
+    default=None,
+    metavar="NAME",
+    help="Slurm pool profile ([pools.NAME] of the server's config.toml); default: the cluster's default partition.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Tasks each runs at once (0: its CPUs; for Slurm, the profile's).",
+)
+@click.option(
+    "--prefetch",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Tasks each accepts beyond its concurrency (default: the pool profile's for Slurm, else 1).",
+)
 @click.pass_context
-def create(ctx: click.Context, access: str | None, number: int, provider: str, concurrency: int, prefetch: int) -> None:
+def create(
+    ctx: click.Context,
+    access: str | None,
+    number: int,
+    provider: str,
+    profile: str | None,
+    concurrency: int,
+    prefetch: int | None,
+) -> None:
     """Start workers through the server and print their ids."""
+    if profile is not None and provider != "slurm":
+        raise click.UsageError("--profile names a Slurm pool profile: use it with --provider slurm")
+    if prefetch is None and provider != "slurm":
+        prefetch = 1
     with _client(ctx, access) as client:
-        ids = client.create_workers(number, provider=provider, concurrency=concurrency, prefetch=prefetch)
+        ids = client.create_workers(
+            number, provider=provider, concurrency=concurrency, prefetch=prefetch, flavor=profile or ""
+        )
     click.echo(" ".join(map(str, ids)))
 
 

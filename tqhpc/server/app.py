@@ -114,7 +114,8 @@ class Server:
             self.settings.local_worker_ping_interval,
             self._local_worker_exited,
         )
-        # Slurm workers and pools, from the [pools.NAME] tables of the same config.toml as the settings.
+        # Slurm workers and pools, from the [pools.NAME] tables of the same config.toml as the settings and the
+        # cluster's default partition.
         profiles = load_profiles(self.config)
         self.slurm = SlurmProvider(
             self.db, profiles, self.state_dir, self.state_dir / ACCESS_FILE, self._slurm_job_ended
@@ -125,7 +126,7 @@ class Server:
             {self.local.name: self.local, self.slurm.name: self.slurm},
             crash_limit=self.settings.crash_limit,
         )
-        self.autoalloc = Autoallocator(self.db, profiles, self.service.create_workers)
+        self.autoalloc = Autoallocator(self.db, self.slurm, self.service.create_workers)
         self.service.pools = self.autoalloc
         self.token = token or new_token()
         self.grpc = aio.server(
@@ -175,7 +176,7 @@ class Server:
                 log.exception("looking for lost workers failed")
 
     async def _watch_slurm(self) -> None:
-        """issue 4: the reconciliation loop: squeue against live Slurm workers, then automatic allocation."""
+        """The reconciliation loop: squeue against live Slurm workers, then automatic allocation."""
         while True:
             await asyncio.sleep(self.settings.slurm_poll_interval)
             try:

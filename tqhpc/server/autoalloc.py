@@ -1,4 +1,4 @@
-"""Automatic allocation (issue 4), after HyperQueue's autoalloc: Slurm jobs appear while tasks wait.
+"""Automatic allocation, after HyperQueue's autoalloc: Slurm jobs appear while tasks wait.
 
 Per pool profile with `autoalloc = true`: while tasks its workers could run are pending (slots within its
 concurrency, declared run time within its time limit), keep up to `backlog` worker jobs waiting in
@@ -6,11 +6,14 @@ Slurm, and never more than `max_workers` live workers of the pool in all. Worker
 `idle_timeout` seconds without a task (the job script passes it to `tqhpc worker`), so the pool shrinks to nothing
 when the queue is empty. After `max_submit_failures` sbatch refusals in a row the pool is paused, and
 `tqhpc pool list` shows sbatch's own message as the reason; `tqhpc pool resume NAME` (or a restart) resumes it.
+The listing also counts every job submitted for each pool since the server started, by hand or automatically, and
+shows the default pool once a request used it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -18,12 +21,13 @@ from .._proto import pb
 from ..errors import NotFound, TqhpcError
 from ..slurm.profiles import PoolProfile
 from ..store import Database, slurm_jobs
+from .slurm_provider import SlurmProvider
 
 log = logging.getLogger("tqhpc.server")
 
 NO_PROFILES = "the server has no pool profiles: add [pools.NAME] tables to its config.toml and restart it"
 
-CreateWorkers = Callable[[str, int, int, int, str], Awaitable[list[int]]]
+CreateWorkers = Callable[[str, int, int, int | None, str], Awaitable[list[int]]]
 """(provider, number, concurrency, prefetch, flavor) -> worker ids: the CreateWorker path of the service."""
 
 
@@ -32,15 +36,23 @@ class PoolState:
     failures: int = 0
     paused: bool = False
     pause_reason: str = ""
-    submitted: int = 0
 
 
 class Autoallocator:
-    def __init__(self, db: Database, profiles: dict[str, PoolProfile], create_workers: CreateWorkers) -> None:
+    def __init__(self, db: Database, slurm: SlurmProvider, create_workers: CreateWorkers) -> None:
         self.db = db
-        self.profiles = profiles
+        self.slurm = slurm
+        self.profiles = slurm.profiles
         self.create_workers = create_workers
-        self.states = {name: PoolState() for name in profiles}
+        self.states: defaultdict[str, PoolState] = defaultdict(PoolState)
+
+    def listed(self) -> dict[str, PoolProfile]:
+        """The pools `pool list` shows: every configured profile, and the default one once a request used it."""
+        pools = dict(self.profiles)
+        default = self.slurm.default_profile
+        if default is not None and default.name not in pools:
+            pools[default.name] = default
+        return pools
 
     def wanted(self, profile: PoolProfile, pending: int, live: int, queued: int) -> int:
         """How many jobs to submit now: fill the backlog while work waits, within max_workers."""
@@ -76,26 +88,25 @@ class Autoallocator:
                 log.error("autoalloc: pool %s %s", profile.name, state.pause_reason)
             return
         state.failures = 0
-        state.submitted += len(ids)
         log.info("autoalloc: pool %s submitted workers %s", profile.name, ids)
 
     async def resume(self, name: str) -> pb.SlurmPool:
         """Let a paused pool submit again (the user fixed the profile's partition, account, ...); its failure count
         starts over, so it pauses again only after as many new failures."""
-        if not self.profiles:
+        pools = self.listed()
+        if not pools:
             raise NotFound(NO_PROFILES)
-        if name not in self.profiles:
-            raise NotFound(f"no pool profile {name!r} (known: {', '.join(sorted(self.profiles))})")
-        state = self.states[name]
-        if state.paused:
+        if name not in pools:
+            raise NotFound(f"no pool profile {name!r} (known: {', '.join(sorted(pools))})")
+        if self.states[name].paused:
             log.info("autoalloc: pool %s resumed", name)
-        self.states[name] = PoolState(submitted=state.submitted)
+        self.states[name] = PoolState()
         counts = await self.db.run(slurm_jobs.live_pool_counts)
-        return self._pool_message(self.profiles[name], counts)
+        return self._pool_message(pools[name], counts)
 
     async def describe(self) -> pb.SlurmPoolList:
         counts = await self.db.run(slurm_jobs.live_pool_counts)
-        return pb.SlurmPoolList(pools=[self._pool_message(profile, counts) for profile in self.profiles.values()])
+        return pb.SlurmPoolList(pools=[self._pool_message(profile, counts) for profile in self.listed().values()])
 
     def _pool_message(self, profile: PoolProfile, counts: dict[str, tuple[int, int]]) -> pb.SlurmPool:
         state = self.states[profile.name]
@@ -113,5 +124,5 @@ class Autoallocator:
             paused=state.paused,
             pause_reason=state.pause_reason,
             failures=state.failures,
-            submitted=state.submitted,
+            submitted=self.slurm.submitted[profile.name],
         )

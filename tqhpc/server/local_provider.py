@@ -34,8 +34,10 @@ class LocalProvider:
         self.processes: dict[int, asyncio.subprocess.Process] = {}
         self._watchers: set[asyncio.Task[None]] = set()
 
-    def check_flavor(self, flavor: str) -> None:
-        """Local workers have no flavors: any value is accepted and ignored."""
+    async def resolve(self, flavor: str, concurrency: int, prefetch: int | None) -> tuple[int, int]:
+        """Local workers have no flavors: any value is accepted and ignored, and a prefetch left to the flavor is
+        the worker's default of 1."""
+        return concurrency, 1 if prefetch is None else prefetch
 
     async def start(self, worker_ids: list[int], concurrency: int, prefetch: int, flavor: str) -> None:
         self.log_dir.mkdir(mode=0o700, exist_ok=True)

@@ -45,7 +45,10 @@ class Provider(Protocol):
 
     name: str
 
-    def check_flavor(self, flavor: str) -> None: ...
+    async def resolve(self, flavor: str, concurrency: int, prefetch: int | None) -> tuple[int, int]:
+        """Refuse a flavor the provider does not know; return the (concurrency, prefetch) its workers get
+        (prefetch None: the flavor's own)."""
+        ...
 
     async def start(self, worker_ids: list[int], concurrency: int, prefetch: int, flavor: str) -> None: ...
 
@@ -87,8 +90,8 @@ class TaskQueueService(rpc.TaskQueueServicer):
         self.db = db
         self.logs = logs
         self.providers = providers
-        self.crash_limit = crash_limit  # issue 4
-        self.pools: Autoallocator | None = None  # issue 4: set by the server when it knows Slurm pool profiles
+        self.crash_limit = crash_limit  # losses of its worker while running after which a task fails
+        self.pools: Autoallocator | None = None  # set by the server: Slurm pool listing and resume
         self.sessions = SessionBook(self._session_broke)
 
     # --- tasks -------------------------------------------------------------------------------------------------
@@ -115,7 +118,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
         )
         return pb.TaskList(tasks=[t.to_message() for t in records])
 
-    # --- issue 5: batches, statuses of many, cancel, retry -----------------------------------------------------
+    # --- batches, statuses of many, cancel, retry --------------------------------------------------------------
 
     @_unary
     async def SubmitTasks(self, request: pb.TaskBatch, context: aio.ServicerContext) -> pb.TaskIds:
@@ -181,7 +184,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
                 settled=settled,
                 current=before,
             )
-            usage_ops.record_update(conn, before, task, new, worker_id, usage, failure)  # issue 3
+            usage_ops.record_update(conn, before, task, new, worker_id, usage, failure)  # resource usage of the attempt
             return task
 
         task = await self.db.run(update)
@@ -189,7 +192,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
         if task.status.terminal:
             self.logs.notify([task.task_id])
         elif new.terminal and task.status == Status.PENDING:
-            await self._requeued([task.task_id])  # issue 5: a failed attempt re-run; its logs are kept aside
+            await self._requeued([task.task_id])  # a failed attempt re-run; its logs are kept aside
         return pb.Ack(success=True)
 
     # --- logs --------------------------------------------------------------------------------------------------
@@ -340,7 +343,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
         def ping(conn: Any) -> worker_ops.PingResult:
             result = worker_ops.ping(conn, request.worker_id, time.time(), draining=request.draining)
             if stats is not None:
-                usage_ops.store_stats(conn, request.worker_id, stats)  # issue 3
+                usage_ops.store_stats(conn, request.worker_id, stats)  # the host's state at this ping
             return result
 
         result = await self.db.run(ping)
@@ -377,27 +380,24 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
     @_unary
     async def CreateWorker(self, request: pb.WorkerRequest, context: aio.ServicerContext) -> pb.WorkerIds:
-        ids = await self.create_workers(
-            request.provider, request.number, request.concurrency, request.prefetch, request.flavor
-        )
+        prefetch = None if request.prefetch_from_profile else request.prefetch
+        ids = await self.create_workers(request.provider, request.number, request.concurrency, prefetch, request.flavor)
         return pb.WorkerIds(worker_ids=ids)
 
     async def create_workers(
-        self, provider_name: str, number: int, concurrency: int, prefetch: int, flavor: str
+        self, provider_name: str, number: int, concurrency: int, prefetch: int | None, flavor: str
     ) -> list[int]:
-        """CreateWorker, also used by automatic allocation (issue 4)."""
+        """CreateWorker, also used by automatic allocation of Slurm pools."""
         provider = self.providers.get(provider_name)
         if provider is None:
             known = ", ".join(sorted(self.providers)) or "none"
             raise InvalidArgument(f"unknown provider {provider_name!r} (this server knows: {known})")
         if not 1 <= number <= MAX_WORKERS_PER_CREATE:
             raise InvalidArgument(f"number must be between 1 and {MAX_WORKERS_PER_CREATE}, not {number}")
-        provider.check_flavor(flavor)
-        ids = await self.db.run(
-            lambda c: worker_ops.create_workers(c, number, provider.name, concurrency, prefetch, time.time())
-        )
+        sized = await provider.resolve(flavor, concurrency, prefetch)
+        ids = await self.db.run(lambda c: worker_ops.create_workers(c, number, provider.name, *sized, time.time()))
         try:
-            await provider.start(ids, concurrency, prefetch, flavor)
+            await provider.start(ids, *sized, flavor)
         except Exception as err:
             reason = f"the {provider.name} provider could not start the worker: {err}"
             for worker_id in ids:
@@ -516,7 +516,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
             await self._requeued(requeued)
         return requeued
 
-    # --- issue 4: Slurm pools ------------------------------------------------------------------------------------
+    # --- Slurm pools -------------------------------------------------------------------------------------------
 
     @_unary
     async def ListSlurmPools(self, request: pb.SlurmPoolListRequest, context: aio.ServicerContext) -> pb.SlurmPoolList:

@@ -1,1 +1,1 @@
-"""Slurm specifics (issue 4): pool profiles, the worker job script, and the sbatch/scancel/squeue commands."""
+"""Slurm specifics: pool profiles, partitions, the worker job script, and the Slurm commands the server runs."""

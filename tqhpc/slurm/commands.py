@@ -1,4 +1,4 @@
-"""sbatch, scancel and squeue, run as asyncio subprocesses so the server's event loop never waits on Slurm."""
+"""sbatch, scancel, squeue and scontrol, run as asyncio subprocesses so the server's event loop never waits on Slurm."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import FailedPrecondition
+from .partitions import Partition, PartitionError, parse_partitions
 
 log = logging.getLogger("tqhpc.server")
 
@@ -90,3 +91,14 @@ async def job_states(job_ids: list[str]) -> dict[str, str]:
         if job_id in job_ids:
             states[job_id] = state
     return states
+
+
+async def partitions() -> list[Partition]:
+    """Every partition of the cluster, as scontrol describes it."""
+    result = await run("scontrol", "show", "partition", "--oneliner")
+    if result.code != 0:
+        raise SlurmError(f"scontrol show partition failed: {' '.join(result.stderr.split()) or result.code}")
+    try:
+        return parse_partitions(result.stdout)
+    except PartitionError as err:
+        raise SlurmError(str(err)) from None

@@ -13,7 +13,9 @@
     idle_timeout = 300
 
 `CreateWorker(provider="slurm", flavor=NAME)` submits jobs of the profile NAME; `autoalloc = true` lets the server
-submit them by itself while tasks wait (see server/autoalloc.py).
+submit them by itself while tasks wait (see server/autoalloc.py). An empty flavor (what a seed client sends) names
+the profile `default`: the `[pools.default]` table when config.toml has one, else one built from the cluster's
+default partition, so that a first-time user gets workers without writing any configuration.
 """
 
 from __future__ import annotations
@@ -27,9 +29,13 @@ from typing import Any
 import tomli
 
 from ..config import ConfigError, kind_name
+from .partitions import Partition
 
 _TIME_LIMIT = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+DEFAULT_PROFILE = "default"
+"""The profile an empty flavor names."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +43,7 @@ class PoolProfile:
     name: str
     partition: str = ""
     account: str = ""
-    time_limit: str = "1:00:00"  # sbatch --time syntax
+    time_limit: str = "1:00:00"  # sbatch --time syntax; empty: none (the default profile on an unlimited partition)
     memory: str = ""  # sbatch --mem syntax ("4G"); empty: the partition's default
     sbatch_options: tuple[str, ...] = ()  # each one more `#SBATCH` line, e.g. "--qos=long"
     worker_init: str = ""  # shell lines run before the worker (module loads, environment)
@@ -56,7 +62,16 @@ class PoolProfile:
     def task_time(self) -> float:
         """The longest declared run time (time_request) a worker of this pool can take: its job's time limit less
         the drain margin. Autoalloc submits jobs only for pending tasks that fit."""
+        if not self.time_limit:
+            return float("inf")
         return max(0.0, sbatch_time_seconds(self.time_limit) - self.walltime_margin)
+
+
+def default_profile(partition: Partition) -> PoolProfile:
+    """The profile of workers where a bare sbatch would run: the default partition and the time limit it gives a job
+    that names none. Concurrency (--cpus-per-task) is the one asked for, else 1; the rest are PoolProfile's
+    defaults, idle_timeout included, so a forgotten worker gives its allocation back."""
+    return PoolProfile(name=DEFAULT_PROFILE, partition=partition.name, time_limit=partition.time_limit)
 
 
 def sbatch_time_seconds(text: str) -> float:

@@ -36,6 +36,8 @@ def default_worker_command() -> str:
 def render(profile: PoolProfile, job: WorkerJob) -> str:
     template = Template(resources.files(__package__).joinpath(TEMPLATE).read_text())
     lines = []
+    if profile.time_limit:  # none: the partition's own limit applies
+        lines.append(f"#SBATCH --time={profile.time_limit}")
     if profile.partition:
         lines.append(f"#SBATCH --partition={profile.partition}")
     if profile.account:
@@ -49,7 +51,6 @@ def render(profile: PoolProfile, job: WorkerJob) -> str:
         job_name=f"tqhpc-{profile.name}-{job.worker_id}",
         output=job.output,
         cpus=job.concurrency,
-        time_limit=profile.time_limit,
         sbatch_lines="\n".join(lines),
         worker_init=profile.worker_init,
         access_file=shlex.quote(str(job.access_file)),
