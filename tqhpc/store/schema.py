@@ -110,6 +110,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE tasks ADD COLUMN crash_count INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX workers_by_slurm_pool ON workers(slurm_pool, state);
     """,
+    # The directory each task runs in (where it was submitted); '' for tasks that run in a scratch directory.
+    """
+    ALTER TABLE tasks ADD COLUMN cwd TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 
