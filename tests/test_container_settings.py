@@ -47,7 +47,8 @@ async def test_plain_exec_command_line(tmp_path: Path) -> None:
     argv = await runner.command("/img.sif", "echo hi", tmp_path / "w", {"TQHPC_TASK_ID": "7", "HOME": "/root"})
     assert argv == [
         "apptainer", "--quiet", "exec", "--userns", "--cleanenv", "--bind", "/data", "--contain",
-        "--env=TQHPC_TASK_ID=7", "--bind", str(tmp_path / "w"), "--pwd", str(tmp_path / "w"),
+        "--env=TQHPC_TASK_ID=7", "--mount", f'"type=bind","source={tmp_path}/w","destination={tmp_path}/w"',
+        "--pwd", str(tmp_path / "w"),
         "/img.sif", "sh", "-c", "echo hi",
     ]  # fmt: skip
 
