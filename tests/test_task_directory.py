@@ -235,9 +235,10 @@ def sif(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_container_task_runs_in_its_submit_directory(
-    client: Client, workers, sif: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stub, client: Client, workers, sif: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Bound and current, with an instance per directory; a path with a comma and a colon binds as it is."""
+    """Bound and current, with an instance per directory; a path with a comma and a colon binds as it is; a task
+    that names no directory runs in its scratch directory, bound too."""
     runs = [tmp_path / "run-a", tmp_path / "run b, c:d"]
     for run in runs:
         run.mkdir()
@@ -246,6 +247,7 @@ def test_a_container_task_runs_in_its_submit_directory(
     command = "pwd; cat input.txt; echo written > made-inside"
     ids = [client.submit(command, str(sif)), client.submit(command, str(sif), cwd=runs[1])]
     missing = client.submit("true", str(sif), cwd=tmp_path / "missing")
+    seed = stub.SubmitTask(pb.TaskRequest(command="echo x > f; cat f; pwd", container=str(sif))).task_id
     worker = workers.start("--concurrency", "2")
     for task_id, run in zip(ids, runs, strict=True):
         task = _finished(client, task_id, timeout=90)
@@ -254,8 +256,12 @@ def test_a_container_task_runs_in_its_submit_directory(
         assert (run / "made-inside").read_text() == "written\n"
     task = _finished(client, missing)
     assert (task.status, task.failure) == (Status.FAILED, "cwd") and "does not exist" in task.reason
+    assert _finished(client, seed).status == Status.SUCCEEDED, _out(client, seed, "E")
+    written, ran_in = _out(client, seed).split()
+    assert written == "x" and Path(ran_in).name == f"task-{seed}.1"
+    wait_until(lambda: not Path(ran_in).exists(), timeout=10, what=f"{ran_in} to be removed")
     log = output_of(worker)
-    assert log.count("started apptainer instance") == 2, log  # one per directory
+    assert log.count("started apptainer instance") == 3, log  # one per directory, one for the scratch directory
 
 
 def test_a_container_task_runs_in_its_submit_directory_with_plain_exec(
