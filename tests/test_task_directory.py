@@ -122,8 +122,10 @@ def test_a_missing_or_unusable_cwd_fails_the_task_and_runs_nothing(
     (project / "a-file").write_text("not a directory\n")
     missing = _submitted(_tqhpc(server, project, "submit", "--cwd", "missing", "touch ran-here"))
     not_dir = _submitted(_tqhpc(server, project, "submit", "--cwd", "a-file", "touch ran-here"))
+    unreachable = _submitted(_tqhpc(server, project, "submit", "--cwd", "a-file/sub", "touch ran-here"))
     workers.start("--concurrency", "1")
-    for task_id, problem in ((missing, "does not exist"), (not_dir, "is not a directory")):
+    problems = ((missing, "does not exist"), (not_dir, "is not a directory"), (unreachable, "cannot be reached"))
+    for task_id, problem in problems:
         task = _finished(client, task_id)
         assert (task.status, task.failure, task.exit_code) == (Status.FAILED, "cwd", None), task
         assert problem in task.reason and str(project) in task.reason
