@@ -171,7 +171,9 @@ def output_of(process: subprocess.Popen[bytes]) -> str:
 
 @pytest.fixture(autouse=True)
 def _private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep tests away from the developer's own ~/.local/share/tqhpc and config."""
+    """Keep tests away from the developer's own ~/.local/share/tqhpc and config, and out of the checkout: tasks
+    run in the directory they are submitted from, which is the test's own."""
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TQHPC_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("TQHPC_ACCESS", raising=False)
     monkeypatch.delenv("TQHPC_CONFIG", raising=False)

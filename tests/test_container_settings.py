@@ -15,7 +15,7 @@ from tqhpc.store import Database, taskflow
 from tqhpc.store import usage as usage_ops
 from tqhpc.store import workers as worker_ops
 from tqhpc.store.taskflow import NewTask
-from tqhpc.worker.apptainer import ApptainerRunner
+from tqhpc.worker.apptainer import MAX_INSTANCES, ApptainerRunner
 from tqhpc.worker.images import ImageCache, is_uri
 
 
@@ -47,7 +47,8 @@ async def test_plain_exec_command_line(tmp_path: Path) -> None:
     argv = await runner.command("/img.sif", "echo hi", tmp_path / "w", {"TQHPC_TASK_ID": "7", "HOME": "/root"})
     assert argv == [
         "apptainer", "--quiet", "exec", "--userns", "--cleanenv", "--bind", "/data", "--contain",
-        "--env=TQHPC_TASK_ID=7", "--bind", str(tmp_path / "w"), "--pwd", str(tmp_path / "w"),
+        "--env=TQHPC_TASK_ID=7", "--mount", f'"type=bind","source={tmp_path}/w","destination={tmp_path}/w"',
+        "--pwd", str(tmp_path / "w"),
         "/img.sif", "sh", "-c", "echo hi",
     ]  # fmt: skip
 
@@ -57,6 +58,20 @@ async def test_an_instance_that_will_not_start_falls_back_to_plain_exec(tmp_path
     argv = await runner.command("/img.sif", "true", tmp_path / "w", {})
     assert "instance://" not in " ".join(argv) and "/img.sif" in argv
     assert runner.no_instance == {"/img.sif"}
+
+
+async def test_instances_are_per_directory_and_beyond_the_limit_tasks_run_with_plain_exec(tmp_path: Path) -> None:
+    runner = _runner(tmp_path)
+    scratch = tmp_path / "scratch"
+    runner.instances = {("/img.sif", tmp_path / f"d{i}"): f"tqhpc-t-{i}" for i in range(MAX_INSTANCES - 1)}
+    runner.instances[("/img.sif", scratch)] = "tqhpc-t-scratch"
+    assert "instance://tqhpc-t-3" in await runner.command("/img.sif", "true", tmp_path / "d3", {})
+    in_scratch = await runner.command("/img.sif", "true", scratch / "worker-1.2.ab" / "task-5.1", {})
+    assert "instance://tqhpc-t-scratch" in in_scratch  # every scratch task shares the instance binding it all
+    argv = await runner.command("/img.sif", "true", tmp_path / "ninth", {})
+    assert "instance://" not in " ".join(argv) and len(runner.instances) == MAX_INSTANCES
+    assert argv[argv.index("--mount") + 1] == f'"type=bind","source={tmp_path}/ninth","destination={tmp_path}/ninth"'
+    assert argv[argv.index("--pwd") + 1] == str(tmp_path / "ninth")
 
 
 def test_uris_are_pulled_and_paths_are_not() -> None:

@@ -30,10 +30,6 @@ def _finished(client: Client, task_id: int, timeout: float = 60.0):
     )
 
 
-def _workdir(tmp_path: Path, task) -> Path:
-    return tmp_path / "scratch" / f"tqhpc-{os.getuid()}" / f"worker-{task.worker_id}" / f"task-{task.task_id}"
-
-
 def test_peak_rss_of_a_200_mib_task_is_within_15_percent(client: Client, workers) -> None:
     allocate = f"{PYTHON} -c \"import time; b = bytearray(b'x') * (200 * 1024 * 1024); time.sleep(1.5)\""
     task_id = client.submit(allocate)
@@ -76,7 +72,7 @@ def test_a_task_over_its_timeout_is_killed_with_its_children(client: Client, wor
     assert task.status == Status.FAILED
     assert task.failure == "timeout" and "timeout of 2 s" in task.reason, task
     assert 1.5 <= task.usage.wall_time < 15, task.usage
-    pids = [int(line) for line in (_workdir(tmp_path, task) / "pids").read_text().split()]
+    pids = [int(line) for line in (tmp_path / "pids").read_text().split()]
     assert len(pids) == 2
 
     def all_gone() -> bool:

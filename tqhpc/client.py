@@ -75,6 +75,21 @@ class TaskResult:
 STATUS_POLL_CHUNK = 50_000
 
 
+def _caller_cwd(specs: Sequence[TaskSpec]) -> str:
+    """This process's current directory, which tasks run in (or are relative to) unless they name an absolute
+    one; "" when every spec names an absolute directory, so a deleted current directory matters only if used."""
+    if all(os.path.isabs(spec.cwd) for spec in specs):
+        return ""
+    try:
+        return os.getcwd()
+    except OSError as err:
+        raise ClientError(
+            f"the current directory cannot be read ({err.strerror}), and tasks run in the directory they are "
+            "submitted from: change to an existing directory, or name one with cwd",
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ) from None
+
+
 class Client:
     """Talk to the server found via `access` (a file, a state directory, or None for the default lookup)."""
 
@@ -128,8 +143,12 @@ class Client:
         timeout: float = 0.0,
         memory_limit: int = 0,
         time_request: float = 0.0,
+        cwd: str | os.PathLike[str] = "",
     ) -> int:
         """Queue one command (run as `sh -c COMMAND`); return its task id.
+
+        The task runs in this process's current directory, as under Slurm, or in `cwd` (relative to the current
+        directory); the directory must exist on the worker's node, or the task fails.
 
         `retry`: re-run a failed attempt up to this many times. `after`: wait (status W) until these tasks succeed;
         if one fails or is cancelled, this one is cancelled. `slots`: how much of a worker's concurrency it takes.
@@ -139,20 +158,23 @@ class Client:
         gets it (0: not declared).
         """
         spec = TaskSpec(
-            command, container, name, retry, tuple(after), (), slots, array_id, timeout, memory_limit, time_request
-        )
-        return self._call(self._stub.SubmitTask, spec.to_message()).task_id
+            command, container, name, retry, tuple(after), (), slots, array_id, timeout, memory_limit, time_request,
+            os.fspath(cwd),
+        )  # fmt: skip
+        return self._call(self._stub.SubmitTask, spec.to_message(_caller_cwd([spec]))).task_id
 
     def submit_many(self, specs: Iterable[SpecLike]) -> list[int]:
         """Queue many tasks (TaskSpec, command strings, or dicts of TaskSpec fields); return their ids in order.
 
         They go in batches of up to 10,000 per call, each stored in one transaction; a refused batch raises and
-        leaves the batches before it queued (their ids are in the error's `submitted`)."""
+        leaves the batches before it queued (their ids are in the error's `submitted`). Each task runs in its
+        spec's `cwd`, by default the current directory of this process when it submits."""
         items = [as_spec(item) for item in specs]
+        caller_cwd = _caller_cwd(items)
         ids: list[int] = []
-        for offset, chunk in batches(items):
+        for offset, chunk in batches(items, len(caller_cwd)):
             try:
-                message = batch_message(offset, chunk, ids)
+                message = batch_message(offset, chunk, ids, caller_cwd)
             except ValueError as err:
                 raise ClientError(str(err), grpc.StatusCode.INVALID_ARGUMENT) from None
             try:
@@ -206,12 +228,16 @@ class Client:
         container: str = "",
         retry: int = 0,
         slots: int = 1,
+        cwd: str | os.PathLike[str] = "",
         **axes: Sequence[Any],
     ) -> Sweep:
         """Submit `template` once per combination: `sweep("run {a} {b}", a=[1, 2], b=[3, 4])` (the cartesian
         product) or `sweep("run {a}", [{"a": 1}, {"a": 5}])`. Values are shell-quoted into the `{fields}`.
+        The tasks run in the current directory, or in `cwd`.
         Returns a `Sweep` handle: wait(), failures(), rerun_failed()."""
-        return submit_sweep(self, template, params, name=name, container=container, retry=retry, slots=slots, axes=axes)
+        return submit_sweep(
+            self, template, params, name=name, container=container, retry=retry, slots=slots, cwd=cwd, axes=axes
+        )
 
     def follow(self, task_id: int) -> Iterator[LogChunk]:
         """The task's output, live, until it ends."""

@@ -49,7 +49,9 @@ class WorkerSettings:
         "On SIGINT (or SIGTERM outside a Slurm job), seconds running tasks may go on before they are handed back.",
     )
     log_flush_interval: float = _setting(0.2, "Seconds output may wait in the worker before it is sent.")
-    scratch_dir: str = _setting("", "Where per-task working directories go (default: $TMPDIR, else /tmp).")
+    scratch_dir: str = _setting(
+        "", "Where tasks that name no directory get one of their own (default: $TMPDIR, else /tmp)."
+    )
     usage_interval: float = _setting(1.0, "Seconds between samples of each task's processes (the first is at once).")
     default_timeout: float = _setting(0.0, "Wall-clock limit in seconds for tasks submitted without one (0: none).")
     default_memory_limit: int = _setting(0, "RSS limit in bytes for tasks submitted without one (0: none).")

@@ -177,6 +177,7 @@ class TaskInfo(_Record):
     attempt_usage: tuple[ResourceUsage, ...] = ()
     time_request: float = 0.0  # issue 4
     crash_count: int = 0  # issue 4
+    cwd: str = ""  # where the task runs; "": a scratch directory per attempt
 
     @property
     def wall_time(self) -> float | None:

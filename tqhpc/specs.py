@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,11 +34,18 @@ class TaskSpec:
     """Bytes of RSS over the task's process tree before the worker kills it (0: the worker's default, if any)."""
     time_request: float = 0.0
     """Seconds the task is expected to run at most; a Slurm worker with less walltime left never gets it."""
+    cwd: str = ""
+    """The directory the task runs in: "" for the directory current when it is submitted; a relative path is
+    taken relative to that one."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Fields other issues add to TaskRequest (e.g. timeout), set as they are on the message."""
 
-    def to_message(self) -> pb.TaskRequest:
+    def to_message(self, caller_cwd: str = "") -> pb.TaskRequest:
+        """The request; `caller_cwd` (the submitter's absolute current directory) anchors the task's directory."""
         message = pb.TaskRequest(command=self.command)
+        cwd = task_directory(self.cwd, caller_cwd)
+        if cwd:
+            message.cwd = cwd
         if self.container:
             message.container = self.container
         if self.name:
@@ -64,6 +72,13 @@ class TaskSpec:
 SpecLike = TaskSpec | str | Mapping[str, Any]
 
 
+def task_directory(cwd: str | os.PathLike[str], caller_cwd: str) -> str:
+    """Where a task runs, as the absolute path the server wants: `cwd` taken relative to the caller's directory
+    (as a shell's `cd` would, without resolving symbolic links), or the caller's directory itself."""
+    path = os.fspath(cwd)
+    return os.path.normpath(os.path.join(caller_cwd, path)) if path else caller_cwd
+
+
 def as_spec(item: SpecLike) -> TaskSpec:
     """A TaskSpec from a spec, a command string, or a dict of TaskSpec's fields."""
     if isinstance(item, TaskSpec):
@@ -82,13 +97,15 @@ def as_spec(item: SpecLike) -> TaskSpec:
     raise TypeError(f"a task spec is a TaskSpec, a command string or a dict, not {type(item).__name__}")
 
 
-def batches(specs: Sequence[TaskSpec]) -> Iterator[tuple[int, list[TaskSpec]]]:
-    """Split specs into (offset, chunk) pieces small enough for one message each."""
+def batches(specs: Sequence[TaskSpec], per_task: int = 0) -> Iterator[tuple[int, list[TaskSpec]]]:
+    """Split specs into (offset, chunk) pieces small enough for one message each; `per_task` bytes more go into
+    each task's message (the caller's directory)."""
     start = 0
     while start < len(specs):
         end, size = start, 0
         while end < len(specs) and end - start < BATCH_TASKS:
-            size += len(specs[end].command) + len(specs[end].container) + 64
+            spec = specs[end]
+            size += len(spec.command) + len(spec.container) + len(spec.cwd) + per_task + 64
             if size > BATCH_BYTES and end > start:
                 break
             end += 1
@@ -96,11 +113,14 @@ def batches(specs: Sequence[TaskSpec]) -> Iterator[tuple[int, list[TaskSpec]]]:
         start = end
 
 
-def batch_message(offset: int, chunk: Iterable[TaskSpec], earlier_ids: Sequence[int]) -> pb.TaskBatch:
-    """The message for one chunk: references to specs of earlier chunks become their ids, the rest are re-based."""
+def batch_message(
+    offset: int, chunk: Iterable[TaskSpec], earlier_ids: Sequence[int], caller_cwd: str = ""
+) -> pb.TaskBatch:
+    """The message for one chunk: references to specs of earlier chunks become their ids, the rest are re-based;
+    each task's directory is anchored at `caller_cwd`."""
     messages = []
     for position, spec in enumerate(chunk, start=offset):
-        message = spec.to_message()
+        message = spec.to_message(caller_cwd)
         for index in spec.after_index:
             if not 0 <= index < position:
                 raise ValueError(f"spec {position + 1} may only depend on earlier specs, not on spec {index + 1}")

@@ -11,6 +11,7 @@ with Client() as client:
 from __future__ import annotations
 
 import itertools
+import os
 import shlex
 import string
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -93,10 +94,15 @@ def submit_sweep(
     container: str = "",
     retry: int = 0,
     slots: int = 1,
+    cwd: str | os.PathLike[str] = "",
     axes: Mapping[str, Sequence[Any]],
 ) -> Sweep:
     combos = combinations(params, axes)
     if not combos:
         raise ValueError("the sweep has no combination of parameters")
-    specs = [TaskSpec(render(template, p), container, name, retry, (), (), slots, str(i)) for i, p in enumerate(combos)]
+    where = os.fspath(cwd)
+    specs = [
+        TaskSpec(render(template, p), container, name, retry, (), (), slots, str(i), cwd=where)
+        for i, p in enumerate(combos)
+    ]
     return Sweep(client, template, combos, client.submit_many(specs), name)

@@ -29,7 +29,7 @@ class ListWorkersRequest(_message.Message):
     def __init__(self, include_retired: _Optional[bool] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("task_id", "command", "container", "status", "exit_code", "worker_id", "attempts", "submitted_at", "started_at", "ended_at", "reason", "name", "retry", "failure_retries", "after", "slots", "array_id", "timeout", "memory_limit", "failure", "usage", "attempt_usage", "time_request", "crash_count")
+    __slots__ = ("task_id", "command", "container", "status", "exit_code", "worker_id", "attempts", "submitted_at", "started_at", "ended_at", "reason", "name", "retry", "failure_retries", "after", "slots", "array_id", "timeout", "memory_limit", "failure", "usage", "attempt_usage", "time_request", "crash_count", "cwd")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +54,7 @@ class Task(_message.Message):
     ATTEMPT_USAGE_FIELD_NUMBER: _ClassVar[int]
     TIME_REQUEST_FIELD_NUMBER: _ClassVar[int]
     CRASH_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     command: str
     container: str
@@ -78,7 +79,8 @@ class Task(_message.Message):
     attempt_usage: _containers.RepeatedCompositeFieldContainer[ResourceUsage]
     time_request: float
     crash_count: int
-    def __init__(self, task_id: _Optional[int] = ..., command: _Optional[str] = ..., container: _Optional[str] = ..., status: _Optional[str] = ..., exit_code: _Optional[int] = ..., worker_id: _Optional[int] = ..., attempts: _Optional[int] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., name: _Optional[str] = ..., retry: _Optional[int] = ..., failure_retries: _Optional[int] = ..., after: _Optional[_Iterable[int]] = ..., slots: _Optional[int] = ..., array_id: _Optional[str] = ..., timeout: _Optional[float] = ..., memory_limit: _Optional[int] = ..., failure: _Optional[str] = ..., usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., attempt_usage: _Optional[_Iterable[_Union[ResourceUsage, _Mapping]]] = ..., time_request: _Optional[float] = ..., crash_count: _Optional[int] = ...) -> None: ...
+    cwd: str
+    def __init__(self, task_id: _Optional[int] = ..., command: _Optional[str] = ..., container: _Optional[str] = ..., status: _Optional[str] = ..., exit_code: _Optional[int] = ..., worker_id: _Optional[int] = ..., attempts: _Optional[int] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., name: _Optional[str] = ..., retry: _Optional[int] = ..., failure_retries: _Optional[int] = ..., after: _Optional[_Iterable[int]] = ..., slots: _Optional[int] = ..., array_id: _Optional[str] = ..., timeout: _Optional[float] = ..., memory_limit: _Optional[int] = ..., failure: _Optional[str] = ..., usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., attempt_usage: _Optional[_Iterable[_Union[ResourceUsage, _Mapping]]] = ..., time_request: _Optional[float] = ..., crash_count: _Optional[int] = ..., cwd: _Optional[str] = ...) -> None: ...
 
 class TaskId(_message.Message):
     __slots__ = ("task_id", "snapshot")
@@ -119,7 +121,7 @@ class TaskLog(_message.Message):
     def __init__(self, task_id: _Optional[int] = ..., log_type: _Optional[str] = ..., log_text: _Optional[str] = ..., log_bytes: _Optional[bytes] = ..., worker_id: _Optional[int] = ...) -> None: ...
 
 class TaskRequest(_message.Message):
-    __slots__ = ("command", "container", "name", "retry", "after", "after_batch_index", "slots", "array_id", "timeout", "memory_limit", "time_request")
+    __slots__ = ("command", "container", "name", "retry", "after", "after_batch_index", "slots", "array_id", "timeout", "memory_limit", "time_request", "cwd")
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +133,7 @@ class TaskRequest(_message.Message):
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     MEMORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     TIME_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
     command: str
     container: str
     name: str
@@ -142,7 +145,8 @@ class TaskRequest(_message.Message):
     timeout: float
     memory_limit: int
     time_request: float
-    def __init__(self, command: _Optional[str] = ..., container: _Optional[str] = ..., name: _Optional[str] = ..., retry: _Optional[int] = ..., after: _Optional[_Iterable[int]] = ..., after_batch_index: _Optional[_Iterable[int]] = ..., slots: _Optional[int] = ..., array_id: _Optional[str] = ..., timeout: _Optional[float] = ..., memory_limit: _Optional[int] = ..., time_request: _Optional[float] = ...) -> None: ...
+    cwd: str
+    def __init__(self, command: _Optional[str] = ..., container: _Optional[str] = ..., name: _Optional[str] = ..., retry: _Optional[int] = ..., after: _Optional[_Iterable[int]] = ..., after_batch_index: _Optional[_Iterable[int]] = ..., slots: _Optional[int] = ..., array_id: _Optional[str] = ..., timeout: _Optional[float] = ..., memory_limit: _Optional[int] = ..., time_request: _Optional[float] = ..., cwd: _Optional[str] = ...) -> None: ...
 
 class TaskResponse(_message.Message):
     __slots__ = ("task_id",)

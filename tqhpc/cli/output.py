@@ -192,6 +192,8 @@ def print_task_record(record: dict[str, Any]) -> None:
 
 def _field(key: str, value: Any) -> str:
     """A record's value as a person reads it: local times, seconds, sizes; --json keeps the raw numbers."""
+    if key == "cwd" and not value:
+        return "a scratch directory per attempt, removed when it ends"
     if value is None or value == "":
         return ""
     if key.endswith("_at"):

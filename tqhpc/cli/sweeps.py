@@ -148,6 +148,12 @@ def _wait(client: Client, ids: list[int], timeout: float | None, name: str = "")
     default=0.0,
     help="How long a task may run (90, 10m, 2h); a Slurm worker with less walltime left does not take it.",
 )
+@click.option(
+    "--cwd",
+    default="",
+    metavar="DIR",
+    help="Run the tasks in DIR (relative to the current directory) instead of the current directory.",
+)
 @click.option("--wait", "wait", is_flag=True, help="Wait for the tasks, with a progress bar on a terminal.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def submit(
@@ -163,6 +169,7 @@ def submit(
     timeout: float,
     memory: int,
     time_request: float,
+    cwd: str,
     wait: bool,
     command: tuple[str, ...],
 ) -> None:
@@ -181,6 +188,8 @@ def submit(
       tqhpc submit --param a=1,2,3 --param b=x,y 'python fit.py {a} {b}'
 
     A sweep of any size is sent in one call (batches of 10,000).
+
+    Tasks run in the current directory, or in --cwd DIR; it must exist on the workers' nodes.
     """
     depends = tuple(_ids(after, "--after"))
     expanded = _expand(command, array, each_line, params)
@@ -198,13 +207,25 @@ def submit(
                     timeout=timeout,
                     memory_limit=memory,
                     time_request=time_request,
+                    cwd=cwd,
                 )
             ]
             click.echo(ids[0])
         else:
             specs = [
                 TaskSpec(
-                    e.command, container, name, retry, depends, (), slots, e.array_id, timeout, memory, time_request
+                    e.command,
+                    container,
+                    name,
+                    retry,
+                    depends,
+                    (),
+                    slots,
+                    e.array_id,
+                    timeout,
+                    memory,
+                    time_request,
+                    cwd,
                 )
                 for e in expanded
             ]

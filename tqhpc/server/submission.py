@@ -42,6 +42,7 @@ def new_task(request: pb.TaskRequest, index: int | None = None) -> NewTask:
         timeout = validate.timeout(request.timeout) if request.timeout else 0.0  # issue 3
         memory_limit = validate.memory_limit(request.memory_limit) if request.memory_limit else 0
         time_request = validate.time_request(request.time_request) if request.time_request else 0.0  # issue 4
+        cwd = validate.cwd(request.cwd) if request.cwd else ""
         if index is None and after_index:
             raise InvalidArgument("after_batch_index only has a meaning in SubmitTasks")
     except InvalidArgument as err:
@@ -60,6 +61,7 @@ def new_task(request: pb.TaskRequest, index: int | None = None) -> NewTask:
         timeout,
         memory_limit,
         time_request,
+        cwd,
     )
 
 

@@ -10,6 +10,8 @@ MAX_COMMAND_BYTES = 128 * 1024 - 1
 """A task runs as `sh -c COMMAND`; Linux refuses any single argument of 128 KiB or more (MAX_ARG_STRLEN)."""
 MAX_CONTAINER_BYTES = 4096
 MAX_NAME_BYTES = 256
+MAX_PATH_BYTES = 4096
+"""Linux's PATH_MAX: no longer path can be a working directory."""
 
 
 def command(text: str) -> str:
@@ -36,6 +38,15 @@ def name(text: str, what: str = "name") -> str:
     if "\0" in text or len(text.encode()) > MAX_NAME_BYTES:
         raise InvalidArgument(f"the {what} must be at most {MAX_NAME_BYTES} bytes, without NUL")
     return text.strip()
+
+
+def cwd(text: str) -> str:
+    """A task's working directory: absolute, because only the client knows what a relative one was relative to."""
+    if "\0" in text or len(text.encode()) > MAX_PATH_BYTES:
+        raise InvalidArgument(f"the working directory must be a path of at most {MAX_PATH_BYTES} bytes, without NUL")
+    if not text.startswith("/"):
+        raise InvalidArgument(f"the working directory must be an absolute path, not {text!r}")
+    return text
 
 
 def timeout(seconds: float) -> float:

@@ -118,6 +118,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE task_attempts ADD COLUMN reason TEXT NOT NULL DEFAULT '';
     """,
+    # The directory each task runs in (where it was submitted); '' for tasks that run in a scratch directory.
+    """
+    ALTER TABLE tasks ADD COLUMN cwd TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 

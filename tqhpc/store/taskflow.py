@@ -38,6 +38,7 @@ class NewTask:
     timeout: float = 0.0  # issue 3: wall-clock limit in seconds, 0: none
     memory_limit: int = 0  # issue 3: RSS ceiling in bytes, 0: none
     time_request: float = 0.0  # issue 4: declared run time in seconds, 0: not declared
+    cwd: str = ""  # the absolute directory the task runs in; "": a scratch directory per attempt
 
 
 @dataclass
@@ -120,12 +121,12 @@ def insert_batch(conn: sqlite3.Connection, specs: Sequence[NewTask], now: float,
             (
                 task_id, spec.command, spec.container, status.value, now, reason, spec.name, spec.retry, spec.slots,
                 spec.array_id, now if status == Status.CANCELLED else None, spec.timeout, spec.memory_limit,
-                spec.time_request,
+                spec.time_request, spec.cwd,
             )
         )  # fmt: skip
     conn.executemany(
         "INSERT INTO tasks (task_id, command, container, status, submitted_at, reason, name, retry, slots, array_id,"
-        " ended_at, timeout, memory_limit, time_request) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " ended_at, timeout, memory_limit, time_request, cwd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
     if deps:

@@ -42,6 +42,7 @@ from .logship import LogShipper
 from .process import KILL_ESCALATION_SECONDS, Failure, Limits, Outcome, TaskProcess
 from .retry import ServerGone
 from .session import Session
+from .taskdirs import ScratchSpace, directory_problem
 from .usage import attempt_start, placed
 from .walltime import Walltime
 
@@ -138,7 +139,7 @@ class Worker:
         self._idle_since = time.monotonic()
         scratch = settings.scratch_dir or os.environ.get("TMPDIR") or "/tmp"
         self.scratch_root = Path(scratch) / f"tqhpc-{os.getuid()}"
-        self.scratch = self.scratch_root
+        self.scratch = ScratchSpace(self.scratch_root)
         self.containers = ContainerSupport(apptainer or ApptainerSettings(), self.scratch_root)  # issue 3
         self.host_stats = HostStats(self.scratch_root)
 
@@ -180,6 +181,8 @@ class Worker:
             self.session.abort()
             with contextlib.suppress(Exception):
                 await self.containers.stop()
+            with contextlib.suppress(Exception):
+                self.scratch.remove_all()
             with contextlib.suppress(Exception):
                 await self.shipper.close()
             await self.connection.close()
@@ -234,7 +237,7 @@ class Worker:
             info.walltime_end = self.walltime.stop_at
         reply = await self._call("RegisterWorker", info, "registering")
         self.worker_id = self.shipper.worker_id = reply.worker_id
-        self.scratch = self.scratch_root / f"worker-{self.worker_id}"
+        await asyncio.to_thread(self.scratch.register, self.worker_id)
         self.session.start(self.worker_id)
         log.info(
             "worker %d (%s) registered with %s: concurrency %d, prefetch %d",
@@ -371,6 +374,7 @@ class Worker:
     async def _run_task(self, slot: Slot) -> None:
         task_id = slot.task.task_id
         started = attempt_start(slot.task.attempts, self.worker_id, self.name)
+        scratch: Path | None = None  # the attempt's own directory, when the task names none
         try:
             if not await self._report(task_id, Status.RUNNING, usage=started):
                 return
@@ -381,17 +385,27 @@ class Worker:
             async def first_sample(usage: ResourceUsage) -> None:
                 await self._report(task_id, Status.RUNNING, usage=placed(usage, started))
 
-            env = dict(os.environ, TQHPC_TASK_ID=str(task_id), TQHPC_WORKER_ID=str(self.worker_id))
+            if slot.task.cwd:
+                problem = await asyncio.to_thread(directory_problem, slot.task.cwd)
+                workdir = Path(slot.task.cwd)
+            else:
+                try:
+                    workdir = scratch = await asyncio.to_thread(self.scratch.attempt, task_id, slot.task.attempts)
+                    problem = ""
+                except OSError as err:
+                    problem = f"cannot make a scratch directory for the task in {self.scratch_root}: {err}"
+            if problem:  # never run it somewhere else: its relative paths would mean other files
+                await self._finish(slot, _not_started(Outcome(None, problem, Failure.CWD), started))
+                return
+            env = dict(os.environ, TQHPC_TASK_ID=str(task_id), TQHPC_WORKER_ID=str(self.worker_id), PWD=str(workdir))
             if slot.task.array_id:
                 env["TQHPC_ARRAY_ID"] = slot.task.array_id  # issue 5: `tqhpc submit --array`
-            workdir = self.scratch / f"task-{task_id}"
             argv = None
             if slot.task.container:
                 # Never run a container task bare: it would run with the wrong software, and quietly.
                 prepared = await self.containers.command(slot.task.container, slot.task.command, workdir, env)
                 if isinstance(prepared, Outcome):
-                    prepared.usage = placed(ResourceUsage(ended_at=time.time(), final=True), started)
-                    await self._finish(slot, prepared)
+                    await self._finish(slot, _not_started(prepared, started))
                     return
                 argv = prepared
             if slot.hit:
@@ -405,8 +419,6 @@ class Worker:
                 outcome = self.containers.judge(slot.task.container, outcome, slot.process.stderr_tail)
             if outcome.usage is not None:
                 outcome.usage = placed(outcome.usage, started)
-            with contextlib.suppress(OSError):
-                slot.process.workdir.rmdir()  # only if the task left nothing there: thousands of empty dirs help no one
             if slot.disowned or slot.handed_back or slot.hit:
                 return
             # A stop signal we did not send ourselves (a cancel or a limit) may be the batch system stopping the job.
@@ -436,6 +448,8 @@ class Worker:
                 self.slots.pop(task_id, None)
             self._start_ready()
             self._wake.set()
+            if scratch is not None:  # the attempt is over and its output read: what it left there goes
+                await self.scratch.remove(scratch)
 
     async def _finish(self, slot: Slot, outcome: Outcome) -> None:
         task_id = slot.task.task_id
@@ -586,6 +600,12 @@ class Worker:
             "%d dropped because the server gave them to others",
             self.worker_id, s.succeeded, s.failed, s.handed_back, s.killed_on_stop, s.disowned,
         )  # fmt: skip
+
+
+def _not_started(outcome: Outcome, started: ResourceUsage) -> Outcome:
+    """A task that ended before its process started still gets a final usage record, with where and when."""
+    outcome.usage = placed(ResourceUsage(ended_at=time.time(), final=True), started)
+    return outcome
 
 
 def _exit_failure(exit_code: int | None) -> str:

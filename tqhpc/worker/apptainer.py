@@ -1,11 +1,13 @@
 """Running tasks in Apptainer: detect it once at worker start, build the command lines, keep started instances.
 
 Starting a container costs about 140 ms here, against under a millisecond for a bare process; that is most of the
-cost of a short task. So the worker keeps one started `apptainer instance` per image and runs each task with
-`apptainer exec --pwd WORKDIR instance://NAME sh -c COMMAND`. Binds can only be given when an instance starts,
-so the instance binds the worker's whole scratch directory (every task's working directory is inside it). When an
-instance cannot be started the worker falls back to a plain `apptainer exec IMAGE` per task; instances are stopped
-when the worker stops.
+cost of a short task. So the worker keeps started `apptainer instance`s and runs each task with
+`apptainer exec --pwd WORKDIR instance://NAME sh -c COMMAND`. Binds can only be given when an instance starts, and a
+task's working directory must be bound, so an instance serves one image and one directory: the worker's whole
+scratch directory (where tasks without a directory of their own run) or the directory tasks were submitted from (a
+sweep's thousands of tasks usually share one). A worker keeps at most MAX_INSTANCES; tasks beyond them, and tasks of
+an image whose instance cannot start, run with a plain `apptainer exec IMAGE` each, their directory bound. Instances
+are stopped when the worker stops.
 
 spython serves here for what it does well (finding the executable, splitting URIs); the commands themselves are
 built and run here because the worker is asynchronous, spython's calls block, and its bind helper exits the
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import io
 import itertools
 import json
 import logging
@@ -33,6 +37,8 @@ from .images import ImageCache
 log = logging.getLogger("tqhpc.worker.apptainer")
 
 CAP_SYS_RESOURCE = 24
+MAX_INSTANCES = 8
+"""Started instances one worker keeps (each holds a few processes and mounts); more directories run plain exec."""
 INSTANCE_START_TIMEOUT = 120.0
 INSTANCE_STOP_TIMEOUT = 20.0
 FATAL_MARK = b"FATAL:"
@@ -100,13 +106,13 @@ def has_nvidia_gpu() -> bool:
 class ApptainerRunner:
     settings: ApptainerSettings
     scratch: Path
-    """The worker's scratch directory: bound into every instance, so every task's working directory is visible."""
+    """The worker's scratch directory: one instance per image binds it for every task that runs inside it."""
     cache: ImageCache
     tag: str
     """Makes instance names unique on the node (worker id and pid)."""
-    instances: dict[str, str] = field(default_factory=dict)  # image path -> instance name
+    instances: dict[tuple[str, Path], str] = field(default_factory=dict)  # (image path, bound dir) -> instance name
     no_instance: set[str] = field(default_factory=set)  # images whose instance would not start
-    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _locks: dict[tuple[str, Path], asyncio.Lock] = field(default_factory=dict)
     _numbers: itertools.count[int] = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
@@ -143,31 +149,35 @@ class ApptainerRunner:
     async def command(self, image: str, command: str, workdir: Path, env: dict[str, str]) -> list[str]:
         """The argv that runs `command` in `image` (a local path by now) with `workdir` bound and current."""
         exe = self.settings.executable
+        bound = self.scratch if workdir.is_relative_to(self.scratch) else workdir
         if self.settings.instances and image not in self.no_instance:
-            name = await self._instance(image)
+            name = await self._instance(image, bound)
             if name is not None:
                 return [exe, "--quiet", "exec", *self._instance_exec_options(), *self._env(env),
                         "--pwd", str(workdir), f"instance://{name}", "sh", "-c", command]  # fmt: skip
-        return [exe, "--quiet", "exec", *self._common(), *self._env(env), "--bind", str(workdir),
+        return [exe, "--quiet", "exec", *self._common(), *self._env(env), *bind_option(workdir),
                 "--pwd", str(workdir), image, "sh", "-c", command]  # fmt: skip
 
     def forget(self, image: str) -> None:
-        """The instance failed a task before it could start: start a fresh one next time."""
-        name = self.instances.pop(image, None)
-        if name is not None:
+        """An instance of the image failed a task before it could start: start fresh ones next time."""
+        for key in [key for key in self.instances if key[0] == image]:
+            name = self.instances.pop(key)
             asyncio.get_running_loop().create_task(self._stop(name))
 
-    async def _instance(self, image: str) -> str | None:
-        lock = self._locks.setdefault(image, asyncio.Lock())
+    async def _instance(self, image: str, bound: Path) -> str | None:
+        """The started instance of `image` with `bound` bound, started now if need be; None: use plain exec."""
+        key = (image, bound)
+        lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            if image in self.instances:
-                return self.instances[image]
-            if image in self.no_instance:
+            if key in self.instances:
+                return self.instances[key]
+            if image in self.no_instance or len(self.instances) >= MAX_INSTANCES:
                 return None
             name = f"tqhpc-{self.tag}-{next(self._numbers)}"
-            self.scratch.mkdir(parents=True, exist_ok=True)
+            if bound == self.scratch:
+                self.scratch.mkdir(parents=True, exist_ok=True)
             argv = [self.settings.executable, "--quiet", "instance", "start", *self._common(),
-                    "--bind", str(self.scratch), image, name]  # fmt: skip
+                    *bind_option(bound), image, name]  # fmt: skip
             code, said = await _run(argv, INSTANCE_START_TIMEOUT)
             if code != 0:
                 log.warning(
@@ -176,8 +186,8 @@ class ApptainerRunner:
                 )  # fmt: skip
                 self.no_instance.add(image)
                 return None
-            log.info("started apptainer instance %s of %s", name, image)
-            self.instances[image] = name
+            log.info("started apptainer instance %s of %s with %s bound", name, image, bound)
+            self.instances[key] = name
             return name
 
     async def stop_orphans(self) -> None:
@@ -208,6 +218,16 @@ class ApptainerRunner:
             log.info("stopped apptainer instance %s", name)
         else:
             log.warning("could not stop apptainer instance %s: %s", name, said.strip() or f"exit code {code}")
+
+
+def bind_option(directory: Path) -> list[str]:
+    """Bind `directory` at the same path inside the container. `--bind` splits its argument at commas and colons,
+    which a user's directory may hold; `--mount` takes CSV with quoting, so any path binds as it is."""
+    spec = io.StringIO()
+    csv.writer(spec, quoting=csv.QUOTE_ALL, lineterminator="").writerow(
+        ["type=bind", f"source={directory}", f"destination={directory}"]
+    )
+    return ["--mount", spec.getvalue()]
 
 
 def _owner_pid(name: str) -> int | None:

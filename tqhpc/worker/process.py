@@ -44,6 +44,7 @@ class Failure:
     TIMEOUT = "timeout"
     MEMORY = "memory"
     START = "start"  # the process could not be started at all
+    CWD = "cwd"  # the task's working directory is missing or unusable on the worker's node
     NO_APPTAINER = "no_apptainer"
     IMAGE_MISSING = "image_missing"
     PULL_FAILED = "pull_failed"
@@ -104,7 +105,6 @@ class TaskProcess:
         loop = asyncio.get_running_loop()
         parent_peak = high_water_mark(os.getpid())
         try:
-            self.workdir.mkdir(parents=True, exist_ok=True)
             self.process = subprocess.Popen(
                 self.argv,
                 cwd=self.workdir,
