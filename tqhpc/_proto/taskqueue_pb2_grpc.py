@@ -129,6 +129,11 @@ class TaskQueueStub:
                 request_serializer=taskqueue__pb2.SlurmPoolName.SerializeToString,
                 response_deserializer=taskqueue__pb2.SlurmPool.FromString,
                 _registered_method=True)
+        self.StreamTasks = channel.unary_stream(
+                '/taskqueue.TaskQueue/StreamTasks',
+                request_serializer=taskqueue__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=taskqueue__pb2.TaskPage.FromString,
+                _registered_method=True)
 
 
 class TaskQueueServicer:
@@ -251,6 +256,14 @@ class TaskQueueServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamTasks(self, request, context):
+        """tqhpc: ListTasks as a stream of pages, for listings too long for one message: the first page arrives at once,
+        and neither side holds the whole listing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskQueueServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -348,6 +361,11 @@ def add_TaskQueueServicer_to_server(servicer, server):
                     servicer.ResumeSlurmPool,
                     request_deserializer=taskqueue__pb2.SlurmPoolName.FromString,
                     response_serializer=taskqueue__pb2.SlurmPool.SerializeToString,
+            ),
+            'StreamTasks': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamTasks,
+                    request_deserializer=taskqueue__pb2.ListTasksRequest.FromString,
+                    response_serializer=taskqueue__pb2.TaskPage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -863,6 +881,33 @@ class TaskQueue:
             '/taskqueue.TaskQueue/ResumeSlurmPool',
             taskqueue__pb2.SlurmPoolName.SerializeToString,
             taskqueue__pb2.SlurmPool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/taskqueue.TaskQueue/StreamTasks',
+            taskqueue__pb2.ListTasksRequest.SerializeToString,
+            taskqueue__pb2.TaskPage.FromString,
             options,
             channel_credentials,
             insecure,

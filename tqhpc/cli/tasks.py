@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -17,20 +18,18 @@ from .options import access_option, connect, json_option
 @click.option("--name", default="", help="Only tasks with this name (issue 5: `submit --name`).")
 @json_option
 def list_tasks(access: str | None, status: str | None, name: str, as_json: bool) -> None:
-    """List tasks with their status, exit code, worker and wall time."""
+    """List tasks with their status, exit code, worker and wall time, printed as the server sends them."""
     if status is not None:
         try:
             parse_status_filter(status)
         except TransitionError as err:
             raise click.BadParameter(str(err), param_hint="--status") from None
     with connect(access) as client:
-        tasks = client.tasks(status, name=name)
-    if as_json:
-        output.print_json(tasks)
-        return
-    console = output.console()
-    output.show(console, output.tasks_table(tasks, console.width))
-    console.print(f"[dim]{len(tasks)} tasks: {output.status_counts(tasks) or 'none'}[/]")
+        pages = client.task_pages(status, name=name)
+        if as_json:
+            output.print_json_pages(pages, sys.stdout)
+        else:
+            output.print_task_pages(output.console(), pages)
 
 
 @click.command("task")
