@@ -7,8 +7,8 @@ Measured, in this order, against one server:
   its last line;
 - the Python client's `tasks()` (the whole list in memory);
 - the server's resident memory before and at its peak during the listings (sampled every 20 ms);
-- a worker's `PingAndTakeNewTasks` with all of them pending and none runnable by it (half need two slots, it has
-  one; half are container tasks, it cannot run containers): what every heartbeat costs the server then.
+- a worker's `PingAndTakeNewTasks` with all of them pending and none runnable by it (all are container tasks, it
+  cannot run containers; half also need two slots, it has one): what every heartbeat costs the server then.
 
 The goals: first row within 1 s, all rows within 15 s, server under 300 MiB, a ping well under 50 ms. The machine is
 shared with whatever else runs on it: run it twice before believing a single figure. Usage:
@@ -68,10 +68,9 @@ def peak_rss(pid: int) -> Iterator[list[float]]:
 
 
 def unrunnable(index: int) -> TaskSpec:
-    """A task the benchmark's pinging worker (concurrency 1, no containers) can never take."""
-    if index % 2:
-        return TaskSpec(f"python sim.py --seed {index}", container="docker://busybox", name="bench")
-    return TaskSpec(f"python sim.py --seed {index}", slots=2, name="bench")
+    """A task the benchmark's pinging worker (concurrency 1, no containers) can never take: a container task, and
+    every other one also needs two slots."""
+    return TaskSpec(f"python sim.py --seed {index}", container="docker://busybox", slots=1 + index % 2, name="bench")
 
 
 def submit(client: Client, count: int) -> float:
