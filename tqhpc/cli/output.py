@@ -320,10 +320,6 @@ _LIMITS = {"timeout", "memory_limit", "time_request"}
 _SIZES = {"peak_rss", "last_rss", "read_bytes", "write_bytes", "memory_limit"}
 
 
-def status_counts(tasks: Iterable[TaskInfo]) -> str:
-    return describe_counts(Counter(t.status for t in tasks))
-
-
 def describe_counts(counts: Mapping[Status, int]) -> str:
     """ "3 succeeded, 1 failed": each status that occurs, in the order of the status model."""
     return ", ".join(f"{counts[s]} {s.label}" for s in Status if counts.get(s))
