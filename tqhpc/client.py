@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import queue
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -20,6 +22,7 @@ from .sweep import Sweep, submit_sweep
 from .waiting import wait_letters
 
 DEFAULT_TIMEOUT = 60.0
+T = TypeVar("T")
 
 
 class ClientError(RuntimeError):
@@ -72,7 +75,59 @@ class TaskResult:
         )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class TaskPage:
+    """One page of a streamed listing: tasks in id order; `last` when no page follows."""
+
+    tasks: list[TaskInfo]
+    last: bool
+
+
 STATUS_POLL_CHUNK = 50_000
+PAGES_AHEAD = 4
+"""Pages of a listing received while the caller is still busy with an earlier one."""
+
+
+def read_ahead(items: Iterator[T], depth: int) -> Iterator[T]:
+    """`items`, taken from it on a thread of their own up to `depth` ahead of the caller.
+
+    gRPC receives the next message of a stream only when asked for it, so a caller busy printing a page would keep
+    the server waiting; here the next pages travel meanwhile. An error of `items` is raised to the caller in turn.
+    A caller that stops early must end `items` (cancel the call) for the thread to end.
+    """
+    ready: queue.Queue[tuple[bool, Any]] = queue.Queue(depth)
+    stopped = threading.Event()
+
+    def hand_over(entry: tuple[bool, Any]) -> bool:
+        while not stopped.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def receive() -> None:
+        try:
+            for item in items:
+                if not hand_over((True, item)):
+                    return
+        except BaseException as err:  # handed to the caller, who raises it
+            hand_over((False, err))
+        else:
+            hand_over((False, None))
+
+    threading.Thread(target=receive, name="tqhpc-read-ahead", daemon=True).start()
+    try:
+        while True:
+            is_item, value = ready.get()
+            if not is_item:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        stopped.set()
 
 
 def _caller_cwd(specs: Sequence[TaskSpec]) -> str:
@@ -261,10 +316,38 @@ class Client:
 
     def tasks(self, status: str | None = None, *, name: str = "", ids: Iterable[int] = ()) -> list[TaskInfo]:
         """Every task, or those whose status letter is in `status` ("F", "SF"), with this name, among these ids."""
-        request = pb.ListTasksRequest() if status is None else pb.ListTasksRequest(status_filter=status)
-        request.name_filter = name
-        request.task_ids.extend(ids)
-        return [TaskInfo.from_message(t) for t in self._call(self._stub.ListTasks, request).tasks]
+        return list(self.iter_tasks(status, name=name, ids=ids))
+
+    def iter_tasks(
+        self, status: str | None = None, *, name: str = "", ids: Iterable[int] = (), after: int = 0
+    ) -> Iterator[TaskInfo]:
+        """`tasks()` one task at a time, in id order, as the server's pages arrive: the first come at once, and a
+        listing of millions is never held whole. `after`: only tasks with a larger id."""
+        for page in self.task_pages(status, name=name, ids=ids, after=after):
+            yield from page.tasks
+
+    def task_pages(
+        self,
+        status: str | None = None,
+        *,
+        name: str = "",
+        ids: Iterable[int] = (),
+        after: int = 0,
+        page_size: int = 0,
+    ) -> Iterator[TaskPage]:
+        """The listing as the server sends it: pages of tasks in id order, the last one marked `last`."""
+        request = pb.ListTasksRequest(name_filter=name, task_ids=list(ids), after_task_id=after, page_size=page_size)
+        if status is not None:
+            request.status_filter = status
+        # No deadline: a listing read by a slow consumer (a pager) may take as long as it likes.
+        call = self._stub.StreamTasks(request, timeout=None)
+        try:
+            for message in read_ahead(call, PAGES_AHEAD):
+                yield TaskPage([TaskInfo.from_message(task) for task in message.tasks], message.last)
+        except grpc.RpcError as err:
+            raise self._error(err) from None
+        finally:
+            call.cancel()  # a reader that stopped early: the server stops reading too
 
     def logs(self, task_id: int, *, follow: bool = False) -> Iterator[LogChunk]:
         """The task's output as stored; with follow, live output too until the task ends."""

@@ -13,14 +13,26 @@ class Ack(_message.Message):
     def __init__(self, success: _Optional[bool] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
-    __slots__ = ("status_filter", "name_filter", "task_ids")
+    __slots__ = ("status_filter", "name_filter", "task_ids", "after_task_id", "page_size")
     STATUS_FILTER_FIELD_NUMBER: _ClassVar[int]
     NAME_FILTER_FIELD_NUMBER: _ClassVar[int]
     TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     status_filter: str
     name_filter: str
     task_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, status_filter: _Optional[str] = ..., name_filter: _Optional[str] = ..., task_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    after_task_id: int
+    page_size: int
+    def __init__(self, status_filter: _Optional[str] = ..., name_filter: _Optional[str] = ..., task_ids: _Optional[_Iterable[int]] = ..., after_task_id: _Optional[int] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class TaskPage(_message.Message):
+    __slots__ = ("tasks", "last")
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[Task]
+    last: bool
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., last: _Optional[bool] = ...) -> None: ...
 
 class ListWorkersRequest(_message.Message):
     __slots__ = ("include_retired",)

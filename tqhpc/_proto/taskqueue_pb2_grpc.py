@@ -134,6 +134,11 @@ class TaskQueueStub:
                 request_serializer=taskqueue__pb2.WorkerMessage.SerializeToString,
                 response_deserializer=taskqueue__pb2.ServerMessage.FromString,
                 _registered_method=True)
+        self.StreamTasks = channel.unary_stream(
+                '/taskqueue.TaskQueue/StreamTasks',
+                request_serializer=taskqueue__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=taskqueue__pb2.TaskPage.FromString,
+                _registered_method=True)
 
 
 class TaskQueueServicer:
@@ -265,6 +270,14 @@ class TaskQueueServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamTasks(self, request, context):
+        """tqhpc: ListTasks as a stream of pages, for listings too long for one message: the first page arrives at once,
+        and neither side holds the whole listing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskQueueServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -367,6 +380,11 @@ def add_TaskQueueServicer_to_server(servicer, server):
                     servicer.WorkerSession,
                     request_deserializer=taskqueue__pb2.WorkerMessage.FromString,
                     response_serializer=taskqueue__pb2.ServerMessage.SerializeToString,
+            ),
+            'StreamTasks': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamTasks,
+                    request_deserializer=taskqueue__pb2.ListTasksRequest.FromString,
+                    response_serializer=taskqueue__pb2.TaskPage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -909,6 +927,33 @@ class TaskQueue:
             '/taskqueue.TaskQueue/WorkerSession',
             taskqueue__pb2.WorkerMessage.SerializeToString,
             taskqueue__pb2.ServerMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/taskqueue.TaskQueue/StreamTasks',
+            taskqueue__pb2.ListTasksRequest.SerializeToString,
+            taskqueue__pb2.TaskPage.FromString,
             options,
             channel_credentials,
             insecure,

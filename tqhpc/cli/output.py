@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TextIO
 
 from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..client import TaskInfo, WorkerInfo
+from ..client import TaskInfo, TaskPage, WorkerInfo
+from ..plural import plural
 from ..status import Status
 from .units import format_size
 
@@ -26,6 +29,7 @@ _STATUS_STYLE = {
     Status.FAILED: "bold red",
     Status.CANCELLED: "magenta",
 }
+_STATUS_CELL = {status: f"{status.value} {status.label}" for status in Status}
 COMMAND_WIDTH = 60
 PIPE_WIDTH = 250
 
@@ -55,7 +59,8 @@ def _ago(timestamp: float | None) -> str:
 
 
 def _short(text: str, width: int = COMMAND_WIDTH) -> str:
-    text = " ".join(text.split())
+    if not text.isprintable() or "  " in text or text != text.strip():  # else split-join would change nothing
+        text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -82,7 +87,8 @@ def _table(
     fixed = sum(w + 2 for header, w in zip(headers, widths, strict=True) if header != elastic)
     room = max(8, width - fixed)
     if len(rows) > RICH_ROWS:
-        return _plain_table(headers, rows, widths, right=right, elastic=elastic, room=room)
+        layout = PlainLayout.fitted(headers, widths, right=right, elastic=elastic, room=room)
+        return "\n".join([layout.line(headers), *(layout.line(row) for row in rows)])
     table = Table(box=None, header_style="bold", pad_edge=False)
     for header in headers:
         if header == elastic:
@@ -97,21 +103,51 @@ def _table(
     return table
 
 
-def _plain_table(
-    headers: Sequence[str], rows: list[list[str]], widths: list[int], *, right: set[str], elastic: str, room: int
-) -> str:
-    widths = [min(w, room) if h == elastic else w for h, w in zip(headers, widths, strict=True)]
-    aligned = [(h in right, w, h == elastic) for h, w in zip(headers, widths, strict=True)]
+def _width(text: str) -> int:
+    return len(text) if text.isascii() else cell_len(text)
 
-    def line(cells: Sequence[str]) -> str:
+
+class PlainLayout:
+    """Columns of plain text with widths fixed in advance: a long listing is printed line by line with it."""
+
+    def __init__(self, columns: Sequence[tuple[int, bool, bool]]) -> None:
+        self.columns = tuple(columns)
+        """Per column: its width, whether it is aligned right, whether a longer cell is cut to the width."""
+        # The common line (ASCII, nothing to cut) is one str.format call.
+        self._format = "  ".join(f"{{:{'>' if right else '<'}{width}}}" for width, right, _ in self.columns)
+        self._cut = [(index, width) for index, (width, _, cut) in enumerate(self.columns) if cut]
+
+    @classmethod
+    def fitted(
+        cls, headers: Sequence[str], widths: Sequence[int], *, right: set[str], elastic: str, room: int
+    ) -> PlainLayout:
+        """`elastic` is cut to `room`; cells of other columns longer than their column push the rest of their line
+        along rather than lose characters."""
+        pairs = zip(headers, widths, strict=True)
+        return cls([(min(w, room) if h == elastic else w, h in right, h == elastic) for h, w in pairs])
+
+    def line(self, cells: Sequence[str]) -> str:
+        if "".join(cells).isascii():
+            for index, width in self._cut:
+                if len(cells[index]) > width:
+                    break
+            else:
+                return self._format.format(*cells).rstrip()
         out = []
-        for cell, (to_right, w, cut) in zip(cells, aligned, strict=True):
-            shown = cell[: w - 1] + "…" if cut and cell_len(cell) > w else cell
-            pad = " " * (w - cell_len(shown))
+        for cell, (width, to_right, cut) in zip(cells, self.columns, strict=True):
+            shown = _cut(cell, width) if cut and _width(cell) > width else cell
+            pad = " " * (width - _width(shown))
             out.append(pad + shown if to_right else shown + pad)
         return "  ".join(out).rstrip()
 
-    return "\n".join([line(headers), *(line(row) for row in rows)])
+
+def _cut(text: str, width: int) -> str:
+    """The start of `text` that fits in `width` cells, with an ellipsis."""
+    if text.isascii():
+        return text[: width - 1] + "…"
+    while text and cell_len(text) > width - 1:
+        text = text[:-1]
+    return text + "…"
 
 
 def show(console: Console, grid: Table | str) -> None:
@@ -122,36 +158,108 @@ def show(console: Console, grid: Table | str) -> None:
         console.print(grid)
 
 
+_TASK_COLUMNS = ["ID", "STATUS", "EXIT", "WORKER", "WALL", "CPU", "PEAK RSS", "COMMAND"]
+_TASK_NUMBERS = {"ID", "EXIT", "WORKER", "WALL", "CPU", "PEAK RSS"}
+
+
 def tasks_table(tasks: Sequence[TaskInfo], width: int) -> Table | str:
-    headers = ["ID", "STATUS", "EXIT", "WORKER", "WALL", "CPU", "PEAK RSS", "COMMAND"]
+    headers = list(_TASK_COLUMNS)
     with_container = any(t.container for t in tasks)
     if with_container:
         headers.append("CONTAINER")
-    with_name = any(t.name for t in tasks)  # issue 5: names and why a task waits
+    with_name = any(t.name for t in tasks)  # names and why a task waits
     with_reason = any(_why(t) for t in tasks)
     headers += ["NAME"] * with_name + ["WHY"] * with_reason
-    rows = []
-    for t in tasks:
-        row = [
-            str(t.task_id),
-            f"{t.status.value} {t.status.label}",
-            "" if t.exit_code is None else str(t.exit_code),
-            "" if t.worker_id is None else str(t.worker_id),
-            _duration(t.usage.wall_time if t.usage and t.usage.final else t.wall_time),
-            _duration(t.usage.cpu_time) if _measured(t) else "",
-            format_size(t.usage.peak_rss) if _measured(t) else "",
-            _short(t.command),
-        ]
-        if with_container:
-            row.append(t.container)
-        if with_name:
-            row.append(t.name)
-        if with_reason:
-            row.append(_why(t))
-        rows.append(row)
-    right = {"ID", "EXIT", "WORKER", "WALL", "CPU", "PEAK RSS"}
+    rows = [_task_row(t, with_container, with_name, with_reason) for t in tasks]
     styles = [_STATUS_STYLE[t.status] for t in tasks]
-    return _table(headers, rows, right=right, elastic="COMMAND", width=width, styles=styles)
+    return _table(headers, rows, right=_TASK_NUMBERS, elastic="COMMAND", width=width, styles=styles)
+
+
+def _task_row(t: TaskInfo, with_container: bool = True, with_name: bool = True, with_reason: bool = True) -> list[str]:
+    measured = _measured(t)
+    usage = t.usage
+    row = [
+        str(t.task_id),
+        _STATUS_CELL[t.status],
+        "" if t.exit_code is None else str(t.exit_code),
+        "" if t.worker_id is None else str(t.worker_id),
+        _duration(usage.wall_time if usage and usage.final else t.wall_time),
+        _duration(usage.cpu_time) if measured else "",  # type: ignore[union-attr]
+        format_size(usage.peak_rss) if measured else "",  # type: ignore[union-attr]
+        _short(t.command),
+    ]
+    if with_container:
+        row.append(t.container)
+    if with_name:
+        row.append(t.name)
+    if with_reason:
+        row.append(_why(t))
+    return row
+
+
+STREAM_MIN_WIDTHS = {"ID": 7, "STATUS": 11, "WALL": 7, "CPU": 7, "PEAK RSS": 9, "CONTAINER": 9, "NAME": 12}
+"""Column widths a streamed listing keeps at least, whatever its first page holds: room for ids up to ten million,
+every status, durations up to 9:59:59 and sizes up to 1023.9 GiB."""
+_STREAM_CUT = {"COMMAND", "CONTAINER", "NAME"}
+STREAM_MAX_TEXT = 40
+"""A container or name column of a streamed listing is at most this wide; longer ones are cut."""
+
+
+def print_task_pages(console: Console, pages: Iterable[TaskPage]) -> None:
+    """A listing as its pages arrive, then the count of each status.
+
+    A listing that arrives whole in its first page is laid out as before (a rich table when short). A longer one is
+    plain text with every column, their widths fixed by the first page and the header, so each page is printed as
+    it comes and no line waits for rows not yet seen.
+    """
+    counts: Counter[Status] = Counter()
+    pages = iter(pages)
+    first = next(pages, None)
+    if first is None or first.last:
+        tasks = first.tasks if first else []
+        counts.update(t.status for t in tasks)
+        show(console, tasks_table(tasks, console.width))
+    else:
+        headers = [*_TASK_COLUMNS, "CONTAINER", "NAME", "WHY"]
+        rows = [_task_row(t) for t in first.tasks]
+        widths = [
+            max([cell_len(h), STREAM_MIN_WIDTHS.get(h, 0)] + [_width(row[i]) for row in rows])
+            for i, h in enumerate(headers)
+        ]
+        for i, h in enumerate(headers):
+            if h in ("CONTAINER", "NAME"):
+                widths[i] = min(widths[i], max(STREAM_MAX_TEXT, cell_len(h)))
+        fixed = sum(w + 2 for h, w in zip(headers, widths, strict=True) if h not in ("COMMAND", "WHY"))
+        layout = PlainLayout(
+            tuple(
+                (
+                    min(COMMAND_WIDTH, max(8, console.width - fixed)) if h == "COMMAND" else w,
+                    h in _TASK_NUMBERS,
+                    h in _STREAM_CUT,
+                )
+                for h, w in zip(headers, widths, strict=True)
+            )
+        )
+        out = console.file
+        out.write(layout.line(headers) + "\n")
+        for page in itertools.chain([first], pages):
+            counts.update(t.status for t in page.tasks)
+            rows = rows if page is first else [_task_row(t) for t in page.tasks]
+            out.write("".join(layout.line(row) + "\n" for row in rows))
+            out.flush()
+    console.print(f"[dim]{plural(sum(counts.values()), 'task')}: {describe_counts(counts) or 'none'}[/]")
+
+
+def print_json_pages(pages: Iterable[TaskPage], out: TextIO) -> None:
+    """A JSON array written as the pages arrive, one task per line: valid JSON once it ends, and no page waits."""
+    out.write("[")
+    separator = "\n"
+    for page in pages:
+        if page.tasks:
+            out.write(separator + ",\n".join(json.dumps(t.to_dict()) for t in page.tasks))
+            separator = ",\n"
+        out.flush()
+    out.write("\n]\n")
 
 
 def _why(task: TaskInfo) -> str:
@@ -216,11 +324,9 @@ _LIMITS = {"timeout", "memory_limit", "time_request"}
 _SIZES = {"peak_rss", "last_rss", "read_bytes", "write_bytes", "memory_limit"}
 
 
-def status_counts(tasks: Sequence[TaskInfo]) -> str:
-    counts: dict[Status, int] = {}
-    for t in tasks:
-        counts[t.status] = counts.get(t.status, 0) + 1
-    return ", ".join(f"{n} {s.label}" for s, n in sorted(counts.items(), key=lambda kv: list(Status).index(kv[0])))
+def describe_counts(counts: Mapping[Status, int]) -> str:
+    """ "3 succeeded, 1 failed": each status that occurs, in the order of the status model."""
+    return ", ".join(f"{counts[s]} {s.label}" for s in Status if counts.get(s))
 
 
 def workers_table(workers: Sequence[WorkerInfo], width: int) -> Table | str:

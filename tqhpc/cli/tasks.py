@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
-from ..plural import plural
 from ..records import TaskInfo
 from ..status import Status
 from . import output
@@ -24,17 +24,15 @@ from .options import access_option, connect, json_option, status_filter
 @click.option("--name", default="", help="Only tasks with this name (`submit --name`).")
 @json_option
 def list_tasks(access: str | None, status: str | None, name: str, as_json: bool) -> None:
-    """List tasks with their status, exit code, worker and wall time."""
+    """List tasks with their status, exit code, worker and wall time, printed as the server sends them."""
     if status is not None:
         status = status_filter(status)
     with connect(access) as client:
-        tasks = client.tasks(status, name=name)
-    if as_json:
-        output.print_json(tasks)
-        return
-    console = output.console()
-    output.show(console, output.tasks_table(tasks, console.width))
-    console.print(f"[dim]{plural(len(tasks), 'task')}: {output.status_counts(tasks) or 'none'}[/]")
+        pages = client.task_pages(status, name=name)
+        if as_json:
+            output.print_json_pages(pages, sys.stdout)
+        else:
+            output.print_task_pages(output.console(), pages)
 
 
 @click.command("task")

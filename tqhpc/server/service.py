@@ -24,7 +24,7 @@ from ..store import tasks as task_ops
 from ..store import usage as usage_ops
 from ..store import workers as worker_ops
 from ..store.crashes import DEFAULT_CRASH_LIMIT
-from . import submission, validate
+from . import listing, submission, validate
 from .autoalloc import NO_PROFILES, Autoallocator
 from .logs import LOG_TYPE_SPELLINGS, LOG_TYPES, LogStore
 from .registration import Undecodable
@@ -111,12 +111,27 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
     @_unary
     async def ListTasks(self, request: pb.ListTasksRequest, context: aio.ServicerContext) -> pb.TaskList:
-        statuses = parse_status_filter(request.status_filter) if request.HasField("status_filter") else frozenset()
-        name, ids = request.name_filter, list(request.task_ids)
-        records = await self.db.run(
-            lambda c: usage_ops.with_latest_usage(c, taskflow.list_tasks(c, statuses, name, ids))
-        )
-        return pb.TaskList(tasks=[t.to_message() for t in records])
+        """The whole listing in one message, as seed clients expect; read like StreamTasks, beside the writer."""
+        whole = pb.TaskList()
+        async for page in listing.task_pages(self.db.path, listing.task_filter(request)):
+            whole.tasks.extend(page.tasks)
+        return whole
+
+    async def StreamTasks(
+        self, request: pb.ListTasksRequest, context: aio.ServicerContext
+    ) -> AsyncIterator[pb.TaskPage]:
+        """ListTasks in pages as they are read: the first rows leave at once, and no side holds the whole listing."""
+        if isinstance(request, Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
+        try:
+            query, size = listing.task_filter(request), listing.page_size(request)
+        except TqhpcError as err:
+            await context.abort(err.code, str(err))
+        try:
+            async for page in listing.task_pages(self.db.path, query, size):
+                yield page
+        except (sqlite3.Error, OSError) as err:
+            await context.abort(*_storage_failure("StreamTasks", err))
 
     # --- batches, statuses of many, cancel, retry --------------------------------------------------------------
 

@@ -13,8 +13,9 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,6 +41,29 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
+
+
+def connect_reader(path: Path) -> sqlite3.Connection:
+    """A read-only connection of its own, for reads long enough to hold up the writer (a listing of a million tasks).
+
+    In WAL mode it reads committed snapshots while the writer goes on committing; it can be used from any one thread
+    at a time.
+    """
+    conn = sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False, timeout=30
+    )
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+@contextmanager
+def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Run several reads on one snapshot: what they return fits together even while the writer commits."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("ROLLBACK")
 
 
 class Database:

@@ -122,6 +122,12 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE tasks ADD COLUMN cwd TEXT NOT NULL DEFAULT '';
     """,
+    # Dispatch without scanning the queue: pending tasks by size, oldest first, all of them and the bare ones (for
+    # workers that cannot run containers). Only pending tasks are in them, so they stay as small as the queue.
+    """
+    CREATE INDEX tasks_pending ON tasks(slots, task_id) WHERE status = 'P';
+    CREATE INDEX tasks_pending_bare ON tasks(slots, task_id) WHERE status = 'P' AND container = '';
+    """,
 ]
 
 

@@ -7,6 +7,7 @@ worker's report. Every status these functions write comes from the rules in `tqh
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,7 +21,8 @@ from ..status import CANCELLABLE, HELD, RETRYABLE, Status, after_failed_attempt,
 CHUNK = 500
 """Ids per `IN (...)` list: well under SQLite's limit on bound parameters."""
 SCAN_LIMIT = 2000
-"""How many pending tasks one assignment looks at for ones that fit: a ping never scans a huge queue."""
+"""How many pending tasks one assignment looks at for a declared run time that fits the worker's walltime left: a
+ping never scans a huge queue."""
 
 
 @dataclass(frozen=True)
@@ -328,18 +330,39 @@ def held_slots(conn: sqlite3.Connection, worker_id: int) -> int:
 
 
 def fitting_pending(
-    conn: sqlite3.Connection, room: int, largest: int, eligible: str = "1", params: Sequence[object] = ()
+    conn: sqlite3.Connection, room: int, largest: int, *, bare_only: bool = False, time_left: float | None = None
 ) -> list[int]:
     """Pending tasks, oldest first, whose slots fit in `room`, skipping any that do not (a later smaller task may
     go first: no task waits for one that cannot fit now); tasks larger than `largest` (the worker's concurrency)
-    are never chosen. `eligible` is an SQL condition (with `params`) on what the worker can run."""
+    are never chosen. `bare_only`: the worker cannot run containers. `time_left`: the worker's walltime left, which
+    a task's declared run time must not exceed (None: unbounded).
+
+    The cost follows the worker's room, not the queue: for each task size that could fit, the oldest pending tasks
+    of that size come in id order from an index on pending tasks by size (`tasks_pending`, or `tasks_pending_bare`
+    for a worker without containers), and only as many as could be taken. A queue of a million tasks that are too
+    big or in containers costs a ping a few index lookups. Declared run times are checked row by row, over at most
+    SCAN_LIMIT rows per ping.
+    """
+    biggest = min(room, largest)
+    if biggest <= 0:
+        return []
+    source = "tasks INDEXED BY tasks_pending_bare" if bare_only else "tasks INDEXED BY tasks_pending"
+    bare = " AND container = ''" if bare_only else ""
+    sql = f"SELECT task_id, time_request FROM {source} WHERE status = 'P'{bare} AND slots = ? ORDER BY task_id LIMIT ?"
+    candidates: list[tuple[int, int]] = []
+    for slots in range(1, biggest + 1):
+        wanted = room // slots  # the most tasks of this size that can ever be taken together
+        window = wanted if time_left is None else max(wanted, SCAN_LIMIT // biggest)
+        taken = 0
+        for task_id, time_request in conn.execute(sql, (slots, window)):
+            if time_left is None or time_request == 0 or time_request <= time_left:
+                candidates.append((task_id, slots))
+                taken += 1
+                if taken == wanted:
+                    break
     chosen: list[int] = []
-    rows = conn.execute(
-        f"SELECT task_id, slots FROM tasks WHERE status = 'P' AND {eligible} ORDER BY task_id LIMIT ?",
-        (*params, SCAN_LIMIT),
-    )
-    for task_id, slots in rows:
-        if slots <= room and slots <= largest:
+    for task_id, slots in sorted(candidates):
+        if slots <= room:
             chosen.append(task_id)
             room -= slots
             if room <= 0:
@@ -349,64 +372,162 @@ def fitting_pending(
 
 # --- reading ---------------------------------------------------------------------------------------------------
 
+PAGE_SIZE = 5000
+"""Tasks per page of a listing: enough that per-page costs vanish, few enough that a page reads in milliseconds."""
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """Which tasks a listing shows: those with one of `statuses` (any if empty), this name (any if ""), among
+    these ids (any if empty), with ids above `after`."""
+
+    statuses: frozenset[Status] = frozenset()
+    name: str = ""
+    task_ids: tuple[int, ...] = ()  # sorted, each once
+    after: int = 0
+
 
 def list_tasks(
     conn: sqlite3.Connection, statuses: frozenset[Status], name: str = "", task_ids: Sequence[int] = ()
 ) -> list[TaskInfo]:
     """Tasks filtered by status, name and ids, with their dependencies and why a task too big for every live
     worker is waiting."""
-    clauses, params = [], []
-    if statuses:
-        clauses.append(f"status IN ({','.join('?' * len(statuses))})")
-        params.extend(sorted(s.value for s in statuses))
-    if name:
-        clauses.append("name = ?")
-        params.append(name)
-    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-    if task_ids:
-        wanted = set(task_ids)
-        records = []
-        for chunk in _chunks(sorted(wanted)):
-            joiner = " AND " if where else " WHERE "
-            records += [
-                TaskInfo.from_row(row)
-                for row in conn.execute(
-                    f"SELECT * FROM tasks{where}{joiner}task_id IN ({','.join('?' * len(chunk))}) ORDER BY task_id",
-                    [*params, *chunk],
-                )
-            ]
+    wanted = TaskFilter(statuses, name, tuple(sorted(set(task_ids))))
+    records: list[TaskInfo] = []
+    while page := with_details(conn, TaskInfo.from_rows(page_rows(conn, wanted, PAGE_SIZE))):
+        records += page
+        wanted = replace(wanted, after=page[-1].task_id)
+    return records
+
+
+def page_rows(conn: sqlite3.Connection, wanted: TaskFilter, limit: int, columns: str = "*") -> list[sqlite3.Row]:
+    """`columns` of the first `limit` tasks that `wanted` names, in id order; fewer only at the end of the listing.
+
+    Keyset paging: a page starts where the last one ended (`wanted.after`) through an index, so a page costs the
+    same at the end of a million tasks as at the start, and a listing never holds a read open for its whole length.
+    """
+    where, params = ["task_id > ?"], [wanted.after]
+    if wanted.statuses:
+        where.append(f"status IN ({','.join('?' * len(wanted.statuses))})")
+        params += sorted(s.value for s in wanted.statuses)
+    if wanted.name:
+        where.append("name = ?")
+        params.append(wanted.name)
+    if wanted.task_ids:
+        return _page_of_ids(conn, wanted.task_ids, wanted.after, limit, columns, " AND ".join(where[1:]), params[1:])
+    if wanted.name:
+        source = "tasks INDEXED BY tasks_by_name"  # a name is the narrowest index; the status is checked row by row
+    elif len(wanted.statuses) > 1:
+        return _page_of_statuses(conn, wanted, limit, columns)
     else:
-        records = [
-            TaskInfo.from_row(row) for row in conn.execute(f"SELECT * FROM tasks{where} ORDER BY task_id", params)
-        ]
-    return with_details(conn, records)
+        source = "tasks"  # by status (tasks_by_status) or by id
+    sql = f"SELECT {columns} FROM {source} WHERE {' AND '.join(where)} ORDER BY task_id LIMIT ?"
+    return conn.execute(sql, (*params, limit)).fetchall()
+
+
+def _page_of_ids(
+    conn: sqlite3.Connection,
+    task_ids: Sequence[int],
+    after: int,
+    limit: int,
+    columns: str,
+    where: str,
+    params: list[object],
+) -> list[sqlite3.Row]:
+    """Given ids (sorted): look them up a chunk at a time, going on past chunks where none matches the other
+    filters, until the page is full or the ids run out."""
+    rows: list[sqlite3.Row] = []
+    start = bisect.bisect_right(task_ids, after)
+    condition = f" AND {where}" if where else ""
+    while len(rows) < limit and start < len(task_ids):
+        chunk = task_ids[start : start + CHUNK]
+        start += len(chunk)
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT {columns} FROM tasks WHERE task_id IN ({marks}){condition} ORDER BY task_id"
+        rows += conn.execute(sql, (*chunk, *params)).fetchall()
+    return rows[:limit]
+
+
+def _page_of_statuses(conn: sqlite3.Connection, wanted: TaskFilter, limit: int, columns: str) -> list[sqlite3.Row]:
+    """Several statuses: the first ids of each, read in order from the status index, merged; then their rows. One
+    query over all of them would sort every match again for each page."""
+    letters = sorted(s.value for s in wanted.statuses)
+    ids: list[int] = []
+    for letter in letters:
+        ids += (
+            row[0]
+            for row in conn.execute(
+                "SELECT task_id FROM tasks WHERE status = ? AND task_id > ? ORDER BY task_id LIMIT ?",
+                (letter, wanted.after, limit),
+            )
+        )
+    if not ids:
+        return []
+    ids = sorted(ids)[:limit]
+    # Read in the same snapshot as the ids, the range holds exactly these among the tasks with these statuses.
+    return conn.execute(
+        f"SELECT {columns} FROM tasks WHERE task_id BETWEEN ? AND ? AND status IN ({','.join('?' * len(letters))}) "
+        "ORDER BY task_id",
+        (ids[0], ids[-1], *letters),
+    ).fetchall()
+
+
+def select_by_ids(conn: sqlite3.Connection, sql: str, ids: Sequence[int]) -> Iterator[sqlite3.Row]:
+    """Run `sql`, whose `{ids}` is where the condition on `task_id` goes, for these ids (sorted): one range when they
+    are dense (a page of a listing), else `IN` lists. A range may bring rows of other ids too: callers that mind,
+    filter."""
+    if not ids:
+        return iter(())
+    if ids[-1] - ids[0] < 2 * len(ids):
+        return conn.execute(sql.format(ids="task_id BETWEEN ? AND ?"), (ids[0], ids[-1]))
+    return (
+        row
+        for chunk in _chunks(ids)
+        for row in conn.execute(sql.format(ids=f"task_id IN ({','.join('?' * len(chunk))})"), chunk)
+    )
+
+
+def dependencies(conn: sqlite3.Connection, task_ids: Sequence[int]) -> dict[int, list[int]]:
+    """What each of these tasks (sorted ids) waits for; tasks without dependencies are left out."""
+    deps: dict[int, list[int]] = {}
+    if not conn.execute("SELECT 1 FROM task_deps LIMIT 1").fetchone():
+        return deps
+    wanted = set(task_ids)
+    sql = "SELECT task_id, dep_id FROM task_deps WHERE {ids} ORDER BY task_id, dep_id"
+    for task_id, dep in select_by_ids(conn, sql, task_ids):
+        if task_id in wanted:
+            deps.setdefault(task_id, []).append(dep)
+    return deps
+
+
+def largest_live_worker(conn: sqlite3.Connection) -> int:
+    """The most slots any live worker has (0 when none is live)."""
+    row = conn.execute("SELECT MAX(concurrency) FROM workers WHERE state IN ('running', 'draining')").fetchone()
+    return row[0] or 0
+
+
+def too_big_reason(slots: int, largest: int) -> str:
+    """Why a pending task waits when it needs more slots than any live worker has."""
+    have = f"largest live worker has {largest}" if largest else "no live worker"
+    return f"needs {plural(slots, 'slot')}; {have}"
 
 
 def with_details(conn: sqlite3.Connection, records: list[TaskInfo]) -> list[TaskInfo]:
     """Add each task's dependencies, and say why a pending task bigger than every live worker waits."""
     if not records:
         return records
-    deps: dict[int, list[int]] = {}
-    if conn.execute("SELECT 1 FROM task_deps LIMIT 1").fetchone():
-        for chunk in _chunks([t.task_id for t in records]):
-            marks = ",".join("?" * len(chunk))
-            for task_id, dep in conn.execute(
-                f"SELECT task_id, dep_id FROM task_deps WHERE task_id IN ({marks}) ORDER BY dep_id", chunk
-            ):
-                deps.setdefault(task_id, []).append(dep)
+    deps = dependencies(conn, sorted(t.task_id for t in records))
     largest = None
     if any(t.slots > 1 and t.status == Status.PENDING for t in records):
-        largest = (
-            conn.execute("SELECT MAX(concurrency) FROM workers WHERE state IN ('running', 'draining')").fetchone()[0]
-            or 0
-        )
+        largest = largest_live_worker(conn)
+    if not deps and largest is None:
+        return records
     result = []
     for record in records:
         task = record
         if task.task_id in deps:
-            task = replace(task, after=tuple(deps[task.task_id]))
+            task = task.copy_with(after=tuple(deps[task.task_id]))
         if largest is not None and task.status == Status.PENDING and task.slots > largest:
-            have = f"largest live worker has {largest}" if largest else "no live worker"
-            task = replace(task, reason=f"needs {plural(task.slots, 'slot')}; {have}")
+            task = task.copy_with(reason=too_big_reason(task.slots, largest))
         result.append(task)
     return result

@@ -109,10 +109,13 @@ def assign_pending(
     """
     if room <= 0:
         return 0
-    containers = usage.container_condition(conn, worker_id)
-    fits, fit_args = _fits_walltime(time_left)
-    eligible = f"{containers}{fits}"
-    chosen = taskflow.fitting_pending(conn, room, room if largest is None else largest, eligible, fit_args)
+    chosen = taskflow.fitting_pending(
+        conn,
+        room,
+        room if largest is None else largest,
+        bare_only=not usage.can_run_containers(conn, worker_id),
+        time_left=time_left,
+    )
     if not chosen:
         return 0
     marks = ",".join("?" * len(chosen))
@@ -122,13 +125,6 @@ def assign_pending(
         (worker_id, *chosen),
     )
     return cursor.rowcount
-
-
-def _fits_walltime(time_left: float | None) -> tuple[str, tuple[float, ...]]:
-    """issue 4: a task with a declared run time goes only to a worker with at least that much walltime left."""
-    if time_left is None:
-        return "", ()
-    return " AND (time_request = 0 OR time_request <= ?)", (time_left,)
 
 
 def requeue(

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 from ..records import ResourceUsage, TaskInfo, WorkerInfo, WorkerStats
 from ..status import HELD, TERMINAL, Status
+from . import taskflow
 
 _USAGE_COLUMNS = tuple(f.name for f in dataclasses.fields(ResourceUsage) if f.name != "attempt")
 _STATS_COLUMNS = tuple(f.name for f in dataclasses.fields(WorkerStats))
-FEW_TASKS = 500
 
 
 # --- per-attempt usage ----------------------------------------------------------------------------------------------
@@ -101,35 +101,31 @@ def close_cut_attempts(
 
 def attempts_of(conn: sqlite3.Connection, task_id: int) -> list[ResourceUsage]:
     rows = conn.execute("SELECT * FROM task_attempts WHERE task_id = ? ORDER BY attempt", (task_id,))
-    return [_usage(row) for row in rows]
+    return [ResourceUsage.from_row(row) for row in rows]
+
+
+def latest_attempts(conn: sqlite3.Connection, task_ids: Sequence[int]) -> dict[int, sqlite3.Row]:
+    """The latest attempt's row of each of these tasks (sorted ids) that has one.
+
+    The attempts of a page of a listing are read by one range over the primary key, those of scattered tasks by
+    chunked key lookups: either way the cost follows the tasks asked for, not the size of the table.
+    """
+    latest: dict[int, sqlite3.Row] = {}
+    sql = "SELECT * FROM task_attempts WHERE {ids} ORDER BY task_id, attempt"
+    for row in taskflow.select_by_ids(conn, sql, task_ids):
+        latest[row["task_id"]] = row  # ordered by attempt: the last one stays
+    return latest
 
 
 def with_latest_usage(conn: sqlite3.Connection, tasks: Sequence[TaskInfo]) -> list[TaskInfo]:
-    """The tasks with their latest attempt's usage attached (one query, however many tasks)."""
-    if not tasks:
-        return []
-    latest: dict[int, ResourceUsage] = {}
-    ids = [t.task_id for t in tasks]
-    # A few tasks: look them up by key; many: one pass over the table beats thousands of lookups.
-    where = f"WHERE task_id IN ({','.join('?' * len(ids))})" if len(ids) <= FEW_TASKS else ""
-    rows = conn.execute(
-        "SELECT a.* FROM task_attempts a JOIN (SELECT task_id, MAX(attempt) AS attempt FROM task_attempts "
-        f"{where} GROUP BY task_id) m ON a.task_id = m.task_id AND a.attempt = m.attempt",
-        ids if where else (),
-    )
-    for row in rows:
-        latest[row["task_id"]] = _usage(row)
-    return [dataclasses.replace(t, usage=latest[t.task_id]) if t.task_id in latest else t for t in tasks]
+    """The tasks with their latest attempt's usage attached."""
+    latest = latest_attempts(conn, sorted({t.task_id for t in tasks}))
+    return [t.copy_with(usage=ResourceUsage.from_row(latest[t.task_id])) if t.task_id in latest else t for t in tasks]
 
 
 def with_all_usage(conn: sqlite3.Connection, task: TaskInfo) -> TaskInfo:
     attempts = attempts_of(conn, task.task_id)
     return dataclasses.replace(task, usage=attempts[-1] if attempts else None, attempt_usage=tuple(attempts))
-
-
-def _usage(row: sqlite3.Row) -> ResourceUsage:
-    usage = ResourceUsage.from_row(row)
-    return dataclasses.replace(usage, final=bool(usage.final))
 
 
 # --- workers --------------------------------------------------------------------------------------------------------
@@ -164,8 +160,8 @@ def with_stats(conn: sqlite3.Connection, workers: Sequence[WorkerInfo]) -> list[
 # --- scheduling -----------------------------------------------------------------------------------------------------
 
 
-def container_condition(conn: sqlite3.Connection, worker_id: int) -> str:
-    """The SQL condition a pending task must meet to go to this worker: a worker that registered as unable to run
-    containers gets only bare tasks, so container tasks stay pending for one that can (unknown counts as able)."""
+def can_run_containers(conn: sqlite3.Connection, worker_id: int) -> bool:
+    """Whether container tasks may go to this worker: one that registered as unable to run them gets only bare
+    tasks, so container tasks stay pending for one that can (unknown counts as able)."""
     row = conn.execute("SELECT container_capable FROM workers WHERE worker_id = ?", (worker_id,)).fetchone()
-    return "container = ''" if row is not None and row[0] == 0 else "1"
+    return row is None or row[0] != 0
