@@ -26,8 +26,8 @@ from .idle_workers import IdleWorkers
 NEVER_RUNNABLE_IMAGE = "/nonexistent/never-runs.sif"
 """Pending tasks that must stay pending ask for this container; the scale run's worker cannot run containers."""
 NO_APPTAINER = "/nonexistent/apptainer"
-ROW = re.compile(r"^\W*\d+\s")
-"""A line of `tqhpc tasks` that is a task (it starts with the id), not a header or a summary."""
+ROW = re.compile(r"^\W*\d+\s+[WPACRSFX]\b")
+"""A line of `tqhpc tasks` that is a task (its id, then its status letter), not the header or the summary."""
 
 
 @dataclass(frozen=True)
