@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import json
 import os
 import sys
@@ -108,6 +109,27 @@ def isolate_if_needed(args: argparse.Namespace, argv: list[str]) -> None:
             "HyperQueue out with --only tqhpc,parsl,bare."
         )
     namespace.reexec_isolated(Path(__file__).resolve(), argv)
+
+
+PEER_PACKAGES = {"hq": "hyperqueue", "parsl": "parsl"}
+
+
+def require_peer_packages(peers: list[str]) -> None:
+    """The peers' packages come with the `bench` extra; say so at once rather than after minutes of tqhpc runs."""
+    missing = []
+    for peer in peers:
+        package = PEER_PACKAGES.get(peer)
+        if package is None:
+            continue
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            missing.append(package)
+    if missing:
+        sys.exit(
+            f"compare.py: error: {' and '.join(missing)} cannot be imported: install the peers with "
+            f"`{sys.executable} -m pip install -e '.[bench]'`, or leave them out with --only"
+        )
 
 
 class Runner:
@@ -198,6 +220,7 @@ def measure_all(args: argparse.Namespace, runner: Runner) -> None:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     isolate_if_needed(args, argv)
+    require_peer_packages(args.peers)
     # Parsl starts `process_worker_pool.py` and `interchange.py` by name: they live beside this interpreter.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     if args.keep is not None:

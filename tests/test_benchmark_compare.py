@@ -70,3 +70,14 @@ def test_compare_refuses_hyperqueue_outside_a_loopback_only_namespace_it_cannot_
     assert "runs only in a network namespace with loopback alone" in run.stderr
     assert "unshare and ip not found on PATH" in run.stderr and "--only tqhpc,parsl,bare" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_compare_says_how_to_install_a_peer_it_cannot_import(tmp_path):
+    """A `parsl` that cannot be imported (as on a machine without the bench extra) is named with the fix."""
+    broken = tmp_path / "parsl"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('not installed')\n")
+    run = compare("--only", "parsl", env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert run.returncode == 1
+    assert "parsl cannot be imported" in run.stderr and "pip install -e '.[bench]'" in run.stderr
+    assert "Traceback" not in run.stderr
