@@ -1,7 +1,9 @@
-"""What the benchmarks share: a real tqhpc server, started as users start it, in a state directory of their own."""
+"""What the benchmarks share: a real tqhpc server, started as users start it, in a state directory of their own,
+and real `tqhpc worker` processes beside it."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -10,10 +12,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 
 def tqhpc(*args: str) -> list[str]:
     """The command line of this checkout's tqhpc, whatever is on PATH."""
     return [sys.executable, "-m", "tqhpc", *args]
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """SIGTERM, then SIGKILL if it has not left within `timeout` seconds: a benchmark leaves nothing running."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of the process itself (threads included; its children's time is not)."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 @contextmanager
@@ -36,5 +58,20 @@ def running_server(
             time.sleep(0.05)
         yield server, access
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
+        stop_process(server)
+
+
+@contextmanager
+def running_worker(access: Path, scratch: Path, *options: str, log: Path | None = None) -> Iterator[subprocess.Popen]:
+    """A `tqhpc worker` process with these options, its output in `log` (or dropped); stopped on exit."""
+    with contextlib.ExitStack() as stack:
+        output = stack.enter_context(log.open("wb")) if log is not None else subprocess.DEVNULL
+        worker = subprocess.Popen(
+            tqhpc("worker", "--access", str(access), "--scratch-dir", str(scratch), *options),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield worker
+        finally:
+            stop_process(worker)

@@ -1,0 +1,216 @@
+"""tqhpc measured through its public surfaces only: `tqhpc server` and `tqhpc worker` processes, `tqhpc.Client`,
+the `tqhpc tasks` command, and the wire protocol for the idle workers. Every case gets a fresh server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from subprocess import Popen
+from typing import Any
+
+from common import cpu_seconds, running_server, running_worker, tqhpc
+
+from tqhpc import Client, TaskSpec
+
+from . import probes
+from .figures import latency_summary, peak_rss_mib, rss_mib, throughput_summary
+from .idle_workers import IdleWorkers
+
+NEVER_RUNNABLE_IMAGE = "/nonexistent/never-runs.sif"
+"""Pending tasks that must stay pending ask for this container; the scale run's worker cannot run containers."""
+NO_APPTAINER = "/nonexistent/apptainer"
+ROW = re.compile(r"^\W*\d+\s+[WPACRSFX]\b")
+"""A line of `tqhpc tasks` that is a task (its id, then its status letter), not the header or the summary."""
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Where the runs keep their state, and the one worker's shape (the same as the peers')."""
+
+    root: Path
+    concurrency: int = 2
+    prefetch: int = 2
+    ping_interval: float = 1.0
+
+    def case(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True)
+        return path
+
+
+@contextmanager
+def server_and_worker(setup: Setup, name: str, *worker_options: str) -> Iterator[tuple[Popen, Popen, Client]]:
+    """A fresh server and one worker, registered and idle, with a client to it."""
+    case = setup.case(name)
+    with ExitStack() as stack:
+        server, access = stack.enter_context(running_server(case / "state"))
+        worker = stack.enter_context(
+            running_worker(access, case / "scratch", "--concurrency", str(setup.concurrency), "--prefetch",
+                           str(setup.prefetch), "--ping-interval", str(setup.ping_interval), *worker_options,
+                           log=case / "worker.log")
+        )  # fmt: skip
+        client = stack.enter_context(Client(access))
+        deadline = time.monotonic() + 60
+        while not client.workers():
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the tqhpc worker did not register; see {case / 'worker.log'}")
+            time.sleep(0.05)
+        time.sleep(setup.ping_interval + 0.2)  # past its first pings: idle, as a worker waiting for work is
+        yield server, worker, client
+
+
+def _wait_finished(client: Client, ids: list[int], timeout: float) -> str:
+    """Poll one task cheaply (tasks start oldest first) until it is done, then all of them; their letters."""
+    deadline = time.monotonic() + timeout
+    while not client.task(ids[-1]).status.terminal:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"tqhpc: the tasks were not finished within {timeout:g} s")
+        time.sleep(0.01)
+    while True:
+        letters = client.letters(ids)
+        if all(letter in "SFX" for letter in letters):
+            return letters
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"tqhpc: the tasks were not finished within {timeout:g} s")
+        time.sleep(0.01)
+
+
+def throughput(setup: Setup, tasks: int) -> dict[str, float]:
+    """`tasks` times `true` submitted in one submit_many call, until the last is finished; the server's and the
+    worker's own CPU time over that window (the tasks' processes are not counted)."""
+    with server_and_worker(setup, f"throughput-{tasks}") as (server, worker, client):
+        server_cpu, worker_cpu = cpu_seconds(server.pid), cpu_seconds(worker.pid)
+        start = time.perf_counter()
+        ids = client.submit_many(["true"] * tasks)
+        submitted = time.perf_counter()
+        letters = _wait_finished(client, ids, timeout=max(120.0, tasks / 10))
+        finished = time.perf_counter()
+        server_cpu, worker_cpu = cpu_seconds(server.pid) - server_cpu, cpu_seconds(worker.pid) - worker_cpu
+    if letters.count("S") != tasks:
+        raise RuntimeError(f"tqhpc: {tasks - letters.count('S')} of {tasks} `true` tasks did not succeed")
+    figures = throughput_summary(tasks, finished - start, submitted - start)
+    figures["server_cpu_ms_per_task"] = 1000 * server_cpu / tasks
+    figures["worker_cpu_ms_per_task"] = 1000 * worker_cpu / tasks
+    return figures
+
+
+def _probe_queue(client: Client) -> probes.Queue[int]:
+    return probes.Queue(
+        submit=client.submit,
+        finished=lambda task_id: client.task(task_id).status.terminal,
+        succeeded=lambda task_id: client.task(task_id).status.value == "S",
+        cancel=lambda task_id: client.cancel([task_id]),
+    )
+
+
+def _probe_figures(run: probes.ProbeRun) -> dict[str, object]:
+    return {"first_line": latency_summary(run.started), "finished": latency_summary(run.finished), "missed": run.missed}
+
+
+def idle_dispatch(setup: Setup, count: int) -> dict[str, object]:
+    """Tasks submitted one at a time to an idle worker (see probes)."""
+    with server_and_worker(setup, "idle-dispatch") as (_, _, client):
+        run = probes.measure(_probe_queue(client), setup.root / "idle-dispatch" / "clocks", count)
+    return _probe_figures(run)
+
+
+def pending_scale(setup: Setup, pending: int, count: int, kind: str) -> dict[str, object]:
+    """`pending` tasks the worker can never run, then: submit time, the server's RSS, idle dispatch of fresh tasks
+    beside them, and how long `tqhpc tasks` takes to print its first row and its last.
+
+    kind "container": they ask for a container and the worker registers as unable to run containers (its apptainer
+    is missing), so they stay pending; kind "slots": each takes more slots than the worker has."""
+    with server_and_worker(setup, f"pending-{pending}", "--apptainer-executable", NO_APPTAINER) as (server, _, client):
+        if kind == "container":
+            spec = TaskSpec("true", container=NEVER_RUNNABLE_IMAGE)
+        else:
+            spec = TaskSpec("true", slots=setup.concurrency + 1)
+        start = time.perf_counter()
+        client.submit_many(itertools.repeat(spec, pending))
+        submit_seconds = time.perf_counter() - start
+        rss_after_submit = rss_mib(server.pid)
+        run = probes.measure(_probe_queue(client), setup.root / f"pending-{pending}" / "clocks", count)
+        listing = _list_tasks(client.access_file, setup.root / f"pending-{pending}" / "tasks.err")
+        figures: dict[str, object] = {
+            "pending": pending,
+            "kind": kind,
+            "submit_seconds": submit_seconds,
+            "submit_tasks_per_s": pending / submit_seconds,
+            "server_rss_mib_after_submit": rss_after_submit,
+            "server_rss_mib_after_listing": rss_mib(server.pid),
+            "server_peak_rss_mib": peak_rss_mib(server.pid),
+            "dispatch": _probe_figures(run),
+            "listing": listing,
+        }
+    return figures
+
+
+def _list_tasks(access: Path | None, errors: Path, timeout: float = 900.0) -> dict[str, object]:
+    """Run `tqhpc tasks` with its output to a pipe read here: seconds to its first task row and to its end."""
+    start = time.perf_counter()
+    first = None
+    rows = 0
+    with errors.open("wb") as stderr:
+        command = tqhpc("tasks", "--access", str(access))
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr) as listing:
+            assert listing.stdout is not None
+            for line in listing.stdout:
+                if ROW.match(line.decode(errors="replace")):
+                    rows += 1
+                    if first is None:
+                        first = time.perf_counter() - start
+                if time.perf_counter() - start > timeout:
+                    listing.kill()
+                    break
+            code = listing.wait()
+    last = time.perf_counter() - start
+    if code != 0:
+        raise RuntimeError(f"`tqhpc tasks` exited {code}: {errors.read_text().strip()[-500:]}")
+    return {"first_row_seconds": first, "last_row_seconds": last, "rows": rows}
+
+
+def idle_server_cpu(setup: Setup, workers: int, seconds: float) -> dict[str, object]:
+    """The server's CPU while `workers` idle workers ping it, as percent of one core, over `seconds`; and the same
+    server alone for comparison."""
+    case = setup.case(f"idle-{workers}-workers")
+    with running_server(case / "state") as (server, access):
+        time.sleep(1.0)
+        alone = _cpu_percent(server.pid, min(seconds, 5.0))
+        figures = asyncio.run(_with_idle_workers(server.pid, access, workers, seconds, setup.ping_interval))
+    figures["server_alone_cpu_percent"] = alone
+    return figures
+
+
+async def _with_idle_workers(pid: int, access: Path, workers: int, seconds: float, interval: float) -> dict[str, Any]:
+    clients = IdleWorkers(access, workers, interval)
+    await clients.start()
+    try:
+        await asyncio.sleep(2 * interval)  # every one has pinged: the steady state
+        pings = clients.pings
+        before, start = cpu_seconds(pid), time.perf_counter()
+        await asyncio.sleep(seconds)
+        used, elapsed = cpu_seconds(pid) - before, time.perf_counter() - start
+        pings = clients.pings - pings
+    finally:
+        await clients.stop()
+    return {
+        "workers": workers,
+        "seconds": elapsed,
+        "cpu_percent": 100 * used / elapsed,
+        "pings_per_s": pings / elapsed,
+        "errors": clients.errors[:5],
+        "clients": "in-process unary clients (RegisterWorker, then PingAndTakeNewTasks every ping interval)",
+    }
+
+
+def _cpu_percent(pid: int, seconds: float) -> float:
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    return 100 * (cpu_seconds(pid) - before) / seconds

@@ -1,0 +1,83 @@
+"""benchmarks/compare.py keeps working: it drives the real tqhpc (server, worker, client, CLI, idle workers on the
+wire protocol) and the bare pool end to end at tiny sizes, saves every figure, and refuses what it must refuse."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+COMPARE = Path(__file__).resolve().parent.parent / "benchmarks" / "compare.py"
+
+
+def compare(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(COMPARE), *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+
+
+def test_compare_measures_tqhpc_and_the_bare_pool_and_saves_every_figure(tmp_path):
+    figures_file = tmp_path / "figures.json"
+    run = compare(
+        "--only", "tqhpc,bare", "--tasks", "20", "--dispatch-tasks", "2", "--scale", "50", "--scale-probes", "1",
+        "--idle-workers", "3", "--idle-seconds", "0.5", "--json", str(figures_file),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "tqhpc/HQ" in run.stdout and "20 `true`: tasks/s" in run.stdout
+    figures = json.loads(figures_file.read_text())
+    assert figures["errors"] == {}
+    throughput = figures["throughput"]["20"]
+    assert throughput["bare"]["tasks_per_s"] > 0
+    assert throughput["tqhpc"]["tasks_per_s"] > 0
+    assert throughput["tqhpc"]["server_cpu_ms_per_task"] > 0 and throughput["tqhpc"]["worker_cpu_ms_per_task"] > 0
+    dispatch = figures["idle_dispatch"]["tqhpc"]
+    assert dispatch["missed"] == ""
+    assert dispatch["first_line"]["count"] == 2
+    assert 0 < dispatch["first_line"]["p50_ms"] <= dispatch["finished"]["p50_ms"]
+    pending = figures["pending"]
+    assert pending["dispatch"]["first_line"]["count"] == 1
+    assert pending["listing"]["rows"] == 50 + 1  # the pending tasks and the one dispatched beside them
+    assert 0 < pending["listing"]["first_row_seconds"] <= pending["listing"]["last_row_seconds"]
+    assert pending["server_peak_rss_mib"] > 0
+    idle = figures["idle_workers"]
+    assert idle["workers"] == 3 and idle["errors"] == [] and idle["pings_per_s"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tasks", "3000,lots"], "--tasks takes comma-separated numbers"),
+        (["--tasks", "0"], "--tasks needs at least one size of 1 or more"),
+        (["--only", "tqhpc,slurm"], "unknown: slurm"),
+        (["--dispatch-tasks", "0"], "--dispatch-tasks must be 1 or more"),
+        (["--idle-seconds", "0"], "--idle-seconds must be more than 0"),
+    ],
+)
+def test_compare_refuses_bad_flags_in_one_line(args, message):
+    run = compare(*args)
+    assert run.returncode == 2
+    assert message in run.stderr and "Traceback" not in run.stderr
+
+
+def test_compare_refuses_hyperqueue_outside_a_loopback_only_namespace_it_cannot_make():
+    """HyperQueue's server listens on every interface: without unshare at hand it must not run at all."""
+    run = compare("--only", "hq", env={**os.environ, "PATH": "/nonexistent"})
+    assert run.returncode == 1
+    assert "runs only in a network namespace with loopback alone" in run.stderr
+    assert "unshare and ip not found on PATH" in run.stderr and "--only tqhpc,parsl,bare" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_compare_says_how_to_install_a_peer_it_cannot_import(tmp_path):
+    """A `parsl` that cannot be imported (as on a machine without the bench extra) is named with the fix."""
+    broken = tmp_path / "parsl"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('not installed')\n")
+    run = compare("--only", "parsl", env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert run.returncode == 1
+    assert "parsl cannot be imported" in run.stderr and "pip install -e '.[bench]'" in run.stderr
+    assert "Traceback" not in run.stderr
