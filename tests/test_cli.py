@@ -180,7 +180,7 @@ def test_a_negative_flag_is_refused(server) -> None:
 
 def test_pool_commands_on_a_server_without_pool_profiles(server) -> None:
     listed = run("pool", "list", access=server.access_file)
-    assert listed.returncode == 0 and "no pool profiles" in listed.stdout
+    assert listed.returncode == 0 and "no pools yet" in listed.stdout
     assert_one_line_error(run("pool", "resume", "short", access=server.access_file), "the server has no pool profiles")
 
 

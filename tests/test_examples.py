@@ -181,7 +181,7 @@ def test_the_readme_using_it_block_works_as_written(tmp_path: Path) -> None:
         printed = subprocess.run(
             [sys.executable, "hello.py"], cwd=project, env=env, capture_output=True, text=True, timeout=60, check=True
         ).stdout.splitlines()
-        assert printed[0] in {s.value for s in Status} and printed[1:] == ["O b'hello\\n'"], printed
+        assert printed[0] in {s.label for s in Status} and printed[1:] == ["O hello", "succeeded"], printed
     finally:
         for process in (worker, server):  # the worker first, so that it can leave cleanly
             process.send_signal(signal.SIGTERM)
