@@ -2,7 +2,7 @@
 """How fast tasks can be submitted from Python: `submit_many` (batched SubmitTasks) against single `SubmitTask`
 calls, both measured in the same run against the same real server (no worker, so only submission is timed).
 
-The goal (issue 5) is over 20,000 tasks/s with submit_many on a 2-core machine. Usage:
+The goal is over 20,000 tasks/s with submit_many on a 2-core machine. Usage:
 
     .venv/bin/python benchmarks/bench_submit.py [--batched 100000] [--single 10000] [--rounds 3]
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# issue 3: install Apptainer (and what it needs to run SIF images without privileges) on Debian 12 or 13.
+# Install Apptainer (and what it needs to run SIF images without privileges) on Debian 12 or 13.
 #
 # Debian 12 has no apptainer package; Debian unstable (sid) has one. We add sid as a source pinned below the
 # default priority (so nothing else ever moves to sid by itself), install apptainer from it, and take

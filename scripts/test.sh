@@ -3,14 +3,14 @@
 # Extra arguments go to pytest. Exit code is pytest's; "no tests ran" (5) is a failure too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# issue 3: real Apptainer (from Debian sid, pinned) for the container tests; installing needs root.
+# Real Apptainer (from Debian sid, pinned) for the container tests; installing needs root.
 if [ "$(id -u)" -eq 0 ]; then
     apptainer_log=$(mktemp)
     bash scripts/install_apptainer.sh > "$apptainer_log" 2>&1 || { cat "$apptainer_log" >&2; exit 1; }
     rm -f "$apptainer_log"
 fi
 bash scripts/bootstrap.sh
-# issue 4: the real single-node Slurm the Slurm pool tests run against (install and start need root). Without
+# The real single-node Slurm the Slurm pool tests run against (install and start need root). Without
 # root, export SLURM_CONF of a running cluster yourself; the Slurm tests fail (never skip) when none answers.
 if [ "$(id -u)" -eq 0 ]; then
     bash slurm/install.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install Slurm and munge for the single-node development and test cluster (issue 4). Root only; idempotent.
+# Install Slurm and munge for the single-node development and test cluster. Root only; idempotent.
 # Debian 12 gives Slurm 22.05, Debian 13 gives 24.11; both work with start-cluster.sh.
 set -euo pipefail
 if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null \

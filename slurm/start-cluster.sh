@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start a single-node Slurm cluster (munge, slurmctld, slurmd) whose config and state live in DIR (issue 4).
+# Start a single-node Slurm cluster (munge, slurmctld, slurmd) whose config and state live in DIR.
 # Prints `export SLURM_CONF=DIR/slurm.conf` on stdout; everything else goes to stderr. Root only. Running it again
 # while the cluster answers changes nothing. The tests and benchmarks/bench_slurm.py use this same config.
 set -euo pipefail

@@ -1,4 +1,4 @@
-"""Issue 5: many tasks in one call, their ids in order, and bad batches refused whole with a clear message."""
+"""Batch submit: many tasks in one call, their ids in order, and bad batches refused whole with a clear message."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 5's CLI as a user types it: sweeps, names, dependencies, wait, cancel, retry, and the progress bar."""
+"""The sweep CLI as a user types it: sweeps, names, dependencies, wait, cancel, retry, and the progress bar."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Issue 3 without containers running: the [apptainer] settings, the command lines they make, the scheduler's
-container condition, and the size and duration parsing of the CLI."""
+"""Container settings without containers running: the [apptainer] settings, the command lines they make, the
+scheduler's container condition, and the size and duration parsing of the CLI."""
 
 from __future__ import annotations
 

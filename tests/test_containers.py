@@ -1,4 +1,4 @@
-"""Issue 3 with real Apptainer: tasks in images built offline from busybox, pulls shared between workers, and every
+"""Containers with real Apptainer: tasks in images built offline from busybox, pulls shared between workers, and every
 way a container task can fail ending `F` with its reason in stderr, never a worker crash."""
 
 from __future__ import annotations

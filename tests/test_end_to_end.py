@@ -134,7 +134,7 @@ def test_each_task_runs_where_it_was_submitted_in_its_own_process_group(
 
 
 def test_a_container_task_is_never_run_bare(client: Client, workers) -> None:
-    # issue 3 runs containers; one whose image cannot be had still never falls back to running bare.
+    # Tasks can run in containers; one whose image cannot be had still never falls back to running bare.
     task_id = client.submit("echo should-not-run", container="/nonexistent/image.sif")
     workers.start("--concurrency", "1")
     wait_until(lambda: client.task(task_id).status.terminal, what="the container task")

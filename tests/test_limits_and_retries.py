@@ -1,4 +1,4 @@
-"""Where the limits and usage of issue 3 meet the sweeps and retries of issue 5: limits travel in batch submits and
+"""Where per-task limits and resource usage meet sweeps and retries: limits travel in batch submits and
 sweeps from the CLI, and a retried task keeps each attempt's resource summary."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 5's sweep handle: combinations, rendering, and failures re-run alone on a real worker."""
+"""The sweep handle: combinations, rendering, and failures re-run alone on a real worker."""
 
 from __future__ import annotations
 

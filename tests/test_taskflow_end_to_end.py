@@ -1,4 +1,4 @@
-"""Issue 5 on real workers: retries after failure, dependencies, cancel (pending and running), slots."""
+"""Task flow on real workers: retries after failure, dependencies, cancel (pending and running), slots."""
 
 from __future__ import annotations
 

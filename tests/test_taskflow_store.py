@@ -1,4 +1,4 @@
-"""Issue 5's store rules on a real SQLite file: cancel races, dependency chains, retries, slot fitting."""
+"""The task flow's store rules on a real SQLite file: cancel races, dependency chains, retries, slot fitting."""
 
 from __future__ import annotations
 

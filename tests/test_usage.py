@@ -1,5 +1,5 @@
-"""Issue 3 with real processes: resource usage of a task's process tree, limits that kill the whole tree, per-attempt
-records, and each worker's host state with every ping."""
+"""Resource usage and limits with real processes: usage of a task's process tree, limits that kill the whole tree,
+per-attempt records, and each worker's host state with every ping."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 5: one command line becomes many tasks (`--array`, `--each-line`, `--param`), with `{}` and `{name}`
+"""One command line becomes many tasks (`--array`, `--each-line`, `--param`), with `{}` and `{name}`
 placeholders. Pure functions, so every rule is tested without a server."""
 
 from __future__ import annotations

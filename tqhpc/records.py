@@ -274,7 +274,7 @@ _TYPES: dict[str, Callable[[Any], Any]] = {
 
 @dataclass(frozen=True)
 class ResourceUsage(_Record):
-    """What one attempt of a task cost, and where and when it ran (issue 3)."""
+    """What one attempt of a task cost, and where and when it ran."""
 
     message_type = pb.ResourceUsage
 
@@ -305,7 +305,7 @@ class ResourceUsage(_Record):
 
 @dataclass(frozen=True)
 class WorkerStats(_Record):
-    """A worker's host at its latest ping (issue 3)."""
+    """A worker's host at its latest ping."""
 
     message_type = pb.WorkerStats
 
@@ -337,21 +337,20 @@ class TaskInfo(_Record):
     started_at: float | None
     ended_at: float | None
     reason: str
-    # issue 5: sweeps, retries, dependencies, slots.
+    # Sweeps, retries, dependencies, slots.
     name: str = ""
     retry: int = 0
     failure_retries: int = 0
     after: tuple[int, ...] = ()
     slots: int = 1
     array_id: str = ""
-    # issue 3
     timeout: float = 0.0
     memory_limit: int = 0
     failure: str = ""
     usage: ResourceUsage | None = None
     attempt_usage: tuple[ResourceUsage, ...] = ()
-    time_request: float = 0.0  # issue 4
-    crash_count: int = 0  # issue 4
+    time_request: float = 0.0
+    crash_count: int = 0
     cwd: str = ""  # where the task runs; "": a scratch directory per attempt
 
     @property
@@ -378,11 +377,10 @@ class WorkerInfo(_Record):
     held: int = 0
     pid: int | None = None
     created_at: float | None = None
-    # issue 3
     stats: WorkerStats | None = None
     container_capable: bool | None = None
     container_note: str = ""
-    slurm_job_id: str = ""  # issue 4
+    slurm_job_id: str = ""
     slurm_job_state: str = ""
     slurm_pool: str = ""
     walltime_end: float | None = None

@@ -1,4 +1,4 @@
-"""Issue 5: what a task asks for, on the client side, and how a long list of them becomes SubmitTasks calls."""
+"""What a task asks for, on the client side, and how a long list of them becomes SubmitTasks calls."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class TaskSpec:
     """The directory the task runs in: "" for the directory current when it is submitted; a relative path is
     taken relative to that one."""
     extra: Mapping[str, Any] = field(default_factory=dict)
-    """Fields other issues add to TaskRequest (e.g. timeout), set as they are on the message."""
+    """Further TaskRequest fields (e.g. timeout), set as they are on the message."""
 
     def to_message(self, caller_cwd: str = "") -> pb.TaskRequest:
         """The request; `caller_cwd` (the submitter's absolute current directory) anchors the task's directory."""

@@ -127,7 +127,7 @@ def check_worker_transition(task_id: int, current: Status, new: Status) -> bool:
     return True
 
 
-# --- issue 5: the server's own moves (dependencies, retries, cancel) --------------------------------------------
+# --- the server's own moves (dependencies, retries, cancel) -----------------------------------------------------
 
 CANCELLABLE = frozenset({Status.WAITING, Status.PENDING, Status.ASSIGNED, Status.ACCEPTED, Status.RUNNING})
 """Every status that is not terminal: cancelling moves it to X at once (a held task is also killed on its worker)."""

@@ -1,4 +1,4 @@
-"""Issue 5: a parameter sweep as one object: submit every combination, wait, see what failed, re-run only that.
+"""A parameter sweep as one object: submit every combination, wait, see what failed, re-run only that.
 
 with Client() as client:
     sweep = client.sweep("python fit.py --a {a} --b {b}", a=[1, 2, 3], b=["x", "y"], name="fit")

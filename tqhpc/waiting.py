@@ -1,4 +1,4 @@
-"""Issue 5: wait for many tasks with one small status poll, and show a progress bar when a person is watching."""
+"""Wait for many tasks with one small status poll, and show a progress bar when a person is watching."""
 
 from __future__ import annotations
 

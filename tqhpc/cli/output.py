@@ -357,7 +357,7 @@ def workers_table(workers: Sequence[WorkerInfo], width: int) -> Table | str:
 
 
 def _slurm_job(worker: WorkerInfo) -> str:
-    """issue 4: the Slurm job id and its last seen state, for Slurm workers."""
+    """The Slurm job id and its last seen state, for Slurm workers."""
     if not worker.slurm_job_id:
         return ""
     return f"{worker.slurm_job_id} {worker.slurm_job_state}".strip()

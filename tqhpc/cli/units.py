@@ -1,4 +1,4 @@
-"""Sizes and durations as people write and read them (issue 3): `--memory 2G`, `--timeout 1h30m`, `1.2 GiB`."""
+"""Sizes and durations as people write and read them: `--memory 2G`, `--timeout 1h30m`, `1.2 GiB`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 5: turn TaskRequest messages into checked `NewTask` values, one message or ten thousand at a time.
+"""Turn TaskRequest messages into checked `NewTask` values, one message or ten thousand at a time.
 
 This is the hot path of a batch submit, so it reads each field once and leaves the expensive checks (the command's
 byte length) to the cases that need them.
@@ -39,9 +39,9 @@ def new_task(request: pb.TaskRequest, index: int | None = None) -> NewTask:
         after_index = tuple(request.after_batch_index)
         if len(after) + len(after_index) > MAX_DEPENDENCIES:
             raise InvalidArgument(f"a task may depend on at most {MAX_DEPENDENCIES} others")
-        timeout = validate.timeout(request.timeout) if request.timeout else 0.0  # issue 3
+        timeout = validate.timeout(request.timeout) if request.timeout else 0.0
         memory_limit = validate.memory_limit(request.memory_limit) if request.memory_limit else 0
-        time_request = validate.time_request(request.time_request) if request.time_request else 0.0  # issue 4
+        time_request = validate.time_request(request.time_request) if request.time_request else 0.0
         cwd = validate.cwd(request.cwd) if request.cwd else ""
         if index is None and after_index:
             raise InvalidArgument("after_batch_index only has a meaning in SubmitTasks")

@@ -50,7 +50,7 @@ def cwd(text: str) -> str:
 
 
 def timeout(seconds: float) -> float:
-    """issue 3: a task's wall-clock limit; 0 means none."""
+    """A task's wall-clock limit; 0 means none."""
     if not math.isfinite(seconds) or seconds < 0:
         raise InvalidArgument(f"the timeout must be a finite number of seconds, 0 or more (0: none), not {seconds}")
     return seconds
@@ -61,14 +61,14 @@ MAX_MEMORY_LIMIT = 2**63 - 1
 
 
 def memory_limit(size: int) -> int:
-    """issue 3: a task's RSS ceiling in bytes; 0 means none."""
+    """A task's RSS ceiling in bytes; 0 means none."""
     if size > MAX_MEMORY_LIMIT:
         raise InvalidArgument(f"the memory limit must be at most {MAX_MEMORY_LIMIT} bytes, not {size}")
     return size
 
 
 def time_request(seconds: float) -> float:
-    """issue 4: a declared run time is a finite number of seconds, 0 meaning not declared."""
+    """A declared run time is a finite number of seconds, 0 meaning not declared."""
     if not math.isfinite(seconds) or seconds < 0:
         raise InvalidArgument(f"time_request must be a number of seconds, 0 or more, not {seconds!r}")
     return seconds

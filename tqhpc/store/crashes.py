@@ -1,4 +1,4 @@
-"""The per-task crash counter (issue 4): a task whose worker is lost while running it is not requeued forever.
+"""The per-task crash counter: a task whose worker is lost while running it is not requeued forever.
 
 HyperQueue's crash limit is the model: a task that keeps taking its worker down (it eats the node's memory, it
 outlives every job's walltime) fails after `crash_limit` losses with a reason that says so, instead of looping.

@@ -41,7 +41,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tasks_by_worker ON tasks(worker_id, status);
     CREATE INDEX workers_by_state ON workers(state);
     """,
-    # issue 5: names, retries after failure, dependencies (status W), slots, array ids, kills owed to workers.
+    # Names, retries after failure, dependencies (status W), slots, array ids, kills owed to workers.
     """
     ALTER TABLE tasks ADD COLUMN name TEXT NOT NULL DEFAULT '';
     ALTER TABLE tasks ADD COLUMN retry INTEGER NOT NULL DEFAULT 0;
@@ -58,7 +58,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tasks_by_name ON tasks(name, task_id);
     CREATE INDEX tasks_kill_pending ON tasks(worker_id) WHERE kill_pending = 1;
     """,
-    # issue 3: per-task limits and failure kind, per-attempt resource usage, container capability and host state.
+    # Per-task limits and failure kind, per-attempt resource usage, container capability and host state.
     """
     ALTER TABLE tasks ADD COLUMN timeout REAL NOT NULL DEFAULT 0;
     ALTER TABLE tasks ADD COLUMN memory_limit INTEGER NOT NULL DEFAULT 0;
@@ -100,7 +100,7 @@ MIGRATIONS: list[str] = [
         sampled_at       REAL    NOT NULL DEFAULT 0
     );
     """,
-    # issue 4: Slurm jobs behind workers, walltime ends, declared task run times and the per-task crash counter.
+    # Slurm jobs behind workers, walltime ends, declared task run times and the per-task crash counter.
     """
     ALTER TABLE workers ADD COLUMN slurm_job_id TEXT NOT NULL DEFAULT '';
     ALTER TABLE workers ADD COLUMN slurm_job_state TEXT NOT NULL DEFAULT '';

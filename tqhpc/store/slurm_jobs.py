@@ -1,4 +1,4 @@
-"""issue 4: the Slurm job behind each Slurm worker, as the provider and the reconciliation loop see it."""
+"""The Slurm job behind each Slurm worker, as the provider and the reconciliation loop see it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 5's task operations: batch insert with dependencies, cancel, retry, and what a finished task unblocks.
+"""Task-flow operations: batch insert with dependencies, cancel, retry, and what a finished task unblocks.
 
 Like tasks.py, each is a function of a connection run inside the writer's transaction (see database.py), so a
 batch of ten thousand tasks and their dependency rows land in one commit, and a cancel cannot interleave with a
@@ -37,9 +37,9 @@ class NewTask:
     after_index: tuple[int, ...] = ()  # earlier tasks of the same batch, by position
     slots: int = 1
     array_id: str = ""
-    timeout: float = 0.0  # issue 3: wall-clock limit in seconds, 0: none
-    memory_limit: int = 0  # issue 3: RSS ceiling in bytes, 0: none
-    time_request: float = 0.0  # issue 4: declared run time in seconds, 0: not declared
+    timeout: float = 0.0  # wall-clock limit in seconds, 0: none
+    memory_limit: int = 0  # RSS ceiling in bytes, 0: none
+    time_request: float = 0.0  # declared run time in seconds, 0: not declared
     cwd: str = ""  # the absolute directory the task runs in; "": a scratch directory per attempt
 
 

@@ -60,7 +60,7 @@ def update_status(
     """
     task = current if current is not None else get_task(conn, task_id)
     if taskflow.acknowledge_kill(conn, task, worker_id, final=new in TERMINAL):
-        return task  # issue 5: cancelled while its worker held it; the worker's report changes nothing
+        return task  # cancelled while its worker held it; the worker's report changes nothing
     if worker_id is not None and task.status in HELD and task.worker_id != worker_id:
         raise FailedPrecondition(f"task {task_id} is held by worker {task.worker_id}, not by worker {worker_id}")
     if not check_worker_transition(task_id, task.status, new):
@@ -71,7 +71,7 @@ def update_status(
             (now, task_id),
         )
     elif new == Status.FAILED and taskflow.rerun_after_failure(conn, task, exit_code, reason, now):
-        pass  # issue 5: re-runs left, back to P
+        pass  # re-runs left, back to P
     elif new in TERMINAL:
         if new == Status.SUCCEEDED and exit_code is None:
             exit_code = 0
@@ -80,7 +80,7 @@ def update_status(
             "status = ?, ended_at = ?, exit_code = ?, reason = ? WHERE task_id = ?",
             (now, new.value, now, exit_code, reason, task_id),
         )
-        ended = taskflow.settle_dependents(conn, task_id, new, now)  # issue 5
+        ended = taskflow.settle_dependents(conn, task_id, new, now)
         if settled is not None:
             settled.extend(ended)
     else:  # C: accepted, perhaps waiting for a slot

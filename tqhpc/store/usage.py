@@ -1,4 +1,4 @@
-"""Issue 3's store operations: per-task limits, per-attempt resource usage, and the workers' host state.
+"""Store operations for limits and usage: per-task limits, per-attempt resource usage, and the workers' host state.
 
 Usage is kept per attempt (`task_attempts`), so a task that ran twice shows what each attempt cost; the task record
 shows its latest attempt. Every function here runs inside the writer's transaction, like those of tasks.py.

@@ -104,7 +104,7 @@ def register(
 
 
 def set_walltime_end(conn: sqlite3.Connection, worker_id: int, walltime_end: float | None) -> None:
-    """issue 4: when the worker stops running tasks (its Slurm job's end minus its margin); None: no limit."""
+    """When the worker stops running tasks (its Slurm job's end minus its margin); None: no limit."""
     conn.execute("UPDATE workers SET walltime_end = ? WHERE worker_id = ?", (walltime_end, worker_id))
 
 
@@ -112,7 +112,7 @@ def set_walltime_end(conn: sqlite3.Connection, worker_id: int, walltime_end: flo
 class PingResult:
     tasks: list[TaskInfo]
     concurrency: int
-    cancel_ids: list[int] = field(default_factory=list)  # issue 5: cancelled tasks the worker must kill
+    cancel_ids: list[int] = field(default_factory=list)  # cancelled tasks the worker must kill
 
 
 def ping(conn: sqlite3.Connection, worker_id: int, now: float, *, draining: bool = False) -> PingResult:
@@ -171,7 +171,7 @@ def retire(
 ) -> tuple[WorkerInfo, list[int]]:
     """Mark a worker deleted, stopped or lost and send its unfinished tasks back to pending.
 
-    A lost worker's running tasks count a crash each (issue 4); at `crash_limit` they fail instead.
+    A lost worker's running tasks count a crash each; at `crash_limit` they fail instead.
     """
     worker = get_worker(conn, worker_id)
     held = tasks.held_task_ids(conn, worker_id)

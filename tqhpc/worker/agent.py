@@ -83,11 +83,11 @@ class Slot:
     disowned: bool = False  # the server no longer counts it as ours: kill, report nothing
     hit: bool = False  # running when Slurm signalled every process of the job: its end is not trusted
     final_sent: bool = False  # its S or F report is on its way: it ended before any signal came
-    cancelled: bool = False  # issue 5: cancelled by the user; killed, its final report only ends the kill
+    cancelled: bool = False  # cancelled by the user; killed, its final report only ends the kill
 
     @property
     def size(self) -> int:
-        """Issue 5: how much of the concurrency the task takes."""
+        """How much of the concurrency the task takes."""
         return self.task.slots or 1
 
 
@@ -134,13 +134,13 @@ class Worker:
         self._hurry = asyncio.Event()
         self.slurm_job = os.environ.get("SLURM_JOB_ID", "")
         self._job_ending = False  # SIGTERM inside a Slurm job: Slurm is stopping the whole job, our tasks too
-        self.walltime = Walltime.from_environment(settings.walltime_margin)  # issue 4
-        self._stop_reason = ""  # issue 4: why the worker drains by itself (walltime, idle), for the handed-back tasks
+        self.walltime = Walltime.from_environment(settings.walltime_margin)
+        self._stop_reason = ""  # why the worker drains by itself (walltime, idle), for the handed-back tasks
         self._idle_since = time.monotonic()
         scratch = settings.scratch_dir or os.environ.get("TMPDIR") or "/tmp"
         self.scratch_root = Path(scratch) / f"tqhpc-{os.getuid()}"
         self.scratch = ScratchSpace(self.scratch_root)
-        self.containers = ContainerSupport(apptainer or ApptainerSettings(), self.scratch_root)  # issue 3
+        self.containers = ContainerSupport(apptainer or ApptainerSettings(), self.scratch_root)
         self.host_stats = HostStats(self.scratch_root)
 
     # --- life cycle --------------------------------------------------------------------------------------------
@@ -300,7 +300,7 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), self.settings.ping_interval)
 
     def _time_to_leave(self) -> bool:
-        """issue 4: leave near the job's walltime, or after idle_timeout seconds without any task."""
+        """Leave near the job's walltime, or after idle_timeout seconds without any task."""
         if self.walltime.due():
             self._stop_reason = (
                 f"the Slurm job of worker {self.worker_id} is within {self.walltime.margin:g} s of its end"
@@ -331,7 +331,7 @@ class Worker:
             self.ready.append(task.task_id)
 
     def _running(self) -> int:
-        """Slots taken by running tasks (issue 5: a task counts as its `slots`)."""
+        """Slots taken by running tasks (a task counts as its `slots`)."""
         return sum(slot.size for slot in self.slots.values() if slot.runner is not None)
 
     def _fits(self, size: int, free: int) -> bool:
@@ -353,7 +353,7 @@ class Worker:
             self._start(slot)
 
     async def _cancel(self, task_ids: Iterable[int]) -> None:
-        """Issue 5: the server cancelled these tasks. Kill the running ones (their runner then reports F, which the
+        """The server cancelled these tasks. Kill the running ones (their runner then reports F, which the
         server takes as the end of the kill); drop the others and report F for them at once."""
         for task_id in task_ids:
             slot = self.slots.get(task_id)
@@ -399,7 +399,7 @@ class Worker:
                 return
             env = dict(os.environ, TQHPC_TASK_ID=str(task_id), TQHPC_WORKER_ID=str(self.worker_id), PWD=str(workdir))
             if slot.task.array_id:
-                env["TQHPC_ARRAY_ID"] = slot.task.array_id  # issue 5: `tqhpc submit --array`
+                env["TQHPC_ARRAY_ID"] = slot.task.array_id  # `tqhpc submit --array`
             argv = None
             if slot.task.container:
                 # Never run a container task bare: it would run with the wrong software, and quietly.
@@ -428,7 +428,7 @@ class Worker:
             if slot.hit:
                 return
             if self._draining and signalled:
-                # issue 4: the batch system signals every process of a job it stops, our tasks too: that is the
+                # The batch system signals every process of a job it stops, our tasks too: that is the
                 # job's end, not the task's failure, so the task goes back to the queue.
                 await self.shipper.flush()
                 await self._hand_back(

@@ -1,4 +1,4 @@
-"""When the worker's Slurm job ends, so it can stop in time instead of being killed blind (issue 4).
+"""When the worker's Slurm job ends, so it can stop in time instead of being killed blind.
 
 Slurm 23.02 and later put the end in `$SLURM_JOB_END_TIME`; older ones (22.05 on Debian 12) only tell squeue.
 The worker takes no task after `end - margin` (it reports that moment to the server, which then hands it only tasks
