@@ -8,6 +8,8 @@ Paths:
 - asyncio: `asyncio.create_subprocess_exec` with the loop's default child watcher (on Python 3.11 a thread per
   child as well);
 - asyncio-pidfd: the same with `asyncio.PidfdChildWatcher` (no thread: the loop watches a pidfd);
+- popen-pidfd: `subprocess.Popen` (vfork+exec in CPython's `_posixsubprocess`, close_fds) and a pidfd in the loop,
+  reaped with `wait4`: no thread, and `cwd` without touching the parent's directory;
 - posix-spawn-pidfd: `os.posix_spawn` (vfork+exec in glibc) and a pidfd in the loop, reaped with `wait4`;
 - posix-spawn-sigchld: `os.posix_spawn` and one SIGCHLD handler that reaps every exited child with `wait4`;
 - threads-run, the floor: `subprocess.run(capture_output=True)` in 2 threads, no event loop at all.
@@ -67,6 +69,28 @@ async def popen_thread(workdir: Path) -> int:
     process.stdout.close()
     process.stderr.close()
     await exited.wait()
+    _, status, _ = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    await pumps
+    return process.returncode
+
+
+async def popen_pidfd(workdir: Path) -> int:
+    loop = asyncio.get_running_loop()
+    process = subprocess.Popen(ARGV, cwd=workdir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    pidfd = os.pidfd_open(process.pid)
+    exited = asyncio.Event()
+    loop.add_reader(pidfd, exited.set)
+    assert process.stdout is not None and process.stderr is not None
+    pumps = asyncio.gather(_drain(os.dup(process.stdout.fileno())), _drain(os.dup(process.stderr.fileno())))
+    process.stdout.close()
+    process.stderr.close()
+    try:
+        await exited.wait()
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
     _, status, _ = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     await pumps
@@ -187,6 +211,7 @@ def measure(name: str, tasks: int, concurrency: int) -> tuple[float, float]:
         reaper = SigchldReaper()
         spawn: Spawn = {
             "popen-thread": popen_thread,
+            "popen-pidfd": popen_pidfd,
             "asyncio": asyncio_exec,
             "asyncio-pidfd": asyncio_exec,
             "posix-spawn-pidfd": posix_spawn_pidfd,
@@ -216,7 +241,15 @@ def measure(name: str, tasks: int, concurrency: int) -> tuple[float, float]:
     return tasks / seconds, 1000 * cpu / tasks
 
 
-PATHS = ("popen-thread", "asyncio", "asyncio-pidfd", "posix-spawn-pidfd", "posix-spawn-sigchld", "threads-run")
+PATHS = (
+    "popen-thread",
+    "popen-pidfd",
+    "asyncio",
+    "asyncio-pidfd",
+    "posix-spawn-pidfd",
+    "posix-spawn-sigchld",
+    "threads-run",
+)
 
 
 def main() -> int:

@@ -238,3 +238,41 @@ PING_STEPS_MARGIN = 15
 """Thousands of SQLite steps a ping may grow by from a queue of 200 to one of 20,000 (SQLite counts them exactly:
 this is no timing). A declared run time is checked over a bounded window of rows, which the longer queue fills
 (8 here); a scan of the queue grows with it (28 and 38 before the pending-size indexes)."""
+
+
+def test_a_ping_costs_the_same_whatever_the_tasks_the_worker_has_finished(db) -> None:
+    """A long-lived worker's pings do not slow down as it works: the slots it holds are found through indexes, not
+    by reading every task it ever ran. Its held and cancelled-but-not-yet-killed tasks still count, each once."""
+    worker = _worker(db, concurrency=8)
+
+    def finish(count: int) -> None:
+        def run(conn) -> None:
+            first = conn.execute("SELECT COALESCE(MAX(task_id), 0) FROM tasks").fetchone()[0]
+            taskflow.insert_batch(conn, [NewTask(f"t {i}") for i in range(count)], 1.0)
+            conn.execute("UPDATE tasks SET status = 'S', worker_id = ? WHERE task_id > ?", (worker, first))
+
+        db.call(run)
+
+    def held(statuses: list[tuple[str, int, int]]) -> int:
+        """Give the worker tasks of (status, slots, kill_pending), and return the slots the store says it holds."""
+
+        def run(conn) -> int:
+            for status, slots, kill_pending in statuses:
+                (task_id,) = taskflow.insert_batch(conn, [NewTask("held", slots=slots)], 1.0)
+                conn.execute(
+                    "UPDATE tasks SET status = ?, worker_id = ?, kill_pending = ? WHERE task_id = ?",
+                    (status, worker, kill_pending, task_id),
+                )
+            return taskflow.held_slots(conn, worker)
+
+        return db.call(run)
+
+    finish(200)
+    small = _ping_steps(db, worker)
+    finish(20_000 - 200)
+    large = _ping_steps(db, worker)
+    assert small[0] == large[0] == []
+    assert large[1] <= small[1] + 2, (small, large)
+    # A running task (2 slots), a cancelled one its worker has still to kill (1), one both assigned and to be
+    # killed (4, counted once), and a finished one whose kill is owed (1): 8 slots, none from the 20,000 finished.
+    assert held([("R", 2, 0), ("X", 1, 1), ("A", 4, 1), ("S", 1, 1)]) == 8

@@ -321,11 +321,18 @@ def acknowledge_kill(conn: sqlite3.Connection, task: TaskInfo, worker_id: int | 
 
 
 def held_slots(conn: sqlite3.Connection, worker_id: int) -> int:
-    """Slots a worker's tasks take, including cancelled ones it has not killed yet."""
+    """Slots a worker's tasks take, including cancelled ones it has not killed yet.
+
+    It runs on every ping, so it must not grow with the tasks the worker has finished: the held statuses come from
+    the (worker_id, status) index and the kills still owed from the partial kill_pending index; one `OR` over both
+    would read every row the worker ever held. The UNION counts a task found by both lookups once.
+    """
     return conn.execute(
-        "SELECT COALESCE(SUM(slots), 0) FROM tasks WHERE worker_id = ? AND (status IN ('A', 'C', 'R') OR "
-        "kill_pending = 1)",
-        (worker_id,),
+        "SELECT COALESCE(SUM(slots), 0) FROM ("
+        "SELECT task_id, slots FROM tasks INDEXED BY tasks_by_worker WHERE worker_id = ? AND status IN ('A', 'C', 'R')"
+        " UNION "
+        "SELECT task_id, slots FROM tasks INDEXED BY tasks_kill_pending WHERE worker_id = ? AND kill_pending = 1)",
+        (worker_id, worker_id),
     ).fetchone()[0]
 
 

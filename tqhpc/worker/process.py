@@ -99,6 +99,7 @@ class TaskProcess:
         self.sampler: TreeSampler | None = None
         self.stderr_tail = b""  # the last bytes of stderr, to recognise apptainer's own failures
         self._exited = asyncio.Event()
+        self._watch_task: asyncio.Task[None] | None = None
         self._stop_reason: tuple[str, str] | None = None  # (failure, message) when we killed it for a limit
 
     async def run(self) -> Outcome:
@@ -117,9 +118,13 @@ class TaskProcess:
         except OSError as err:
             return Outcome(exit_code=None, error=f"cannot start the task: {err}", failure=Failure.START)
         self.sampler = TreeSampler(self.process.pid)
-        threading.Thread(target=self._wait_for_exit, args=(loop,), daemon=True).start()
+        pidfd = self._watch_exit(loop)
         pumps = asyncio.gather(self._pump(self.process.stdout, "O"), self._pump(self.process.stderr, "E"))
-        watch = asyncio.create_task(self._watch())
+        limits = self.limits
+        deadline = time.monotonic() + limits.timeout if limits.timeout else None
+        # No watcher task until the first sample is due: most short tasks have ended by then and never need one.
+        first_look = min(FIRST_SAMPLE_SECONDS, limits.timeout) if limits.timeout else FIRST_SAMPLE_SECONDS
+        start_watch = loop.call_later(first_look, self._start_watch, deadline)
         try:
             await self._exited.wait()
             if self.sampler.samples:
@@ -131,7 +136,12 @@ class TaskProcess:
             except ChildProcessError:  # reaped by someone else: the exit status is lost, the task still ended
                 status, rusage = LOST_STATUS, None
         finally:
-            watch.cancel()
+            start_watch.cancel()
+            if self._watch_task is not None:
+                self._watch_task.cancel()
+            if pidfd is not None:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
         ended = time.time()
         if self._stop_reason:
             self._kill_tree(signal.SIGKILL)  # what ignored SIGTERM goes now, whether or not it holds our pipes
@@ -150,6 +160,22 @@ class TaskProcess:
             return Outcome(exit_code=exit_code, error=message, failure=failure, usage=usage)
         return Outcome(exit_code=exit_code, usage=usage)
 
+    def _watch_exit(self, loop: asyncio.AbstractEventLoop) -> int | None:
+        """Have `_exited` set when the root exits, without reaping it (`wait4` reads its rusage afterwards).
+
+        A pidfd watched by the loop costs no thread; the pidfd (returned, for closing) is open before the root can
+        be reaped by anyone, so it always refers to this process. Without pidfds (an old kernel, or a platform
+        without `os.pidfd_open`) a thread waits instead, which costs a thread start and a cross-thread wake-up.
+        """
+        assert self.process is not None
+        try:
+            pidfd = os.pidfd_open(self.process.pid)
+        except (AttributeError, OSError):
+            threading.Thread(target=self._wait_for_exit, args=(loop,), daemon=True).start()
+            return None
+        loop.add_reader(pidfd, self._exited.set)
+        return pidfd
+
     def _wait_for_exit(self, loop: asyncio.AbstractEventLoop) -> None:
         """Block (in a thread) until the root exits, without reaping it: its rusage is read by `wait4` afterwards."""
         assert self.process is not None
@@ -158,18 +184,18 @@ class TaskProcess:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
             loop.call_soon_threadsafe(self._exited.set)
 
-    async def _watch(self) -> None:
-        """Sample the tree, send the first sample, and kill the tree when it goes over a limit."""
+    def _start_watch(self, deadline: float | None) -> None:
+        """The first sample is due and the task still runs: from now on a task samples it and holds its limits."""
+        if not self._exited.is_set():
+            self._watch_task = asyncio.create_task(self._watch(deadline))
+
+    async def _watch(self, deadline: float | None) -> None:
+        """Sample the tree, send the first sample, and kill the tree when it goes over a limit (`deadline`: when
+        its timeout runs out, on the monotonic clock). It starts when the first sample is due."""
         assert self.sampler is not None
         limits = self.limits
-        deadline = time.monotonic() + limits.timeout if limits.timeout else None
-        delay = FIRST_SAMPLE_SECONDS
         first = True
         while True:
-            if deadline is not None:
-                delay = min(delay, max(0.0, deadline - time.monotonic()))
-            await asyncio.sleep(delay)
-            delay = limits.usage_interval or 1.0
             if deadline is not None and time.monotonic() >= deadline:
                 await self._stop_for("timeout", f"the task ran over its timeout of {limits.timeout:g} s and was killed")
                 return
@@ -185,6 +211,10 @@ class TaskProcess:
                 first = False
                 with contextlib.suppress(Exception):
                     await self.on_first_sample(self.sampler.usage())
+            delay = limits.usage_interval or 1.0
+            if deadline is not None:
+                delay = min(delay, max(0.0, deadline - time.monotonic()))
+            await asyncio.sleep(delay)
 
     async def _stop_for(self, failure: str, message: str) -> None:
         self._stop_reason = (failure, message)

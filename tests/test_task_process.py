@@ -1,0 +1,88 @@
+"""What running one task costs the worker beyond the task itself: no thread per task, no sampling timer for a task
+that ends before its first sample, no file descriptor left behind. Real processes in a real event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+
+from tqhpc.records import ResourceUsage
+from tqhpc.worker.process import FIRST_SAMPLE_SECONDS, Limits, TaskProcess
+
+
+class _Output:
+    """A task's output as the shipper would get it, and the threads alive when its first bytes came."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.threads_at_first_output: set[threading.Thread] | None = None
+
+    async def __call__(self, log_type: str, data: bytes) -> None:
+        if self.threads_at_first_output is None:
+            self.threads_at_first_output = set(threading.enumerate())
+        self.data[log_type] = self.data.get(log_type, b"") + data
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+async def test_a_running_task_holds_no_thread_of_the_worker(tmp_path: Path, monkeypatch) -> None:
+    """The worker learns that a task ended from a pidfd in its event loop, not from a thread blocked per task, and
+    closes it. Where pidfds do not exist (no `os.pidfd_open`), a thread waits instead, with the same result."""
+    before = set(threading.enumerate())
+    fds_before = _open_fds()
+    output = _Output()
+    outcome = await TaskProcess("echo started; sleep 0.2", tmp_path, dict(os.environ), output).run()
+    assert outcome.exit_code == 0 and outcome.failure == ""
+    assert output.data == {"O": b"started\n"}
+    assert output.threads_at_first_output is not None
+    assert output.threads_at_first_output - before == set(), "a thread was started for the task"
+    assert outcome.usage is not None and outcome.usage.wall_time >= 0.2
+    assert _open_fds() <= fds_before, "a file descriptor of the task was left open"
+
+    monkeypatch.delattr(os, "pidfd_open")
+    output = _Output()
+    outcome = await TaskProcess("echo out; sleep 0.1; exit 4", tmp_path, dict(os.environ), output).run()
+    assert outcome.exit_code == 4
+    assert output.data == {"O": b"out\n"}
+    assert outcome.usage is not None and outcome.usage.wall_time >= 0.1
+
+
+async def test_the_watcher_starts_only_when_a_sample_or_the_timeout_is_due(tmp_path: Path) -> None:
+    """A task over before its first sample is due costs the worker its two output readers and no sampling task;
+    one that runs longer is still sampled and its first sample reported; a timeout shorter than the first sample
+    still kills on time."""
+    loop = asyncio.get_running_loop()
+    created: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro, **kwargs) -> asyncio.Task:
+        created.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(factory)
+    try:
+        outcome = await TaskProcess("exit 3", tmp_path, dict(os.environ), _Output()).run()
+    finally:
+        loop.set_task_factory(None)
+    assert outcome.exit_code == 3
+    assert created == ["TaskProcess._pump", "TaskProcess._pump"], created
+    assert outcome.usage is not None and outcome.usage.samples == 0
+
+    first: list[ResourceUsage] = []
+
+    async def on_first_sample(usage: ResourceUsage) -> None:
+        first.append(usage)
+
+    command = f"sleep {FIRST_SAMPLE_SECONDS * 4}"
+    outcome = await TaskProcess(command, tmp_path, dict(os.environ), _Output(), on_first_sample=on_first_sample).run()
+    assert outcome.exit_code == 0
+    assert len(first) == 1 and first[0].samples >= 1, "the first sample of a task that outlived it was not reported"
+
+    started = loop.time()
+    limits = Limits(timeout=FIRST_SAMPLE_SECONDS / 5)
+    outcome = await TaskProcess("sleep 5", tmp_path, dict(os.environ), _Output(), limits=limits).run()
+    assert outcome.failure == "timeout", outcome
+    assert loop.time() - started < 2.0
