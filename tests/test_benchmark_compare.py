@@ -24,7 +24,7 @@ def test_compare_measures_tqhpc_and_the_bare_pool_and_saves_every_figure(tmp_pat
     figures_file = tmp_path / "figures.json"
     run = compare(
         "--only", "tqhpc,bare", "--tasks", "20", "--dispatch-tasks", "2", "--scale", "50", "--scale-probes", "1",
-        "--idle-workers", "3", "--idle-seconds", "0.5", "--json", str(figures_file),
+        "--idle-workers", "3", "--idle-seconds", "2.5", "--json", str(figures_file),
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     assert "tqhpc/HQ" in run.stdout and "20 `true`: tasks/s" in run.stdout
