@@ -536,6 +536,8 @@ class Worker:
 
     async def _drain(self) -> None:
         why = self._job_end_note() if self._job_ending else self._stop_reason or f"worker {self.worker_id} is stopping"
+        with contextlib.suppress(WorkerStopped):  # draining first: tasks handed back are not pushed to us again
+            await self._ping(draining=True)
         not_started = [task_id for task_id, slot in self.slots.items() if slot.runner is None]
         await self._hand_back(not_started, f"{why}; the task had not started")
         running = [slot for slot in self.slots.values() if slot.runner is not None]
