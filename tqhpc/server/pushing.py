@@ -67,9 +67,13 @@ class Pusher:
             except Exception:
                 log.exception("dispatch to worker %d failed; trying again at the next change", self.worker_id)
                 continue
-            push = self._news(found)
-            if push is not None:
-                self._outbox.put_nowait(pb.ServerMessage(push=push))
+            self.offer(found)
+
+    def offer(self, found: worker_ops.Dispatch) -> None:
+        """Send what of a dispatch (this loop's, or one run with a report of the worker) is news to the worker."""
+        push = self._news(found)
+        if push is not None:
+            self._outbox.put_nowait(pb.ServerMessage(push=push))
 
     def _dispatch(self, conn: sqlite3.Connection) -> worker_ops.Dispatch:
         return worker_ops.dispatch(conn, self.worker_id, time.time())
@@ -106,9 +110,10 @@ class Pushers:
         self._all.discard(pusher)
         await pusher.stop()
 
-    def kick_all(self) -> None:
+    def kick_all(self, *, but: Pusher | None = None) -> None:
         for pusher in self._all:
-            pusher.kick()
+            if pusher is not but:
+                pusher.kick()
 
 
 __all__ = ["Pusher", "Pushers", "Refusal"]

@@ -491,30 +491,41 @@ class TaskQueueService(rpc.TaskQueueServicer):
                     return SessionEnd.GOODBYE, None
                 if kind == "report":
                     try:
-                        outbox.put_nowait(await self._take_report(worker_id, message.report))
+                        outbox.put_nowait(await self._take_report(worker_id, message.report, pusher))
                     except TqhpcError as err:
                         return SessionEnd.REFUSED, (err.code, str(err))
                     except (sqlite3.Error, OSError) as err:
                         return SessionEnd.REFUSED, _storage_failure("WorkerSession", err)
-                    pusher.kick()
                 # Any other kind comes from a newer worker: ignored, so that both keep working.
         if self.sessions.closing:
             return SessionEnd.BROKEN, (grpc.StatusCode.UNAVAILABLE, "the server is stopping; open the session later")
         return SessionEnd.BROKEN, None
 
-    async def _take_report(self, worker_id: int, report: pb.WorkerReport) -> pb.ServerMessage:
-        """Apply a report once: its output first (appended to the logs), then everything else in one store operation."""
+    async def _take_report(self, worker_id: int, report: pb.WorkerReport, pusher: Pusher) -> pb.ServerMessage:
+        """Apply a report once: its output first (appended to the logs), then everything else in one store operation,
+        with the dispatch of the room it freed."""
         if report.sequence <= self._last_report.get(worker_id, 0):
             return reports.ack(report.sequence, {})  # a resend after a reconnect: applied already
+
+        def apply(conn: sqlite3.Connection) -> tuple[reports.Applied, worker_ops.Dispatch | None]:
+            applied = reports.apply_report(conn, worker_id, report)
+            with contextlib.suppress(TqhpcError):  # a retired worker: its pusher ends the session
+                return applied, worker_ops.dispatch(conn, worker_id, time.time())
+            return applied, None
+
         if report.logs:
             await self._store_session_output(worker_id, report.logs)
-        applied = await self.db.run(lambda c: reports.apply_report(c, worker_id, report))
+        applied, found = await self.db.run(apply)
         self._last_report[worker_id] = report.sequence
         self.logs.notify(applied.finished)
+        if found is not None:
+            pusher.offer(found)
+        else:
+            pusher.kick()
         if applied.requeued:
             await self._requeued(applied.requeued)
         elif applied.finished or report.released_task_ids:
-            self.pushers.kick_all()  # dependents may have been released
+            self.pushers.kick_all(but=pusher)  # dependents may have been released, for any worker
         return reports.ack(report.sequence, applied.refused)
 
     async def _store_session_output(self, worker_id: int, chunks: Iterable[pb.TaskLog]) -> None:

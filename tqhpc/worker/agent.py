@@ -83,7 +83,8 @@ class Slot:
     disowned: bool = False  # the server no longer counts it as ours: kill, report nothing
     hit: bool = False  # running when Slurm signalled every process of the job: its end is not trusted
     final_sent: bool = False  # its S or F report is on its way: it ended before any signal came
-    cancelled: bool = False  # issue 5: cancelled by the user; killed, its final report only ends the kill
+    cancelled: bool = False  # cancelled by the user; killed, its final report only ends the kill
+    running_report: asyncio.Future[bool] | None = None  # the server's answer to R, which the task does not wait for
 
     @property
     def size(self) -> int:
@@ -401,8 +402,11 @@ class Worker:
         started = attempt_start(slot.task.attempts, self.worker_id, self.name)
         scratch: Path | None = None  # the attempt's own directory, when the task names none
         try:
-            if not await self._report(task_id, Status.RUNNING, usage=started):
-                return
+            # The task starts without waiting for the server's answer to R, which then travels with its end; a
+            # refusal (the task is no longer ours) kills it.
+            slot.running_report = asyncio.ensure_future(
+                self._settle(task_id, Status.RUNNING, self._send_status(task_id, Status.RUNNING, usage=started))
+            )
 
             async def sink(log_type: str, data: bytes) -> None:
                 await self.reporter.add(task_id, log_type, data)
@@ -478,6 +482,8 @@ class Worker:
 
     async def _finish(self, slot: Slot, outcome: Outcome) -> None:
         task_id = slot.task.task_id
+        if slot.running_report is not None and not await slot.running_report:
+            return  # refused: the task was not ours to run
         if outcome.error:
             await self.reporter.add(task_id, "E", f"tqhpc: {outcome.error}\n".encode())
         # No flush here: the status report carries the task's remaining output, which the server stores first.
@@ -512,6 +518,20 @@ class Worker:
         usage: ResourceUsage | None = None,
     ) -> bool:
         """Send a status; False when the server refuses it because the task is no longer ours."""
+        answer = self._send_status(task_id, status, exit_code=exit_code, reason=reason, failure=failure, usage=usage)
+        return await self._settle(task_id, status, answer)
+
+    def _send_status(
+        self,
+        task_id: int,
+        status: Status,
+        *,
+        exit_code: int | None = None,
+        reason: str = "",
+        failure: str = "",
+        usage: ResourceUsage | None = None,
+    ) -> asyncio.Future[bool]:
+        """Queue a status report at once (reports leave in the order queued); the future holds the server's answer."""
         update = pb.TaskStatusUpdate(
             task_id=task_id, new_status=status.value, worker_id=self.worker_id, reason=reason, failure=failure
         )
@@ -519,7 +539,11 @@ class Worker:
             update.exit_code = exit_code
         if usage is not None:
             update.usage.CopyFrom(usage.to_message())
-        if await self.reporter.update(update):
+        return self.reporter.submit(update)
+
+    async def _settle(self, task_id: int, status: Status, answer: asyncio.Future[bool]) -> bool:
+        """Wait for the server's answer to a status; a refusal means the task is no longer ours: kill and drop it."""
+        if await answer:
             return True
         log.warning("task %d: the server refused %s; dropping the task", task_id, status.value)
         slot = self.slots.get(task_id)

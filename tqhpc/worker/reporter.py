@@ -68,12 +68,13 @@ class Reporter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def update(self, update: pb.TaskStatusUpdate) -> bool:
-        """Report a status; True once the server applied it, False when it refused it (or the worker gave up)."""
+    def submit(self, update: pb.TaskStatusUpdate) -> asyncio.Future[bool]:
+        """Queue a status now, in order; the future says True once the server applied it, False when it refused it
+        (or the worker gave up on it)."""
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._updates.append((update, answer))
         self._wake.set()
-        return await answer
+        return answer
 
     async def add(self, task_id: int, log_type: str, data: bytes) -> None:
         """A task's output; it leaves with the next report (at the latest after the log interval)."""
