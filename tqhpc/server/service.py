@@ -509,6 +509,8 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
         def apply(conn: sqlite3.Connection) -> tuple[reports.Applied, worker_ops.Dispatch | None]:
             applied = reports.apply_report(conn, worker_id, report)
+            if applied.requeued:  # their output is moved aside first, or a new attempt could write into it
+                return applied, None
             with contextlib.suppress(TqhpcError):  # a retired worker: its pusher ends the session
                 return applied, worker_ops.dispatch(conn, worker_id, time.time())
             return applied, None
@@ -520,11 +522,11 @@ class TaskQueueService(rpc.TaskQueueServicer):
         self.logs.notify(applied.finished)
         if found is not None:
             pusher.offer(found)
-        else:
-            pusher.kick()
         if applied.requeued:
-            await self._requeued(applied.requeued)
-        elif applied.finished or report.released_task_ids:
+            await self._requeued(applied.requeued)  # then every pusher runs, this one too
+        elif found is None:
+            pusher.kick()
+        if applied.finished or report.released_task_ids:
             self.pushers.kick_all(but=pusher)  # dependents may have been released, for any worker
         return reports.ack(report.sequence, applied.refused)
 

@@ -132,6 +132,7 @@ class Worker:
         self.summary = Summary()
         self._wake = asyncio.Event()
         self._pushes: list[pb.TaskPush] = []
+        self._settling: set[asyncio.Future[bool]] = set()  # answers to C reports the worker does not wait for
         self._draining = False
         self._hurry = asyncio.Event()
         self.slurm_job = os.environ.get("SLURM_JOB_ID", "")
@@ -299,7 +300,8 @@ class Worker:
                     free -= slot.size
                 else:
                     waiting.append(task)
-            await asyncio.gather(*(self._accept(task) for task in waiting))
+            for task in waiting:
+                self._accept(task)
             self._start_ready()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.ping_interval)
@@ -352,9 +354,13 @@ class Worker:
                 raise WorkerStopped(f"the server disowned worker {self.worker_id}: {err.details()}") from err
             raise
 
-    async def _accept(self, task: pb.Task) -> None:
-        if await self._report(task.task_id, Status.ACCEPTED):
-            self.ready.append(task.task_id)
+    def _accept(self, task: pb.Task) -> None:
+        """Take a task that must wait for room: it is ready at once, its C report goes with the next batch (a refusal
+        drops it, or kills it if it has started meanwhile)."""
+        self.ready.append(task.task_id)
+        answer = self._send_status(task.task_id, Status.ACCEPTED)
+        self._settling.add(asyncio.ensure_future(self._settle(task.task_id, Status.ACCEPTED, answer)))
+        self._settling = {future for future in self._settling if not future.done()}
 
     def _running(self) -> int:
         """Slots taken by running tasks (issue 5: a task counts as its `slots`)."""
@@ -499,13 +505,21 @@ class Worker:
         usage = outcome.usage
         if usage is not None:
             usage = dataclasses.replace(usage, exit_code=outcome.exit_code, failure=failure, final=True)
-        if await self._report(
+        # The slot is free as soon as the report is queued; its answer is awaited aside (and before the worker leaves).
+        answer = self._send_status(
             task_id, status, exit_code=outcome.exit_code, reason=reason, failure=failure, usage=usage
-        ):
-            if ok:
-                self.summary.succeeded += 1
-            else:
-                self.summary.failed += 1
+        )
+        self._settling.add(asyncio.ensure_future(self._count_final(task_id, status, answer)))
+        self._settling = {future for future in self._settling if not future.done()}
+
+    async def _count_final(self, task_id: int, status: Status, answer: asyncio.Future[bool]) -> bool:
+        if not await self._settle(task_id, status, answer):
+            return False
+        if status == Status.SUCCEEDED:
+            self.summary.succeeded += 1
+        else:
+            self.summary.failed += 1
+        return True
 
     async def _report(
         self,
@@ -595,6 +609,7 @@ class Worker:
             )
         with contextlib.suppress(TimeoutError):  # every report acknowledged before we leave, unless the server is gone
             await asyncio.wait_for(self.reporter.flush(), max(self.connection.give_up_after, 1.0))
+        await asyncio.gather(*self._settling, return_exceptions=True)
         with contextlib.suppress(grpc.aio.AioRpcError, ServerGone):
             await self._call("DeleteWorker", pb.WorkerId(worker_id=self.worker_id, draining=True), "leaving")
 
