@@ -196,7 +196,7 @@ def test_a_session_is_refused_clearly(server, stub) -> None:
     def hello(worker_id: int) -> pb.WorkerMessage:
         return pb.WorkerMessage(hello=pb.WorkerHello(worker_id=worker_id))
 
-    assert refusal(hello(77)) == (grpc.StatusCode.NOT_FOUND, "no worker 77")
+    assert refusal(hello(77)) == (grpc.StatusCode.NOT_FOUND, "no worker 77: register it first (RegisterWorker)")
     worker_id = stub.RegisterWorker(pb.WorkerInfo(name="w")).worker_id
     stub.DeleteWorker(pb.WorkerId(worker_id=worker_id))
     code, details = refusal(hello(worker_id))
@@ -245,7 +245,7 @@ def test_the_worker_side_session_opens_says_goodbye_and_reports_a_refusal(server
             await connection.close()
 
     refusal = asyncio.run(scenario())
-    assert refusal == "the server disowned worker 4321: no worker 4321"
+    assert refusal == "the server disowned worker 4321: no worker 4321: register it first (RegisterWorker)"
     log = (server.state_dir / "server.log").read_text()
     assert f"worker {live} is leaving: the test is done" in log
     assert [w.state for w in client.workers()] == ["running"]  # a goodbye alone retires nothing

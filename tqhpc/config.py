@@ -43,7 +43,7 @@ class ServerSettings:
 class WorkerSettings:
     concurrency: int = _setting(0, "Tasks run at once (0: $SLURM_CPUS_PER_TASK, else the CPUs it may use).")
     prefetch: int = _setting(1, "Tasks accepted beyond concurrency, ready to start without waiting for a ping.")
-    ping_interval: float = _setting(1.0, "Seconds between heartbeats while idle; with room for work it pings at once.")
+    ping_interval: float = _setting(1.0, "Seconds between heartbeats while idle; work is pushed at once.")
     grace_period: float = _setting(
         30.0,
         "On SIGINT (or SIGTERM outside a Slurm job), seconds running tasks may go on before they are handed back.",

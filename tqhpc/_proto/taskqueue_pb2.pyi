@@ -453,12 +453,30 @@ class SlurmPoolName(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class WorkerMessage(_message.Message):
-    __slots__ = ("hello", "goodbye")
+    __slots__ = ("hello", "goodbye", "report")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     GOODBYE_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
     hello: WorkerHello
     goodbye: WorkerGoodbye
-    def __init__(self, hello: _Optional[_Union[WorkerHello, _Mapping]] = ..., goodbye: _Optional[_Union[WorkerGoodbye, _Mapping]] = ...) -> None: ...
+    report: WorkerReport
+    def __init__(self, hello: _Optional[_Union[WorkerHello, _Mapping]] = ..., goodbye: _Optional[_Union[WorkerGoodbye, _Mapping]] = ..., report: _Optional[_Union[WorkerReport, _Mapping]] = ...) -> None: ...
+
+class WorkerReport(_message.Message):
+    __slots__ = ("sequence", "updates", "logs", "stats", "released_task_ids", "release_reason")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_REASON_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    updates: _containers.RepeatedCompositeFieldContainer[TaskStatusUpdate]
+    logs: _containers.RepeatedCompositeFieldContainer[TaskLog]
+    stats: WorkerStats
+    released_task_ids: _containers.RepeatedScalarFieldContainer[int]
+    release_reason: str
+    def __init__(self, sequence: _Optional[int] = ..., updates: _Optional[_Iterable[_Union[TaskStatusUpdate, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[TaskLog, _Mapping]]] = ..., stats: _Optional[_Union[WorkerStats, _Mapping]] = ..., released_task_ids: _Optional[_Iterable[int]] = ..., release_reason: _Optional[str] = ...) -> None: ...
 
 class WorkerHello(_message.Message):
     __slots__ = ("worker_id",)
@@ -473,10 +491,36 @@ class WorkerGoodbye(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class ServerMessage(_message.Message):
-    __slots__ = ("welcome",)
+    __slots__ = ("welcome", "push", "ack")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
+    PUSH_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
     welcome: SessionWelcome
-    def __init__(self, welcome: _Optional[_Union[SessionWelcome, _Mapping]] = ...) -> None: ...
+    push: TaskPush
+    ack: ReportAck
+    def __init__(self, welcome: _Optional[_Union[SessionWelcome, _Mapping]] = ..., push: _Optional[_Union[TaskPush, _Mapping]] = ..., ack: _Optional[_Union[ReportAck, _Mapping]] = ...) -> None: ...
+
+class TaskPush(_message.Message):
+    __slots__ = ("tasks", "cancel_task_ids", "concurrency", "prefetch")
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PREFETCH_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[Task]
+    cancel_task_ids: _containers.RepeatedScalarFieldContainer[int]
+    concurrency: int
+    prefetch: int
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., cancel_task_ids: _Optional[_Iterable[int]] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ...) -> None: ...
+
+class ReportAck(_message.Message):
+    __slots__ = ("sequence", "refused_task_ids", "refused_reasons")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_REASONS_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    refused_task_ids: _containers.RepeatedScalarFieldContainer[int]
+    refused_reasons: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sequence: _Optional[int] = ..., refused_task_ids: _Optional[_Iterable[int]] = ..., refused_reasons: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SessionWelcome(_message.Message):
     __slots__ = ("worker_id",)

@@ -8,7 +8,7 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -17,16 +17,17 @@ from grpc import aio
 from .._proto import pb, rpc
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, TqhpcError
 from ..plural import plural
-from ..records import ResourceUsage, TaskInfo, WorkerState, WorkerStats
-from ..status import Status, parse_status, parse_status_filter
+from ..records import WorkerState, WorkerStats
+from ..status import Status, parse_status_filter
 from ..store import Database, taskflow
 from ..store import tasks as task_ops
 from ..store import usage as usage_ops
 from ..store import workers as worker_ops
 from ..store.crashes import DEFAULT_CRASH_LIMIT
-from . import listing, submission, validate
+from . import listing, reports, submission, validate
 from .autoalloc import NO_PROFILES, Autoallocator
 from .logs import LOG_TYPE_SPELLINGS, LOG_TYPES, LogStore
+from .pushing import Outgoing, Pusher, Pushers
 from .registration import Undecodable
 from .sessions import SessionBook, SessionEnd
 
@@ -93,6 +94,8 @@ class TaskQueueService(rpc.TaskQueueServicer):
         self.crash_limit = crash_limit  # losses of its worker while running after which a task fails
         self.pools: Autoallocator | None = None  # set by the server: Slurm pool listing and resume
         self.sessions = SessionBook(self._session_broke)
+        self.pushers = Pushers()
+        self._last_report: dict[int, int] = {}  # per session worker: the last report applied
 
     # --- tasks -------------------------------------------------------------------------------------------------
 
@@ -100,6 +103,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
     async def SubmitTask(self, request: pb.TaskRequest, context: aio.ServicerContext) -> pb.TaskResponse:
         spec = submission.new_task(request)
         ids = await self.db.run(lambda c: taskflow.insert_batch(c, [spec], time.time(), batch=False))
+        self.pushers.kick_all()
         return pb.TaskResponse(task_id=ids[0])
 
     @_unary
@@ -139,6 +143,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
     async def SubmitTasks(self, request: pb.TaskBatch, context: aio.ServicerContext) -> pb.TaskIds:
         specs = submission.new_tasks(request.tasks)
         ids = await self.db.run(lambda c: taskflow.insert_batch(c, specs, time.time()))
+        self.pushers.kick_all()
         return pb.TaskIds(task_ids=ids)
 
     @_unary
@@ -156,6 +161,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
     async def CancelTasks(self, request: pb.TaskSelection, context: aio.ServicerContext) -> pb.TaskIds:
         changes = await self._select_and(request, taskflow.cancel)
         self.logs.notify(changes.finished)
+        self.pushers.kick_all()  # session workers holding them are told to kill them
         if changes.ids:
             log.info("cancelled %d tasks", len(changes.ids))
         return pb.TaskIds(task_ids=changes.ids)
@@ -164,6 +170,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
     async def RetryTasks(self, request: pb.TaskSelection, context: aio.ServicerContext) -> pb.TaskIds:
         changes = await self._select_and(request, taskflow.retry)
         await self._requeued(changes.requeued)
+        self.pushers.kick_all()
         return pb.TaskIds(task_ids=changes.ids)
 
     async def _select_and(self, request: pb.TaskSelection, action: Callable[..., taskflow.Changes]) -> taskflow.Changes:
@@ -178,36 +185,15 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
     @_unary
     async def UpdateTaskStatus(self, request: pb.TaskStatusUpdate, context: aio.ServicerContext) -> pb.Ack:
-        new = parse_status(request.new_status)
-        exit_code = request.exit_code if request.HasField("exit_code") else None
-        worker_id = request.worker_id if request.HasField("worker_id") else None
-        usage = ResourceUsage.from_message(request.usage) if request.HasField("usage") else None
-        failure = validate.name(request.failure, "failure")
-
         settled: list[int] = []  # dependents the report cancelled
-
-        def update(conn: Any) -> TaskInfo:
-            before = task_ops.get_task(conn, request.task_id)
-            task = task_ops.update_status(
-                conn,
-                request.task_id,
-                new,
-                time.time(),
-                exit_code=exit_code,
-                worker_id=worker_id,
-                reason=request.reason,
-                settled=settled,
-                current=before,
-            )
-            usage_ops.record_update(conn, before, task, new, worker_id, usage, failure)  # resource usage of the attempt
-            return task
-
-        task = await self.db.run(update)
+        task, new = await self.db.run(lambda c: reports.apply_status(c, request, settled))
         self.logs.notify(settled)
         if task.status.terminal:
             self.logs.notify([task.task_id])
         elif new.terminal and task.status == Status.PENDING:
             await self._requeued([task.task_id])  # a failed attempt re-run; its logs are kept aside
+        if new.terminal:
+            self.pushers.kick_all()  # room freed, dependents perhaps released
         return pb.Ack(success=True)
 
     # --- logs --------------------------------------------------------------------------------------------------
@@ -391,6 +377,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
         worker = await self.db.run(
             lambda c: worker_ops.update_worker(c, request.worker_id, concurrency=concurrency, prefetch=prefetch)
         )
+        self.pushers.kick_all()  # a session worker is told its new concurrency at once
         return worker.to_message()
 
     @_unary
@@ -458,16 +445,35 @@ class TaskQueueService(rpc.TaskQueueServicer):
         # Without a goodbye, the end of the stream is the end of the worker: grpc shows a peer's cancelled call or
         # dropped connection to us as the plain end of its messages, or as this handler's cancellation.
         how = SessionEnd.BROKEN
+        outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
+        pusher = Pusher(worker_id, self.db.run, outbox)
+        reader = asyncio.create_task(self._follow_session(worker_id, request_iterator, outbox, pusher))
         try:
+            if worker_id not in self._last_report:
+                self._last_report[worker_id] = await self.db.run(lambda c: worker_ops.last_report(c, worker_id))
             yield pb.ServerMessage(welcome=pb.SessionWelcome(worker_id=worker_id))
-            how, refusal = await self._follow_session(worker_id, request_iterator)
+            self.pushers.add(pusher)
+            refusal = None
+            async for message in _until_done(outbox, reader):
+                if isinstance(message, tuple):
+                    refusal = message
+                    break
+                yield message
+            if refusal is None:
+                how, refusal = await reader
             if refusal is not None:
                 await context.abort(*refusal)
         finally:
+            reader.cancel()
+            await self.pushers.remove(pusher)
             self.sessions.ended(worker_id, how)
 
     async def _follow_session(
-        self, worker_id: int, request_iterator: AsyncIterator[pb.WorkerMessage]
+        self,
+        worker_id: int,
+        request_iterator: AsyncIterator[pb.WorkerMessage],
+        outbox: asyncio.Queue[Outgoing],
+        pusher: Pusher,
     ) -> tuple[SessionEnd, tuple[grpc.StatusCode, str] | None]:
         """Read a session to its end; say how it ended, and the status to end the call with if not OK."""
         async with contextlib.aclosing(self.sessions.until_closing(request_iterator)) as messages:
@@ -483,10 +489,58 @@ class TaskQueueService(rpc.TaskQueueServicer):
                 if kind == "goodbye":
                     log.info("worker %d is leaving: %s", worker_id, message.goodbye.reason or "no reason given")
                     return SessionEnd.GOODBYE, None
+                if kind == "report":
+                    try:
+                        outbox.put_nowait(await self._take_report(worker_id, message.report, pusher))
+                    except TqhpcError as err:
+                        return SessionEnd.REFUSED, (err.code, str(err))
+                    except (sqlite3.Error, OSError) as err:
+                        return SessionEnd.REFUSED, _storage_failure("WorkerSession", err)
                 # Any other kind comes from a newer worker: ignored, so that both keep working.
         if self.sessions.closing:
             return SessionEnd.BROKEN, (grpc.StatusCode.UNAVAILABLE, "the server is stopping; open the session later")
         return SessionEnd.BROKEN, None
+
+    async def _take_report(self, worker_id: int, report: pb.WorkerReport, pusher: Pusher) -> pb.ServerMessage:
+        """Apply a report once: its output first (appended to the logs), then everything else in one store operation,
+        with the dispatch of the room it freed."""
+        if report.sequence <= self._last_report.get(worker_id, 0):
+            return reports.ack(report.sequence, {})  # a resend after a reconnect: applied already
+
+        def apply(conn: sqlite3.Connection) -> tuple[reports.Applied, worker_ops.Dispatch | None]:
+            applied = reports.apply_report(conn, worker_id, report)
+            if applied.requeued:  # their output is moved aside first, or a new attempt could write into it
+                return applied, None
+            with contextlib.suppress(TqhpcError):  # a retired worker: its pusher ends the session
+                return applied, worker_ops.dispatch(conn, worker_id, time.time())
+            return applied, None
+
+        if report.logs:
+            await self._store_session_output(worker_id, report.logs)
+        applied, found = await self.db.run(apply)
+        self._last_report[worker_id] = report.sequence
+        self.logs.notify(applied.finished)
+        if found is not None:
+            pusher.offer(found)
+        if applied.requeued:
+            await self._requeued(applied.requeued)  # then every pusher runs, this one too
+        elif found is None:
+            pusher.kick()
+        if applied.finished or report.released_task_ids:
+            self.pushers.kick_all(but=pusher)  # dependents may have been released, for any worker
+        return reports.ack(report.sequence, applied.refused)
+
+    async def _store_session_output(self, worker_id: int, chunks: Iterable[pb.TaskLog]) -> None:
+        """Output of tasks this worker holds; late output of a task it lost is dropped, as with SendTaskLogs."""
+        batch = []
+        for chunk in chunks:
+            log_type = LOG_TYPE_SPELLINGS.get(chunk.log_type)
+            data = chunk.log_bytes or chunk.log_text.encode()
+            if log_type is not None and data:
+                batch.append((chunk.task_id, log_type, data))
+        ids = {task_id for task_id, _, _ in batch}
+        holders = await self.db.run(lambda c: task_ops.holders(c, ids))
+        await self.logs.append([chunk for chunk in batch if holders.get(chunk[0]) == worker_id])
 
     async def _session_broke(self, worker_id: int, reason: str) -> None:
         """The worker's last session ended with its connection: retire it as the reaper would, crashes counted."""
@@ -551,6 +605,20 @@ class TaskQueueService(rpc.TaskQueueServicer):
             attempts = await self.db.run(lambda c: task_ops.attempt_numbers(c, task_ids))
             await asyncio.to_thread(self.logs.rotate, attempts)
             self.logs.notify(task_ids)
+            self.pushers.kick_all()
+
+
+async def _until_done(outbox: asyncio.Queue[Outgoing], reader: asyncio.Task[Any]) -> AsyncIterator[Outgoing]:
+    """What the session sends, until its reader ends; what was queued before that end is still sent."""
+    while True:
+        following = asyncio.ensure_future(outbox.get())
+        await asyncio.wait({following, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if not following.done():
+            following.cancel()
+            break
+        yield following.result()
+    while not outbox.empty():
+        yield outbox.get_nowait()
 
 
 def _text_of(data: bytes, *, final: bool) -> tuple[str, bytes]:
@@ -584,7 +652,7 @@ async def _first_message(
 
 def _check_session_worker(conn: sqlite3.Connection, worker_id: int) -> None:
     """Only a registered worker still counted as live may open a session."""
-    worker = worker_ops.get_worker(conn, worker_id)
+    worker = worker_ops.get_worker(conn, worker_id, worker_ops.REGISTER_FIRST)
     if worker.state == WorkerState.STARTING:
         raise FailedPrecondition(f"worker {worker_id} was created but never registered: call RegisterWorker first")
     if worker.state not in WorkerState.LIVE:

@@ -128,6 +128,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tasks_pending ON tasks(slots, task_id) WHERE status = 'P';
     CREATE INDEX tasks_pending_bare ON tasks(slots, task_id) WHERE status = 'P' AND container = '';
     """,
+    # The last report of each worker's session stream that was applied: a report resent after a reconnect is skipped.
+    """
+    ALTER TABLE workers ADD COLUMN last_report INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

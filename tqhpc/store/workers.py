@@ -192,3 +192,46 @@ def silent_workers(conn: sqlite3.Connection, deadline: float) -> list[int]:
         (WorkerState.RUNNING, WorkerState.DRAINING, deadline),
     )
     return [row[0] for row in rows]
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """What a session stream pushes to its worker: the tasks assigned to it and not accepted, its cancels, sizes."""
+
+    tasks: list[TaskInfo]
+    concurrency: int
+    prefetch: int
+    cancel_ids: list[int]
+
+
+def dispatch(conn: sqlite3.Connection, worker_id: int, now: float) -> Dispatch:
+    """Top a session worker up to concurrency + prefetch held slots, as `ping` does, but without a heartbeat.
+
+    A draining worker is given nothing new; a retired one is refused (its session then ends).
+    """
+    worker = get_worker(conn, worker_id, REGISTER_FIRST)
+    if worker.state not in WorkerState.LIVE or worker.state == WorkerState.STARTING:
+        raise FailedPrecondition(
+            f"worker {worker_id} is {worker.state}; its tasks went back to the queue: stop, or register again"
+        )
+    if worker.state != WorkerState.DRAINING:
+        room = worker.concurrency + worker.prefetch - taskflow.held_slots(conn, worker_id)
+        time_left = None if worker.walltime_end is None else worker.walltime_end - now
+        tasks.assign_pending(conn, worker_id, room, largest=worker.concurrency, time_left=time_left)
+    return Dispatch(
+        tasks=tasks.assigned_tasks(conn, worker_id),
+        concurrency=worker.concurrency,
+        prefetch=worker.prefetch,
+        cancel_ids=taskflow.cancel_requests(conn, worker_id),
+    )
+
+
+def last_report(conn: sqlite3.Connection, worker_id: int) -> int:
+    """The sequence number of the last session report applied for this worker (0: none yet)."""
+    row = conn.execute("SELECT last_report FROM workers WHERE worker_id = ?", (worker_id,)).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def heartbeat(conn: sqlite3.Connection, worker_id: int, now: float, sequence: int) -> None:
+    """A session report arrived: the worker is alive, and this report is applied (in the same transaction)."""
+    conn.execute("UPDATE workers SET last_ping = ?, last_report = ? WHERE worker_id = ?", (now, sequence, worker_id))

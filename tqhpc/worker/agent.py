@@ -38,8 +38,8 @@ from ..status import Status
 from .connection import Connection
 from .containers import ContainerSupport
 from .hoststats import HostStats
-from .logship import LogShipper
 from .process import KILL_ESCALATION_SECONDS, Failure, Limits, Outcome, TaskProcess
+from .reporter import Reporter
 from .retry import ServerGone
 from .session import Session
 from .taskdirs import ScratchSpace, directory_problem
@@ -84,6 +84,7 @@ class Slot:
     hit: bool = False  # running when Slurm signalled every process of the job: its end is not trusted
     final_sent: bool = False  # its S or F report is on its way: it ended before any signal came
     cancelled: bool = False  # cancelled by the user; killed, its final report only ends the kill
+    running_report: asyncio.Future[bool] | None = None  # the server's answer to R, which the task does not wait for
 
     @property
     def size(self) -> int:
@@ -130,6 +131,8 @@ class Worker:
         self.ready: deque[int] = deque()
         self.summary = Summary()
         self._wake = asyncio.Event()
+        self._pushes: list[pb.TaskPush] = []
+        self._settling: set[asyncio.Future[bool]] = set()  # answers to C reports the worker does not wait for
         self._draining = False
         self._hurry = asyncio.Event()
         self.slurm_job = os.environ.get("SLURM_JOB_ID", "")
@@ -147,14 +150,17 @@ class Worker:
 
     async def run(self) -> int:
         self.connection = Connection(self.access, self.access_file, self.give_up_after)
-        self.shipper = LogShipper(self.connection, self.settings.log_flush_interval)
-        self.session = Session(self.connection, on_refused=self._wake.set)
+        self.session = Session(self.connection, on_refused=self._wake.set, on_push=self._pushed)
+        self.reporter = Reporter(
+            self.session.send, self._stats, self.settings.log_flush_interval, self.settings.ping_interval
+        )
+        self.session.listener = self.reporter
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop, signum)
         try:
             await self._register()
-            self.shipper.start()
+            self.reporter.start()
             await self._work_until_stopped()
             await self._drain()
             await self.session.close(f"worker {self.worker_id} stopped")
@@ -184,7 +190,7 @@ class Worker:
             with contextlib.suppress(Exception):
                 self.scratch.remove_all()
             with contextlib.suppress(Exception):
-                await self.shipper.close()
+                await self.reporter.close()
             await self.connection.close()
             self._report_summary()
 
@@ -236,7 +242,7 @@ class Worker:
         if self.walltime.stop_at is not None:
             info.walltime_end = self.walltime.stop_at
         reply = await self._call("RegisterWorker", info, "registering")
-        self.worker_id = self.shipper.worker_id = reply.worker_id
+        self.worker_id = self.reporter.worker_id = reply.worker_id
         await asyncio.to_thread(self.scratch.register, self.worker_id)
         self.session.start(self.worker_id)
         log.info(
@@ -276,7 +282,7 @@ class Worker:
                 raise WorkerStopped(self.session.refused)
             if self._time_to_leave():
                 return
-            reply = await self._ping(draining=False)
+            reply = self._take_pushes() if self.session.opened.is_set() else await self._ping(draining=False)
             if reply.concurrency and reply.concurrency != self.concurrency:
                 log.info("concurrency changed from %d to %d by the server", self.concurrency, reply.concurrency)
                 self.concurrency = reply.concurrency
@@ -294,7 +300,8 @@ class Worker:
                     free -= slot.size
                 else:
                     waiting.append(task)
-            await asyncio.gather(*(self._accept(task) for task in waiting))
+            for task in waiting:
+                self._accept(task)
             self._start_ready()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.ping_interval)
@@ -314,6 +321,27 @@ class Worker:
             self._draining = True
         return self._draining
 
+    def _pushed(self, push: pb.TaskPush) -> None:
+        """Work, cancels or a new concurrency pushed on the session: taken up by the work loop at once."""
+        self._pushes.append(push)
+        self._wake.set()
+
+    def _take_pushes(self) -> pb.TaskListAndOther:
+        """The pushes received since the last turn of the work loop, merged as one ping's reply would be."""
+        merged = pb.TaskListAndOther()
+        pushes, self._pushes = self._pushes, []
+        for push in pushes:
+            merged.tasks.extend(push.tasks)
+            merged.cancel_task_ids.extend(push.cancel_task_ids)
+            if push.HasField("concurrency"):
+                merged.concurrency = push.concurrency
+        return merged
+
+    def _stats(self) -> pb.WorkerStats | None:
+        """The host's state for a heartbeat, when it changed enough to be worth sending."""
+        stats = self.host_stats.changed(self._running())
+        return None if stats is None else stats.to_message()
+
     async def _ping(self, *, draining: bool) -> pb.TaskListAndOther:
         request = pb.WorkerId(worker_id=self.worker_id, draining=draining)
         stats = self.host_stats.changed(self._running())
@@ -326,9 +354,13 @@ class Worker:
                 raise WorkerStopped(f"the server disowned worker {self.worker_id}: {err.details()}") from err
             raise
 
-    async def _accept(self, task: pb.Task) -> None:
-        if await self._report(task.task_id, Status.ACCEPTED):
-            self.ready.append(task.task_id)
+    def _accept(self, task: pb.Task) -> None:
+        """Take a task that must wait for room: it is ready at once, its C report goes with the next batch (a refusal
+        drops it, or kills it if it has started meanwhile)."""
+        self.ready.append(task.task_id)
+        answer = self._send_status(task.task_id, Status.ACCEPTED)
+        self._settling.add(asyncio.ensure_future(self._settle(task.task_id, Status.ACCEPTED, answer)))
+        self._settling = {future for future in self._settling if not future.done()}
 
     def _running(self) -> int:
         """Slots taken by running tasks (a task counts as its `slots`)."""
@@ -376,11 +408,14 @@ class Worker:
         started = attempt_start(slot.task.attempts, self.worker_id, self.name)
         scratch: Path | None = None  # the attempt's own directory, when the task names none
         try:
-            if not await self._report(task_id, Status.RUNNING, usage=started):
-                return
+            # The task starts without waiting for the server's answer to R, which then travels with its end; a
+            # refusal (the task is no longer ours) kills it.
+            slot.running_report = asyncio.ensure_future(
+                self._settle(task_id, Status.RUNNING, self._send_status(task_id, Status.RUNNING, usage=started))
+            )
 
             async def sink(log_type: str, data: bytes) -> None:
-                await self.shipper.add(task_id, log_type, data)
+                await self.reporter.add(task_id, log_type, data)
 
             async def first_sample(usage: ResourceUsage) -> None:
                 await self._report(task_id, Status.RUNNING, usage=placed(usage, started))
@@ -430,7 +465,7 @@ class Worker:
             if self._draining and signalled:
                 # The batch system signals every process of a job it stops, our tasks too: that is the
                 # job's end, not the task's failure, so the task goes back to the queue.
-                await self.shipper.flush()
+                await self.reporter.flush()
                 await self._hand_back(
                     [task_id], f"worker {self.worker_id} was stopping: {_exit_reason(outcome.exit_code)}"
                 )
@@ -453,9 +488,11 @@ class Worker:
 
     async def _finish(self, slot: Slot, outcome: Outcome) -> None:
         task_id = slot.task.task_id
+        if slot.running_report is not None and not await slot.running_report:
+            return  # refused: the task was not ours to run
         if outcome.error:
-            await self.shipper.add(task_id, "E", f"tqhpc: {outcome.error}\n".encode())
-        await self.shipper.flush()  # output first: a terminal status promises the logs are complete
+            await self.reporter.add(task_id, "E", f"tqhpc: {outcome.error}\n".encode())
+        # No flush here: the status report carries the task's remaining output, which the server stores first.
         if self.slurm_job:
             await _handle_pending_signals()
         if slot.hit:
@@ -468,13 +505,21 @@ class Worker:
         usage = outcome.usage
         if usage is not None:
             usage = dataclasses.replace(usage, exit_code=outcome.exit_code, failure=failure, final=True)
-        if await self._report(
+        # The slot is free as soon as the report is queued; its answer is awaited aside (and before the worker leaves).
+        answer = self._send_status(
             task_id, status, exit_code=outcome.exit_code, reason=reason, failure=failure, usage=usage
-        ):
-            if ok:
-                self.summary.succeeded += 1
-            else:
-                self.summary.failed += 1
+        )
+        self._settling.add(asyncio.ensure_future(self._count_final(task_id, status, answer)))
+        self._settling = {future for future in self._settling if not future.done()}
+
+    async def _count_final(self, task_id: int, status: Status, answer: asyncio.Future[bool]) -> bool:
+        if not await self._settle(task_id, status, answer):
+            return False
+        if status == Status.SUCCEEDED:
+            self.summary.succeeded += 1
+        else:
+            self.summary.failed += 1
+        return True
 
     async def _report(
         self,
@@ -487,6 +532,20 @@ class Worker:
         usage: ResourceUsage | None = None,
     ) -> bool:
         """Send a status; False when the server refuses it because the task is no longer ours."""
+        answer = self._send_status(task_id, status, exit_code=exit_code, reason=reason, failure=failure, usage=usage)
+        return await self._settle(task_id, status, answer)
+
+    def _send_status(
+        self,
+        task_id: int,
+        status: Status,
+        *,
+        exit_code: int | None = None,
+        reason: str = "",
+        failure: str = "",
+        usage: ResourceUsage | None = None,
+    ) -> asyncio.Future[bool]:
+        """Queue a status report at once (reports leave in the order queued); the future holds the server's answer."""
         update = pb.TaskStatusUpdate(
             task_id=task_id, new_status=status.value, worker_id=self.worker_id, reason=reason, failure=failure
         )
@@ -494,27 +553,29 @@ class Worker:
             update.exit_code = exit_code
         if usage is not None:
             update.usage.CopyFrom(usage.to_message())
-        try:
-            await self._call("UpdateTaskStatus", update, f"reporting task {task_id} {status.value}")
+        return self.reporter.submit(update)
+
+    async def _settle(self, task_id: int, status: Status, answer: asyncio.Future[bool]) -> bool:
+        """Wait for the server's answer to a status; a refusal means the task is no longer ours: kill and drop it."""
+        if await answer:
             return True
-        except grpc.aio.AioRpcError as err:
-            if err.code() not in REFUSED:
-                raise
-            log.warning("task %d: the server refused %s (%s); dropping the task", task_id, status.value, err.details())
-            slot = self.slots.get(task_id)
-            if slot is not None:
-                slot.disowned = True
-                self.summary.disowned += 1
-                if slot.process is not None:
-                    await slot.process.kill()
-            if status != Status.RUNNING:
-                self.slots.pop(task_id, None)
-            return False
+        log.warning("task %d: the server refused %s; dropping the task", task_id, status.value)
+        slot = self.slots.get(task_id)
+        if slot is not None:
+            slot.disowned = True
+            self.summary.disowned += 1
+            if slot.process is not None:
+                await slot.process.kill()
+        if status != Status.RUNNING:
+            self.slots.pop(task_id, None)
+        return False
 
     # --- stopping ----------------------------------------------------------------------------------------------
 
     async def _drain(self) -> None:
         why = self._job_end_note() if self._job_ending else self._stop_reason or f"worker {self.worker_id} is stopping"
+        with contextlib.suppress(WorkerStopped):  # draining first: tasks handed back are not pushed to us again
+            await self._ping(draining=True)
         not_started = [task_id for task_id, slot in self.slots.items() if slot.runner is None]
         await self._hand_back(not_started, f"{why}; the task had not started")
         running = [slot for slot in self.slots.values() if slot.runner is not None]
@@ -546,7 +607,9 @@ class Worker:
                 f"{why}; the task was killed after the {grace:g} s grace period"
                 + (" so that Slurm would not kill it at the job's time limit" if self.walltime.due() else ""),
             )
-        await self.shipper.flush()
+        with contextlib.suppress(TimeoutError):  # every report acknowledged before we leave, unless the server is gone
+            await asyncio.wait_for(self.reporter.flush(), max(self.connection.give_up_after, 1.0))
+        await asyncio.gather(*self._settling, return_exceptions=True)
         with contextlib.suppress(grpc.aio.AioRpcError, ServerGone):
             await self._call("DeleteWorker", pb.WorkerId(worker_id=self.worker_id, draining=True), "leaving")
 
@@ -571,7 +634,7 @@ class Worker:
         await asyncio.gather(*(slot.process.kill(kill_grace) for slot in slots if slot.process))
         await asyncio.gather(*(slot.runner for slot in slots if slot.runner), return_exceptions=True)
         self.summary.killed_on_stop += len(slots)
-        await self.shipper.flush()  # the cut attempt's output goes to its own log before the task is requeued
+        await self.reporter.flush()  # the cut attempt's output goes to its own log before the task is requeued
         await self._hand_back([slot.task.task_id for slot in slots], reason)
 
     async def _hand_back(self, task_ids: list[int], reason: str) -> None:
@@ -585,6 +648,7 @@ class Worker:
         self.summary.handed_back += len(task_ids)
 
     async def _kill_all(self, *, disown: bool) -> None:
+        self.reporter.abandon()  # their reports would speak for tasks that are no longer ours
         slots = list(self.slots.values())
         for slot in slots:
             slot.disowned = disown

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 import grpc
 
@@ -28,12 +29,28 @@ FIRST_REOPEN_DELAY = 0.1
 MAX_REOPEN_DELAY = 5.0
 
 
+class Listener(Protocol):
+    """Who hears what arrives on the session: the worker (pushed work) and its reporter (open, closed, acks)."""
+
+    def opened(self) -> None: ...
+    def closed(self) -> None: ...
+    def acknowledged(self, ack: pb.ReportAck) -> None: ...
+
+
 class Session:
     """One worker's session; `refused` says why the server would not have it, once it would not."""
 
-    def __init__(self, connection: Connection, on_refused: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        on_refused: Callable[[], None],
+        on_push: Callable[[pb.TaskPush], None] | None = None,
+        listener: Listener | None = None,
+    ) -> None:
         self.connection = connection
         self.on_refused = on_refused
+        self.on_push = on_push
+        self.listener = listener
         self.refused = ""
         self._task: asyncio.Task[None] | None = None
         self._call: grpc.aio.StreamStreamCall | None = None
@@ -41,6 +58,13 @@ class Session:
         self._leaving = False
         self.opened = asyncio.Event()
         """Set while the server has welcomed the current stream."""
+
+    def send(self, message: pb.WorkerMessage) -> bool:
+        """Put a message on the open stream; False when no stream is open (it is then not sent)."""
+        if not self.opened.is_set() or self._leaving:
+            return False
+        self._outbox.put_nowait(message)
+        return True
 
     def start(self, worker_id: int) -> None:
         """Open the session of `worker_id` in the background, dropping one opened for an earlier id."""
@@ -120,12 +144,21 @@ class Session:
                 message = await call.read()
                 if message is grpc.aio.EOF:
                     return
-                if message.WhichOneof("kind") == "welcome":
+                kind = message.WhichOneof("kind")
+                if kind == "welcome":
                     if not self.opened.is_set():
                         log.info("worker %d: session open", worker_id)
                     self.opened.set()
+                    if self.listener is not None:
+                        self.listener.opened()
+                elif kind == "push" and self.on_push is not None:
+                    self.on_push(message.push)
+                elif kind == "ack" and self.listener is not None:
+                    self.listener.acknowledged(message.ack)
                 # Other kinds come from a newer server: ignored.
         finally:
+            if self.listener is not None:
+                self.listener.closed()
             outbox.put_nowait(None)
 
 

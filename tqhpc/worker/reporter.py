@@ -1,0 +1,202 @@
+"""What the worker tells the server, batched on its session stream: statuses, output, host state, heartbeats.
+
+Everything that happened since the last report goes in one WorkerReport: the server applies it in one store
+operation, output first, so a terminal status and its task's remaining output arrive together. One report is in
+flight at a time; what accumulates meanwhile goes in the next. A report counts as done only when the server
+acknowledged it: until then it is kept, and sent again (same sequence number, which the server applies only once)
+when the session is reopened after a break or a server restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .._proto import pb
+from .logship import MAX_MESSAGE_DATA
+
+log = logging.getLogger("tqhpc.worker")
+
+STATUS_COALESCE_SECONDS = 0.002
+"""A status change waits this long for others (a burst of tasks ending together) before its report leaves."""
+HIGH_WATER_BYTES = 8 * 1024 * 1024
+"""Output waiting beyond this slows the task that writes it (its pipe fills) until a report takes it."""
+
+
+@dataclass
+class _Report:
+    message: pb.WorkerReport
+    waiting: list[tuple[int, asyncio.Future[bool]]] = field(default_factory=list)  # (task id or 0, its answer)
+
+
+class Reporter:
+    """Batches the worker's reports onto its session; `send` puts a message on the open stream (False: none open)."""
+
+    def __init__(
+        self,
+        send: Callable[[pb.WorkerMessage], bool],
+        stats: Callable[[], pb.WorkerStats | None],
+        log_interval: float,
+        heartbeat_interval: float,
+    ) -> None:
+        self._send = send
+        self._stats = stats
+        self.log_interval = log_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.worker_id: int | None = None
+        self._updates: list[tuple[pb.TaskStatusUpdate, asyncio.Future[bool]]] = []
+        self._logs: list[tuple[int, str, bytes]] = []
+        self._log_bytes = 0
+        self._barriers: list[asyncio.Future[bool]] = []
+        self._sequence = 0
+        self._unacked: dict[int, _Report] = {}
+        self._wake = asyncio.Event()  # something to send, an acknowledgement, or the session (re)opened
+        self._last_sent = 0.0
+        self._open = False
+        self._task: asyncio.Task[None] | None = None
+
+    # --- what the worker calls ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def submit(self, update: pb.TaskStatusUpdate) -> asyncio.Future[bool]:
+        """Queue a status now, in order; the future says True once the server applied it, False when it refused it
+        (or the worker gave up on it)."""
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._updates.append((update, answer))
+        self._wake.set()
+        return answer
+
+    async def add(self, task_id: int, log_type: str, data: bytes) -> None:
+        """A task's output; it leaves with the next report (at the latest after the log interval)."""
+        self._logs.append((task_id, log_type, data))
+        self._log_bytes += len(data)
+        self._wake.set()
+        if self._log_bytes >= HIGH_WATER_BYTES:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Return once everything added so far has been acknowledged by the server."""
+        if not self._logs and not self._updates and not self._unacked:
+            return
+        barrier: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._barriers.append(barrier)
+        self._wake.set()
+        await barrier
+
+    def abandon(self) -> None:
+        """The worker lost its tasks (disowned, or starting over as a new worker): nothing waiting is sent."""
+        waiting = [answer for _, answer in self._updates] + self._barriers
+        for report in self._unacked.values():
+            waiting += [answer for _, answer in report.waiting]
+        for answer in waiting:
+            if not answer.done():
+                answer.set_result(False)
+        self._updates, self._logs, self._log_bytes, self._barriers = [], [], 0, []
+        self._unacked.clear()
+        self._wake.set()
+
+    # --- what the session calls --------------------------------------------------------------------------------
+
+    def opened(self) -> None:
+        """The session was (re)opened: send again, in order, every report not acknowledged."""
+        self._open = True
+        for report in self._unacked.values():
+            self._send(pb.WorkerMessage(report=report.message))
+        self._wake.set()
+
+    def closed(self) -> None:
+        self._open = False
+
+    def acknowledged(self, ack: pb.ReportAck) -> None:
+        report = self._unacked.pop(ack.sequence, None)
+        if report is None:
+            return
+        refused = dict(zip(ack.refused_task_ids, ack.refused_reasons, strict=False))
+        for task_id, reason in refused.items():
+            log.warning("task %d: the server refused our report: %s", task_id, reason)
+        for task_id, answer in report.waiting:
+            if not answer.done():
+                answer.set_result(task_id not in refused)
+        self._wake.set()
+
+    # --- the sending loop --------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._turn()
+            except Exception:
+                log.exception("sending a report failed; trying again")
+                await asyncio.sleep(self.heartbeat_interval)
+
+    async def _turn(self) -> None:
+        """Wait for something to report (or the heartbeat's time) and for the report in flight, then send."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.heartbeat_interval)
+        self._wake.clear()
+        if self._unacked or not self._open:  # one report in flight; none while the session is closed
+            return
+        pending = self._updates or self._logs or self._barriers
+        if not pending and self._loop_time() - self._last_sent < self.heartbeat_interval:
+            return
+        if self._updates:
+            await asyncio.sleep(STATUS_COALESCE_SECONDS)
+        elif self._logs and not self._barriers and self._log_bytes < HIGH_WATER_BYTES // 8:
+            await asyncio.sleep(self.log_interval)  # pure output may wait, unless a status comes meanwhile
+        self._send_pending()
+
+    @staticmethod
+    def _loop_time() -> float:
+        return asyncio.get_running_loop().time()
+
+    def _send_pending(self) -> None:
+        """Everything waiting, in one report; with nothing waiting, a heartbeat (the host's state)."""
+        self._sequence += 1
+        message = pb.WorkerReport(sequence=self._sequence)
+        report = _Report(message)
+        message.logs.extend(_messages(self._logs, self.worker_id))
+        for update, answer in self._updates:
+            message.updates.append(update)
+            report.waiting.append((update.task_id, answer))
+        report.waiting += [(0, barrier) for barrier in self._barriers]
+        self._updates, self._logs, self._log_bytes, self._barriers = [], [], 0, []
+        stats = self._stats()
+        if stats is not None:
+            message.stats.CopyFrom(stats)
+        self._unacked[self._sequence] = report
+        self._last_sent = self._loop_time()
+        self._send(pb.WorkerMessage(report=message))
+
+
+def _messages(batch: list[tuple[int, str, bytes]], worker_id: int | None) -> list[pb.TaskLog]:
+    """Consecutive chunks of one task and stream merged, cut into messages of at most MAX_MESSAGE_DATA."""
+    merged: list[tuple[int, str, bytearray]] = []
+    for task_id, log_type, data in batch:
+        if merged and merged[-1][0] == task_id and merged[-1][1] == log_type:
+            merged[-1][2].extend(data)
+        else:
+            merged.append((task_id, log_type, bytearray(data)))
+    messages = []
+    for task_id, log_type, data in merged:
+        for start in range(0, len(data), MAX_MESSAGE_DATA):
+            piece = bytes(data[start : start + MAX_MESSAGE_DATA])
+            message = pb.TaskLog(task_id=task_id, log_type=log_type, worker_id=worker_id)
+            try:
+                message.log_text = piece.decode()
+            except UnicodeDecodeError:
+                message.log_bytes = piece
+            messages.append(message)
+    return messages
+
+
+__all__ = ["Reporter"]
