@@ -1,5 +1,5 @@
 """One task as one process: `sh -c COMMAND` (or the apptainer command that runs it) in its own session and working
-directory, output piped to the shipper, its process tree sampled for resource usage and held to its limits."""
+directory, output piped to the reporter, its process tree sampled for resource usage and held to its limits."""
 
 from __future__ import annotations
 

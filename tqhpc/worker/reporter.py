@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .._proto import pb
-from .logship import MAX_MESSAGE_DATA
 
 log = logging.getLogger("tqhpc.worker")
+
+MAX_MESSAGE_DATA = 1 << 20
+"""The most output bytes one log message carries; a larger chunk is cut, so no message nears gRPC's size cap."""
 
 STATUS_COALESCE_SECONDS = 0.002
 """A status change waits this long for others (a burst of tasks ending together) before its report leaves."""
