@@ -86,6 +86,16 @@ def test_a_burst_of_tasks_ends_with_every_status_and_output(patient: Patient) ->
         assert task.attempts == 1 and task.started_at is not None and task.ended_at is not None
 
 
+def test_short_tasks_in_a_deep_pipeline_run_once_each(patient: Patient) -> None:
+    """Short tasks with prefetch: pushes and reports cross on the wire all the time, yet each task runs once."""
+    workers, client = patient.workers, patient.client
+    workers.start("--ping-interval", "30", "--concurrency", "2", "--prefetch", "2")
+    ids = client.submit_many([f"echo once-{i}" for i in range(400)])
+    wait_until(lambda: set(_statuses(client, ids)) == {"S"}, timeout=90, what=lambda: _statuses(client, ids))
+    ran_twice = [i for i, task_id in enumerate(ids) if _output(client, task_id) != f"once-{i}\n".encode()]
+    assert ran_twice == []
+
+
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[list[ServerProcess]]:
     """A server that the test may kill and start again on the same state directory (the last one is stopped)."""

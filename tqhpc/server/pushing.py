@@ -40,6 +40,7 @@ class Pusher:
         self._sent_tasks: set[int] = set()
         self._sent_cancels: set[int] = set()
         self._sent_sizes: tuple[int, int] | None = None
+        self._latest = 0  # the newest dispatch offered: an older one, offered late, would resend what is gone
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -70,7 +71,14 @@ class Pusher:
             self.offer(found)
 
     def offer(self, found: worker_ops.Dispatch) -> None:
-        """Send what of a dispatch (this loop's, or one run with a report of the worker) is news to the worker."""
+        """Send what of a dispatch (this loop's, or one run with a report of the worker) is news to the worker.
+
+        Dispatches read in the store's order but can reach here out of it (this loop's against a report's); a
+        reading older than one already offered may list a task as assigned that has since started and ended,
+        so it is dropped: a newer one is on its way or already sent."""
+        if found.taken < self._latest:
+            return
+        self._latest = found.taken
         push = self._news(found)
         if push is not None:
             self._outbox.put_nowait(pb.ServerMessage(push=push))

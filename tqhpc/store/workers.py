@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from dataclasses import dataclass, field
 
@@ -202,6 +203,11 @@ class Dispatch:
     concurrency: int
     prefetch: int
     cancel_ids: list[int]
+    taken: int = field(default_factory=lambda: next(_DISPATCHES))
+    """When it was read, in the store's order (one writer thread): an older reading than one already sent is stale."""
+
+
+_DISPATCHES = itertools.count(1)
 
 
 def dispatch(conn: sqlite3.Connection, worker_id: int, now: float) -> Dispatch:

@@ -102,6 +102,27 @@ class Summary:
     notes: list[str] = field(default_factory=list)
 
 
+class RecentAttempts:
+    """The (task, attempt) pairs this worker ran lately. A push can repeat a task the worker has just run and
+    reported, when the two crossed on the wire; running that attempt again would run the task twice."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._order: deque[tuple[int, int]] = deque()
+        self._members: set[tuple[int, int]] = set()
+        self._size = size
+
+    def add(self, attempt: tuple[int, int]) -> None:
+        if attempt in self._members:
+            return
+        self._order.append(attempt)
+        self._members.add(attempt)
+        if len(self._order) > self._size:
+            self._members.discard(self._order.popleft())
+
+    def __contains__(self, attempt: object) -> bool:
+        return attempt in self._members
+
+
 class WorkerStopped(Exception):
     """The server disowned this worker (deleted or declared lost); the message says which."""
 
@@ -129,6 +150,7 @@ class Worker:
         self.give_up_after = give_up_after
         self.slots: dict[int, Slot] = {}
         self.ready: deque[int] = deque()
+        self.finished = RecentAttempts()
         self.summary = Summary()
         self._wake = asyncio.Event()
         self._pushes: list[pb.TaskPush] = []
@@ -287,7 +309,7 @@ class Worker:
                 log.info("concurrency changed from %d to %d by the server", self.concurrency, reply.concurrency)
                 self.concurrency = reply.concurrency
             await self._cancel(reply.cancel_task_ids)
-            new = [task for task in reply.tasks if task.task_id not in self.slots]
+            new = [task for task in reply.tasks if task.task_id not in self.slots and not self._ran(task)]
             for task in new:
                 self.slots[task.task_id] = Slot(task)
             # Tasks that can start at once go straight from A to R; only those that must wait are accepted (C).
@@ -305,6 +327,9 @@ class Worker:
             self._start_ready()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.ping_interval)
+
+    def _ran(self, task: pb.Task) -> bool:
+        return (task.task_id, task.attempts) in self.finished
 
     def _time_to_leave(self) -> bool:
         """Leave near the job's walltime, or after idle_timeout seconds without any task."""
@@ -479,6 +504,7 @@ class Worker:
                 failed = Outcome(None, "the worker failed while running the task; see its log", Failure.WORKER_ERROR)
                 await self._finish(slot, failed)
         finally:
+            self.finished.add((task_id, slot.task.attempts))
             if not slot.handed_back and not slot.hit:  # held until _drain hands it back
                 self.slots.pop(task_id, None)
             self._start_ready()
@@ -488,7 +514,7 @@ class Worker:
 
     async def _finish(self, slot: Slot, outcome: Outcome) -> None:
         task_id = slot.task.task_id
-        if slot.running_report is not None and not await slot.running_report:
+        if slot.running_report is not None and slot.running_report.done() and not slot.running_report.result():
             return  # refused: the task was not ours to run
         if outcome.error:
             await self.reporter.add(task_id, "E", f"tqhpc: {outcome.error}\n".encode())

@@ -22,8 +22,6 @@ log = logging.getLogger("tqhpc.worker")
 MAX_MESSAGE_DATA = 1 << 20
 """The most output bytes one log message carries; a larger chunk is cut, so no message nears gRPC's size cap."""
 
-STATUS_COALESCE_SECONDS = 0.002
-"""A status change waits this long for others (a burst of tasks ending together) before its report leaves."""
 HIGH_WATER_BYTES = 8 * 1024 * 1024
 """Output waiting beyond this slows the task that writes it (its pipe fills) until a report takes it."""
 
@@ -152,7 +150,9 @@ class Reporter:
         if not pending and self._loop_time() - self._last_sent < self.heartbeat_interval:
             return
         if self._updates:
-            await asyncio.sleep(STATUS_COALESCE_SECONDS)
+            # A status leaves at once: what else is ready in this turn of the loop joins it, and whatever happens
+            # while it is in flight goes in the next report. Waiting here would hold the server's next push back.
+            await asyncio.sleep(0)
         elif self._logs and not self._barriers and self._log_bytes < HIGH_WATER_BYTES // 8:
             await asyncio.sleep(self.log_interval)  # pure output may wait, unless a status comes meanwhile
         self._send_pending()
