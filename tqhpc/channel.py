@@ -19,88 +19,38 @@ CHANNEL_OPTIONS = [
 ]
 
 
-def _with_token(details: Any, metadata: tuple[tuple[str, str], ...]) -> Any:
-    extra = aio.Metadata(*(tuple(details.metadata or ()) + metadata))
-    return details._replace(metadata=extra)
+class _AuthorizedMethod:
+    """One method of the stub, with the token in every call's metadata."""
+
+    def __init__(self, method: Any, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._method = method
+        self._metadata = metadata
+
+    def __call__(self, request: Any, **kwargs: Any) -> Any:
+        return self._method(request, metadata=self._metadata, **kwargs)
 
 
-class _CallDetails(grpc.ClientCallDetails):
-    def __init__(self, method: str, timeout: float | None, metadata: Any, credentials: Any, wait_for_ready: Any):
-        self.method, self.timeout, self.metadata = method, timeout, metadata
-        self.credentials, self.wait_for_ready, self.compression = credentials, wait_for_ready, None
+class _AuthorizedStub:
+    """A stub whose calls carry the token.
+
+    Not an interceptor: an intercepted channel wraps every call in extra tasks and queues, a cost paid
+    on each message of a worker's session stream; metadata given with the call costs nothing per message."""
+
+    def __init__(self, stub: rpc.TaskQueueStub, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._stub = stub
+        self._metadata = metadata
+
+    def __getattr__(self, name: str) -> _AuthorizedMethod:
+        method = _AuthorizedMethod(getattr(self._stub, name), self._metadata)
+        setattr(self, name, method)
+        return method
 
 
-class _SyncToken(
-    grpc.UnaryUnaryClientInterceptor,
-    grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor,
-    grpc.StreamStreamClientInterceptor,
-):
-    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
-        self.metadata = metadata
-
-    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
-        return _CallDetails(
-            details.method,
-            details.timeout,
-            list(details.metadata or ()) + list(self.metadata),
-            details.credentials,
-            getattr(details, "wait_for_ready", None),
-        )
-
-    def intercept_unary_unary(self, continuation, client_call_details, request):  # noqa: ANN001
-        return continuation(self._details(client_call_details), request)
-
-    def intercept_unary_stream(self, continuation, client_call_details, request):  # noqa: ANN001
-        return continuation(self._details(client_call_details), request)
-
-    def intercept_stream_unary(self, continuation, client_call_details, request_iterator):  # noqa: ANN001
-        return continuation(self._details(client_call_details), request_iterator)
-
-    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # noqa: ANN001
-        return continuation(self._details(client_call_details), request_iterator)
+def sync_stub(access: Access) -> tuple[grpc.Channel, Any]:
+    channel = grpc.insecure_channel(access.address, options=CHANNEL_OPTIONS)
+    return channel, _AuthorizedStub(rpc.TaskQueueStub(channel), access.metadata)
 
 
-class _AsyncToken:
-    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
-        self.metadata = metadata
-
-
-# grpc.aio files an interceptor under the first of the four kinds it is an instance of, so each kind is its own class.
-class _AsyncUnaryUnaryToken(_AsyncToken, aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation, client_call_details, request):  # noqa: ANN001
-        return await continuation(_with_token(client_call_details, self.metadata), request)
-
-
-class _AsyncUnaryStreamToken(_AsyncToken, aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation, client_call_details, request):  # noqa: ANN001
-        return await continuation(_with_token(client_call_details, self.metadata), request)
-
-
-class _AsyncStreamUnaryToken(_AsyncToken, aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):  # noqa: ANN001
-        return await continuation(_with_token(client_call_details, self.metadata), request_iterator)
-
-
-class _AsyncStreamStreamToken(_AsyncToken, aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # noqa: ANN001
-        return await continuation(_with_token(client_call_details, self.metadata), request_iterator)
-
-
-def sync_stub(access: Access) -> tuple[grpc.Channel, rpc.TaskQueueStub]:
-    channel = grpc.intercept_channel(
-        grpc.insecure_channel(access.address, options=CHANNEL_OPTIONS), _SyncToken(access.metadata)
-    )
-    return channel, rpc.TaskQueueStub(channel)
-
-
-def async_stub(access: Access) -> tuple[aio.Channel, rpc.TaskQueueStub]:
-    channel = aio.insecure_channel(
-        access.address,
-        options=CHANNEL_OPTIONS,
-        interceptors=[
-            kind(access.metadata)
-            for kind in (_AsyncUnaryUnaryToken, _AsyncUnaryStreamToken, _AsyncStreamUnaryToken, _AsyncStreamStreamToken)
-        ],
-    )
-    return channel, rpc.TaskQueueStub(channel)
+def async_stub(access: Access) -> tuple[aio.Channel, Any]:
+    channel = aio.insecure_channel(access.address, options=CHANNEL_OPTIONS)
+    return channel, _AuthorizedStub(rpc.TaskQueueStub(channel), access.metadata)

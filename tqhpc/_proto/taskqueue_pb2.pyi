@@ -513,14 +513,16 @@ class TaskPush(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., cancel_task_ids: _Optional[_Iterable[int]] = ..., concurrency: _Optional[int] = ..., prefetch: _Optional[int] = ...) -> None: ...
 
 class ReportAck(_message.Message):
-    __slots__ = ("sequence", "refused_task_ids", "refused_reasons")
+    __slots__ = ("sequence", "refused_task_ids", "refused_reasons", "push")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     REFUSED_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     REFUSED_REASONS_FIELD_NUMBER: _ClassVar[int]
+    PUSH_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     refused_task_ids: _containers.RepeatedScalarFieldContainer[int]
     refused_reasons: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, sequence: _Optional[int] = ..., refused_task_ids: _Optional[_Iterable[int]] = ..., refused_reasons: _Optional[_Iterable[str]] = ...) -> None: ...
+    push: TaskPush
+    def __init__(self, sequence: _Optional[int] = ..., refused_task_ids: _Optional[_Iterable[int]] = ..., refused_reasons: _Optional[_Iterable[str]] = ..., push: _Optional[_Union[TaskPush, _Mapping]] = ...) -> None: ...
 
 class SessionWelcome(_message.Message):
     __slots__ = ("worker_id",)

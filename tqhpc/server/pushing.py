@@ -71,17 +71,22 @@ class Pusher:
             self.offer(found)
 
     def offer(self, found: worker_ops.Dispatch) -> None:
-        """Send what of a dispatch (this loop's, or one run with a report of the worker) is news to the worker.
+        """Send what of this loop's dispatch is news to the worker, as a push of its own."""
+        push = self.news(found)
+        if push is not None:
+            self._outbox.put_nowait(pb.ServerMessage(push=push))
+
+    def news(self, found: worker_ops.Dispatch) -> pb.TaskPush | None:
+        """What of a dispatch (this loop's, or one run with a report of the worker) is news to the worker, marked
+        as sent (None: nothing).
 
         Dispatches read in the store's order but can reach here out of it (this loop's against a report's); a
         reading older than one already offered may list a task as assigned that has since started and ended,
         so it is dropped: a newer one is on its way or already sent."""
         if found.taken < self._latest:
-            return
+            return None
         self._latest = found.taken
-        push = self._news(found)
-        if push is not None:
-            self._outbox.put_nowait(pb.ServerMessage(push=push))
+        return self._news(found)
 
     def _dispatch(self, conn: sqlite3.Connection) -> worker_ops.Dispatch:
         return worker_ops.dispatch(conn, self.worker_id, time.time())

@@ -79,12 +79,19 @@ def apply_report(conn: sqlite3.Connection, worker_id: int, report: pb.WorkerRepo
     return applied
 
 
-def ack(sequence: int, refused: dict[int, str]) -> pb.ServerMessage:
+def only_heartbeat(report: pb.WorkerReport) -> bool:
+    """Nothing in the report but the sign of life: no task news, no output, no change of the host's state."""
+    return not (report.updates or report.logs or report.released_task_ids or report.HasField("stats"))
+
+
+def ack(sequence: int, refused: dict[int, str], push: pb.TaskPush | None = None) -> pb.ServerMessage:
     message = pb.ReportAck(sequence=sequence)
     for task_id, reason in refused.items():
         message.refused_task_ids.append(task_id)
         message.refused_reasons.append(reason)
+    if push is not None:
+        message.push.CopyFrom(push)
     return pb.ServerMessage(ack=message)
 
 
-__all__ = ["Applied", "ack", "apply_report", "apply_status"]
+__all__ = ["Applied", "ack", "apply_report", "apply_status", "only_heartbeat"]

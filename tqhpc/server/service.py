@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import sqlite3
@@ -17,7 +18,7 @@ from grpc import aio
 from .._proto import pb, rpc
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, TqhpcError
 from ..plural import plural
-from ..records import WorkerState, WorkerStats
+from ..records import WorkerInfo, WorkerState, WorkerStats
 from ..status import Status, parse_status_filter
 from ..store import Database, taskflow
 from ..store import tasks as task_ops
@@ -368,7 +369,14 @@ class TaskQueueService(rpc.TaskQueueServicer):
         """Live workers only, unless retired ones are asked for: a seed client sees no state to tell them apart."""
         retired = request.include_retired
         workers = await self.db.run(lambda c: usage_ops.with_stats(c, worker_ops.list_workers(c, retired)))
-        return pb.WorkersList(workers=[w.to_message() for w in workers])
+        return pb.WorkersList(workers=[self._with_last_heartbeat(w).to_message() for w in workers])
+
+    def _with_last_heartbeat(self, worker: WorkerInfo) -> WorkerInfo:
+        """The worker as listed, with a heartbeat not yet written to the store (see SessionBook.seen)."""
+        seen = self.sessions.last_seen(worker.worker_id)
+        if seen is None or (worker.last_ping or 0) >= seen:
+            return worker
+        return dataclasses.replace(worker, last_ping=seen)
 
     @_unary
     async def UpdateWorker(self, request: pb.WorkerUpdate, context: aio.ServicerContext) -> pb.Worker:
@@ -506,6 +514,10 @@ class TaskQueueService(rpc.TaskQueueServicer):
         with the dispatch of the room it freed."""
         if report.sequence <= self._last_report.get(worker_id, 0):
             return reports.ack(report.sequence, {})  # a resend after a reconnect: applied already
+        if reports.only_heartbeat(report):  # kept in memory until the next look for silent workers
+            self.sessions.seen(worker_id, time.time())
+            self._last_report[worker_id] = report.sequence
+            return reports.ack(report.sequence, {})
 
         def apply(conn: sqlite3.Connection) -> tuple[reports.Applied, worker_ops.Dispatch | None]:
             applied = reports.apply_report(conn, worker_id, report)
@@ -520,15 +532,15 @@ class TaskQueueService(rpc.TaskQueueServicer):
         applied, found = await self.db.run(apply)
         self._last_report[worker_id] = report.sequence
         self.logs.notify(applied.finished)
-        if found is not None:
-            pusher.offer(found)
         if applied.requeued:
             await self._requeued(applied.requeued)  # then every pusher runs, this one too
         elif found is None:
             pusher.kick()
         if applied.finished or report.released_task_ids:
             self.pushers.kick_all(but=pusher)  # dependents may have been released, for any worker
-        return reports.ack(report.sequence, applied.refused)
+        # Computed last, with no wait before the acknowledgement is queued: pushes reach the worker in the order read.
+        push = pusher.news(found) if found is not None else None
+        return reports.ack(report.sequence, applied.refused, push)
 
     async def _store_session_output(self, worker_id: int, chunks: Iterable[pb.TaskLog]) -> None:
         """Output of tasks this worker holds; late output of a task it lost is dropped, as with SendTaskLogs."""
@@ -553,8 +565,11 @@ class TaskQueueService(rpc.TaskQueueServicer):
         """Retire workers silent for longer than `timeout`; their unfinished tasks go back to pending."""
         deadline = time.time() - timeout
 
+        heartbeats = self.sessions.take_seen()
+
         def reap(conn: Any) -> dict[int, list[int]]:
             # Found and retired in one transaction: a ping landing in between cannot be overruled.
+            worker_ops.seen(conn, heartbeats)
             return {
                 worker_id: worker_ops.retire(
                     conn,

@@ -47,6 +47,7 @@ class SessionBook:
         self._open: Counter[int] = Counter()
         self._retiring: set[asyncio.Task[object]] = set()
         self._closing = asyncio.Event()
+        self._seen: dict[int, float] = {}
 
     @property
     def closing(self) -> bool:
@@ -83,6 +84,19 @@ class SessionBook:
             closing.cancel()
             if following is not None:
                 following.cancel()
+
+    def seen(self, worker_id: int, when: float) -> None:
+        """A heartbeat with nothing else in it: kept here, not written to the store for each one (an idle worker
+        beats every second, hundreds of workers would keep the store busy), and written down by `take_seen`."""
+        self._seen[worker_id] = when
+
+    def take_seen(self) -> dict[int, float]:
+        """The heartbeats kept since the last call, for the store (before the look for silent workers)."""
+        seen, self._seen = self._seen, {}
+        return seen
+
+    def last_seen(self, worker_id: int) -> float | None:
+        return self._seen.get(worker_id)
 
     def opened(self, worker_id: int) -> None:
         self._open[worker_id] += 1

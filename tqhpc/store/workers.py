@@ -186,6 +186,14 @@ def retire(
     return get_worker(conn, worker_id), requeued
 
 
+def seen(conn: sqlite3.Connection, times: dict[int, float]) -> None:
+    """Heartbeats kept in memory (see SessionBook.seen), written down: a later ping time only moves forward."""
+    conn.executemany(
+        "UPDATE workers SET last_ping = MAX(COALESCE(last_ping, 0), ?) WHERE worker_id = ?",
+        [(when, worker_id) for worker_id, when in times.items()],
+    )
+
+
 def silent_workers(conn: sqlite3.Connection, deadline: float) -> list[int]:
     """Registered workers whose last ping is older than `deadline`."""
     rows = conn.execute(

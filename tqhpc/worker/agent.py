@@ -42,7 +42,7 @@ from .process import KILL_ESCALATION_SECONDS, Failure, Limits, Outcome, TaskProc
 from .reporter import Reporter
 from .retry import ServerGone
 from .session import Session
-from .taskdirs import ScratchSpace, directory_problem
+from .taskdirs import DirectoryChecks, ScratchSpace
 from .usage import attempt_start, placed
 from .walltime import Walltime
 
@@ -165,6 +165,7 @@ class Worker:
         scratch = settings.scratch_dir or os.environ.get("TMPDIR") or "/tmp"
         self.scratch_root = Path(scratch) / f"tqhpc-{os.getuid()}"
         self.scratch = ScratchSpace(self.scratch_root)
+        self.directories = DirectoryChecks()
         self.containers = ContainerSupport(apptainer or ApptainerSettings(), self.scratch_root)
         self.host_stats = HostStats(self.scratch_root)
 
@@ -446,7 +447,7 @@ class Worker:
                 await self._report(task_id, Status.RUNNING, usage=placed(usage, started))
 
             if slot.task.cwd:
-                problem = await asyncio.to_thread(directory_problem, slot.task.cwd)
+                problem = await self.directories.problem(slot.task.cwd)
                 workdir = Path(slot.task.cwd)
             else:
                 try:

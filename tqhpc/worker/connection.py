@@ -13,7 +13,6 @@ from typing import Any
 
 from grpc import aio
 
-from .._proto import rpc
 from ..access import Access, AccessError, read_access
 from ..channel import async_stub
 from .retry import CALL_TIMEOUT_SECONDS, with_retry
@@ -27,7 +26,7 @@ class Connection:
         self.access_file = access_file
         self.give_up_after = give_up_after
         self.channel: aio.Channel
-        self.stub: rpc.TaskQueueStub
+        self.stub: Any  # rpc.TaskQueueStub's methods, each call with the token
         self.channel, self.stub = async_stub(access)
         self._old_channels: list[aio.Channel] = []
 

@@ -20,7 +20,8 @@ import psutil
 from .._proto import pb
 from ..config import WorkerSettings
 from ..records import ResourceUsage
-from .usage import TreeSampler, high_water_mark
+from .taskdirs import directory_problem
+from .usage import TreeSampler, own_high_water_mark
 
 READ_SIZE = 64 * 1024
 KILL_ESCALATION_SECONDS = 5.0
@@ -104,7 +105,7 @@ class TaskProcess:
 
     async def run(self) -> Outcome:
         loop = asyncio.get_running_loop()
-        parent_peak = high_water_mark(os.getpid())
+        parent_peak = own_high_water_mark()
         try:
             self.process = subprocess.Popen(
                 self.argv,
@@ -116,6 +117,8 @@ class TaskProcess:
                 start_new_session=True,  # its own process group: a kill reaches everything it started
             )
         except OSError as err:
+            if err.filename == str(self.workdir):  # the directory went away (or changed) since it was checked
+                return Outcome(None, directory_problem(str(self.workdir)) or str(err), Failure.CWD)
             return Outcome(exit_code=None, error=f"cannot start the task: {err}", failure=Failure.START)
         self.sampler = TreeSampler(self.process.pid)
         pidfd = self._watch_exit(loop)

@@ -153,8 +153,11 @@ class Session:
                         self.listener.opened()
                 elif kind == "push" and self.on_push is not None:
                     self.on_push(message.push)
-                elif kind == "ack" and self.listener is not None:
-                    self.listener.acknowledged(message.ack)
+                elif kind == "ack":
+                    if message.ack.HasField("push") and self.on_push is not None:
+                        self.on_push(message.ack.push)  # work the report made room for, sent with its answer
+                    if self.listener is not None:
+                        self.listener.acknowledged(message.ack)
                 # Other kinds come from a newer server: ignored.
         finally:
             if self.listener is not None:

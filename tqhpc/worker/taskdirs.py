@@ -23,6 +23,7 @@ import socket
 import stat
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,30 @@ def directory_problem(path: str) -> str:
         f"the task's working directory {path} {problem} {where}; a task runs where it was submitted (or in its "
         "--cwd), which must be visible to the workers"
     )
+
+
+class DirectoryChecks:
+    """`directory_problem` for many tasks in the same few directories: a directory found usable is trusted for a
+    moment, so a stream of short tasks costs one check (and one thread) per moment, not one per task. A directory
+    that goes away meanwhile still fails the task as `cwd`: the process then cannot enter it (TaskProcess)."""
+
+    TRUST_SECONDS = 2.0
+
+    def __init__(self) -> None:
+        self._usable: dict[str, float] = {}  # path -> when it was last found usable (monotonic)
+
+    async def problem(self, path: str) -> str:
+        now = time.monotonic()
+        if now - self._usable.get(path, -self.TRUST_SECONDS) < self.TRUST_SECONDS:
+            return ""
+        problem = await asyncio.to_thread(directory_problem, path)
+        if problem:
+            self._usable.pop(path, None)
+        else:
+            if len(self._usable) > 1024:
+                self._usable.clear()
+            self._usable[path] = time.monotonic()
+        return problem
 
 
 class ScratchSpace:

@@ -175,6 +175,20 @@ def placed(usage: ResourceUsage, start: ResourceUsage) -> ResourceUsage:
     )
 
 
+_own_peak: tuple[float, int] = (-1.0, 0)  # (when it was read, monotonic; the worker's own VmHWM)
+OWN_PEAK_SECONDS = 1.0
+
+
+def own_high_water_mark() -> int:
+    """The worker's own peak RSS, read at most once a second: it only grows, slowly, and reading /proc for every
+    short task would cost more than the task."""
+    global _own_peak
+    now = time.monotonic()
+    if now - _own_peak[0] >= OWN_PEAK_SECONDS:
+        _own_peak = (now, high_water_mark(os.getpid()))
+    return _own_peak[1]
+
+
 def high_water_mark(pid: int) -> int:
     """The process's peak resident set size (VmHWM) in bytes, which the kernel keeps between our samples."""
     try:
