@@ -288,3 +288,19 @@ def test_a_scratch_directory_that_cannot_be_made_fails_the_task(stub, client: Cl
     assert (task.status, task.failure, task.exit_code) == (Status.FAILED, "cwd", None), task
     assert task.reason.startswith(f"cannot make a scratch directory for the task in {not_a_directory}/tqhpc-")
     assert "ran" not in _out(client, task_id)
+
+
+def test_a_directory_removed_after_a_task_ran_there_fails_the_next_task_as_cwd(
+    client: Client, workers, tmp_path: Path
+) -> None:
+    """The worker trusts a directory it just found usable for a moment; one removed meanwhile still fails as cwd."""
+    project = _project(tmp_path)
+    workers.start("--concurrency", "1")
+    first = client.submit("true", cwd=str(project))
+    assert _finished(client, first).status == Status.SUCCEEDED
+    shutil.rmtree(project)
+    second = client.submit("touch ran-here", cwd=str(project))
+    task = _finished(client, second)
+    assert (task.status, task.failure, task.exit_code) == (Status.FAILED, "cwd", None), task
+    assert "does not exist" in task.reason and str(project) in task.reason
+    assert not list(tmp_path.rglob("ran-here"))

@@ -313,3 +313,22 @@ def test_a_retired_worker_holds_nothing_in_listings(tmp_path: Path) -> None:
         assert row[header.index("RUNNING")] == "0" and row[header.index("HELD")] == "0"
     finally:
         server.stop()
+
+
+def test_an_idle_session_worker_outlives_the_worker_timeout_and_is_seen_recently(tmp_path: Path) -> None:
+    """Heartbeats of an idle session worker are kept in memory, yet the reaper and the listing both see them."""
+    server = start_server(tmp_path / "state", "--worker-timeout", "3", "--reap-interval", "0.5")
+    workers = Workers(server, tmp_path)
+    try:
+        workers.start("--ping-interval", "0.5")
+        with Client(server.access_file) as client:
+            wait_until(lambda: client.workers(), what="the worker")
+            time.sleep(6)  # twice the worker timeout, idle all along
+            (worker,) = client.workers(include_retired=True)
+            assert worker.state == "running", worker
+            assert worker.last_ping is not None and time.time() - worker.last_ping < 2.0
+            task_id = client.submit("echo alive")
+            wait_until(lambda: client.task(task_id).status == Status.SUCCEEDED, timeout=10, what="the task")
+    finally:
+        workers.stop_all()
+        server.stop()

@@ -117,7 +117,7 @@ class TaskProcess:
                 start_new_session=True,  # its own process group: a kill reaches everything it started
             )
         except OSError as err:
-            if err.filename == str(self.workdir):  # the directory went away (or changed) since it was checked
+            if str(err.filename) == str(self.workdir):  # the directory went away (or changed) since it was checked
                 return Outcome(None, directory_problem(str(self.workdir)) or str(err), Failure.CWD)
             return Outcome(exit_code=None, error=f"cannot start the task: {err}", failure=Failure.START)
         self.sampler = TreeSampler(self.process.pid)
