@@ -322,7 +322,7 @@ def test_an_idle_session_worker_outlives_the_worker_timeout_and_is_seen_recently
     try:
         workers.start("--ping-interval", "0.5")
         with Client(server.access_file) as client:
-            wait_until(lambda: client.workers(), what="the worker")
+            wait_until(client.workers, what="the worker")
             time.sleep(6)  # twice the worker timeout, idle all along
             (worker,) = client.workers(include_retired=True)
             assert worker.state == "running", worker

@@ -1,4 +1,4 @@
-"""The worker's host at a glance, sent with every ping so `tqhpc workers` shows load and memory of each node."""
+"""The worker's host at a glance, sent with its heartbeats so `tqhpc workers` shows load and memory of each node."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import psutil
 
 from ..records import WorkerStats
 
-MAX_AGE_SECONDS = 0.5
-"""A worker busy with short tasks pings many times a second; the host's state is not looked at more often."""
+MAX_AGE_SECONDS = 5.0
+"""How long a sample of the host's state stands; a change in the count of running tasks is sent at once. Load and
+memory drift slowly, and a fresh sample with every heartbeat would make each idle worker's heartbeat a store write
+on the server, every second."""
 
 
 class HostStats:
