@@ -86,3 +86,24 @@ async def test_the_watcher_starts_only_when_a_sample_or_the_timeout_is_due(tmp_p
     outcome = await TaskProcess("sleep 5", tmp_path, dict(os.environ), _Output(), limits=limits).run()
     assert outcome.failure == "timeout", outcome
     assert loop.time() - started < 2.0
+
+
+async def test_a_task_gets_only_its_three_streams_and_leaves_the_worker_where_it_was(tmp_path: Path) -> None:
+    """The task starts in its own directory with stdin, stdout and stderr only (no descriptor of the worker or of
+    other tasks, which would keep their pipes open); the worker's own directory is the same afterwards."""
+    here = os.getcwd()
+    workdir = tmp_path / "task dir"
+    workdir.mkdir()
+    output = _Output()
+    outcome = await TaskProcess('pwd; ls /proc/$$/fd | sort -n | tr "\\n" " "', workdir, dict(os.environ), output).run()
+    assert outcome.exit_code == 0
+    assert output.data["O"] == f"{workdir}\n0 1 2 ".encode()
+    assert os.getcwd() == here
+
+
+async def test_a_directory_gone_before_the_start_fails_as_cwd_and_leaks_nothing(tmp_path: Path) -> None:
+    here, fds_before = os.getcwd(), _open_fds()
+    outcome = await TaskProcess("true", tmp_path / "gone", dict(os.environ), _Output()).run()
+    assert (outcome.exit_code, outcome.failure) == (None, "cwd")
+    assert "does not exist" in outcome.error
+    assert os.getcwd() == here and _open_fds() == fds_before

@@ -13,13 +13,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import psutil
 
 from .._proto import pb
 from ..config import WorkerSettings
 from ..records import ResourceUsage
+from .spawn import Spawned, spawn
 from .taskdirs import directory_problem
 from .usage import TreeSampler, own_high_water_mark
 
@@ -94,9 +94,10 @@ class TaskProcess:
     ) -> None:
         self.command, self.workdir, self.env, self.sink = command, workdir, env, sink
         self.argv = argv or ["/bin/sh", "-c", command]
+        self.bare = argv is None  # not the apptainer command of a container task
         self.limits = limits
         self.on_first_sample = on_first_sample
-        self.process: subprocess.Popen[bytes] | None = None
+        self.pid: int | None = None
         self.sampler: TreeSampler | None = None
         self.stderr_tail = b""  # the last bytes of stderr, to recognise apptainer's own failures
         self._exited = asyncio.Event()
@@ -107,22 +108,15 @@ class TaskProcess:
         loop = asyncio.get_running_loop()
         parent_peak = own_high_water_mark()
         try:
-            self.process = subprocess.Popen(
-                self.argv,
-                cwd=self.workdir,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # its own process group: a kill reaches everything it started
-            )
+            started = self._start()
         except OSError as err:
             if str(err.filename) == str(self.workdir):  # the directory went away (or changed) since it was checked
                 return Outcome(None, directory_problem(str(self.workdir)) or str(err), Failure.CWD)
             return Outcome(exit_code=None, error=f"cannot start the task: {err}", failure=Failure.START)
-        self.sampler = TreeSampler(self.process.pid)
+        self.pid = started.pid
+        self.sampler = TreeSampler(started.pid)
         pidfd = self._watch_exit(loop)
-        pumps = asyncio.gather(self._pump(self.process.stdout, "O"), self._pump(self.process.stderr, "E"))
+        pumps = asyncio.gather(self._pump(started.stdout, "O"), self._pump(started.stderr, "E"))
         limits = self.limits
         deadline = time.monotonic() + limits.timeout if limits.timeout else None
         # No watcher task until the first sample is due: most short tasks have ended by then and never need one.
@@ -135,7 +129,7 @@ class TaskProcess:
                 # been sampled is skipped (a scan of /proc costs more than such a task): the root's rusage has it.
                 self.sampler.sample()
             try:
-                _, status, rusage = os.wait4(self.process.pid, 0)
+                _, status, rusage = os.wait4(started.pid, 0)
             except ChildProcessError:  # reaped by someone else: the exit status is lost, the task still ended
                 status, rusage = LOST_STATUS, None
         finally:
@@ -149,7 +143,6 @@ class TaskProcess:
         if self._stop_reason:
             self._kill_tree(signal.SIGKILL)  # what ignored SIGTERM goes now, whether or not it holds our pipes
         exit_code = os.waitstatus_to_exitcode(status)
-        self.process.returncode = exit_code
         try:
             await asyncio.wait_for(asyncio.shield(pumps), ORPHAN_GRACE_SECONDS)
         except TimeoutError:
@@ -163,6 +156,29 @@ class TaskProcess:
             return Outcome(exit_code=exit_code, error=message, failure=failure, usage=usage)
         return Outcome(exit_code=exit_code, usage=usage)
 
+    def _start(self) -> Spawned:
+        """A bare task starts through posix_spawn (see spawn.py); a container task through Popen."""
+        if self.bare:
+            return spawn(self.argv, self.workdir, self.env)
+        process = subprocess.Popen(
+            self.argv,
+            cwd=self.workdir,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: a kill reaches everything it started
+        )
+        assert process.stdout is not None and process.stderr is not None
+        ends = [os.dup(process.stdout.fileno()), os.dup(process.stderr.fileno())]
+        process.stdout.close()
+        process.stderr.close()
+        for fd in ends:
+            os.set_blocking(fd, False)
+        # Reaped by `run` (wait4), not by Popen: forget it, so that Popen never waits for it or warns.
+        process.returncode = 0
+        return Spawned(process.pid, *ends)
+
     def _watch_exit(self, loop: asyncio.AbstractEventLoop) -> int | None:
         """Have `_exited` set when the root exits, without reaping it (`wait4` reads its rusage afterwards).
 
@@ -170,9 +186,9 @@ class TaskProcess:
         be reaped by anyone, so it always refers to this process. Without pidfds (an old kernel, or a platform
         without `os.pidfd_open`) a thread waits instead, which costs a thread start and a cross-thread wake-up.
         """
-        assert self.process is not None
+        assert self.pid is not None
         try:
-            pidfd = os.pidfd_open(self.process.pid)
+            pidfd = os.pidfd_open(self.pid)
         except (AttributeError, OSError):
             threading.Thread(target=self._wait_for_exit, args=(loop,), daemon=True).start()
             return None
@@ -181,9 +197,9 @@ class TaskProcess:
 
     def _wait_for_exit(self, loop: asyncio.AbstractEventLoop) -> None:
         """Block (in a thread) until the root exits, without reaping it: its rusage is read by `wait4` afterwards."""
-        assert self.process is not None
+        assert self.pid is not None
         with contextlib.suppress(ChildProcessError, OSError):
-            os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOWAIT)
+            os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
             loop.call_soon_threadsafe(self._exited.set)
 
@@ -223,22 +239,27 @@ class TaskProcess:
         self._stop_reason = (failure, message)
         await self.kill(grace=LIMIT_KILL_GRACE_SECONDS)
 
-    async def _pump(self, stream: IO[bytes] | None, log_type: str) -> None:
+    async def _pump(self, fd: int, log_type: str) -> None:
+        """Read one output pipe (non-blocking) to its end, through the loop: no transport or thread per task."""
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=READ_SIZE * 4)
-        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
         try:
-            while data := await reader.read(READ_SIZE):
+            while True:
+                try:
+                    data = os.read(fd, READ_SIZE)
+                except BlockingIOError:
+                    await _readable(loop, fd)
+                    continue
+                if not data:
+                    return
                 if log_type == "E":
                     self.stderr_tail = (self.stderr_tail + data)[-8192:]
                 await self.sink(log_type, data)
         finally:
-            transport.close()
+            os.close(fd)
 
     async def kill(self, grace: float = KILL_ESCALATION_SECONDS) -> None:
         """SIGTERM the whole process tree (and its group), SIGKILL what lingers after `grace` seconds."""
-        process = self.process
-        if process is None or self._exited.is_set():
+        if self.pid is None or self._exited.is_set():
             return
         self._kill_tree(signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
@@ -249,15 +270,30 @@ class TaskProcess:
     def _kill_tree(self, signum: int) -> None:
         """Signal the process group and every process ever seen in the tree: `setsid` escapes a group kill, and a
         reparented orphan escapes the tree, but neither escapes both."""
-        if self.process is None:
+        if self.pid is None:
             return
-        _signal_group(self.process.pid, signum)
+        _signal_group(self.pid, signum)
         if self.sampler is not None:
             with contextlib.suppress(Exception):
                 self.sampler.sample()  # catch what started since the last sample
             for process in self.sampler.alive():
                 with contextlib.suppress(psutil.Error, ProcessLookupError):
                     process.send_signal(signum)
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    """Until `fd` has data (or its end) to read."""
+    ready = loop.create_future()
+    loop.add_reader(fd, _settle, ready)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _signal_group(pgid: int, signum: int) -> None:
