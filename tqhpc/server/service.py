@@ -455,14 +455,17 @@ class TaskQueueService(rpc.TaskQueueServicer):
         how = SessionEnd.BROKEN
         outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
         pusher = Pusher(worker_id, self.db.run, outbox)
-        reader = asyncio.create_task(self._follow_session(worker_id, request_iterator, outbox, pusher))
+        reader = self.sessions.reading(
+            asyncio.create_task(self._follow_session(worker_id, request_iterator, outbox, pusher))
+        )
+        reader.add_done_callback(lambda _: outbox.put_nowait(_READER_DONE))
         try:
             if worker_id not in self._last_report:
                 self._last_report[worker_id] = await self.db.run(lambda c: worker_ops.last_report(c, worker_id))
             yield pb.ServerMessage(welcome=pb.SessionWelcome(worker_id=worker_id))
             self.pushers.add(pusher)
             refusal = None
-            async for message in _until_done(outbox, reader):
+            while (message := await outbox.get()) is not _READER_DONE:
                 if isinstance(message, tuple):
                     refusal = message
                     break
@@ -484,30 +487,41 @@ class TaskQueueService(rpc.TaskQueueServicer):
         pusher: Pusher,
     ) -> tuple[SessionEnd, tuple[grpc.StatusCode, str] | None]:
         """Read a session to its end; say how it ended, and the status to end the call with if not OK."""
-        async with contextlib.aclosing(self.sessions.until_closing(request_iterator)) as messages:
-            async for message in messages:
-                if isinstance(message, Undecodable):
-                    return SessionEnd.REFUSED, (grpc.StatusCode.INVALID_ARGUMENT, message.describe())
-                kind = message.WhichOneof("kind")
-                if kind == "hello":
-                    return SessionEnd.REFUSED, (
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        "a session says hello once, in its first message",
-                    )
-                if kind == "goodbye":
-                    log.info("worker %d is leaving: %s", worker_id, message.goodbye.reason or "no reason given")
-                    return SessionEnd.GOODBYE, None
-                if kind == "report":
-                    try:
-                        outbox.put_nowait(await self._take_report(worker_id, message.report, pusher))
-                    except TqhpcError as err:
-                        return SessionEnd.REFUSED, (err.code, str(err))
-                    except (sqlite3.Error, OSError) as err:
-                        return SessionEnd.REFUSED, _storage_failure("WorkerSession", err)
-                # Any other kind comes from a newer worker: ignored, so that both keep working.
+        try:
+            async for message in request_iterator:
+                ended = await self._session_message(worker_id, message, outbox, pusher)
+                if ended is not None:
+                    return ended
+        except asyncio.CancelledError:
+            if not self.sessions.closing:
+                raise
         if self.sessions.closing:
             return SessionEnd.BROKEN, (grpc.StatusCode.UNAVAILABLE, "the server is stopping; open the session later")
         return SessionEnd.BROKEN, None
+
+    async def _session_message(
+        self, worker_id: int, message: pb.WorkerMessage | Undecodable, outbox: asyncio.Queue[Outgoing], pusher: Pusher
+    ) -> tuple[SessionEnd, tuple[grpc.StatusCode, str] | None] | None:
+        """Act on one message of a session; how the session ends, if this message ends it."""
+        if isinstance(message, Undecodable):
+            return SessionEnd.REFUSED, (grpc.StatusCode.INVALID_ARGUMENT, message.describe())
+        kind = message.WhichOneof("kind")
+        if kind == "hello":
+            return SessionEnd.REFUSED, (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "a session says hello once, in its first message",
+            )
+        if kind == "goodbye":
+            log.info("worker %d is leaving: %s", worker_id, message.goodbye.reason or "no reason given")
+            return SessionEnd.GOODBYE, None
+        if kind == "report":
+            try:
+                outbox.put_nowait(await self._take_report(worker_id, message.report, pusher))
+            except TqhpcError as err:
+                return SessionEnd.REFUSED, (err.code, str(err))
+            except (sqlite3.Error, OSError) as err:
+                return SessionEnd.REFUSED, _storage_failure("WorkerSession", err)
+        return None  # any other kind comes from a newer worker: ignored, so that both keep working
 
     async def _take_report(self, worker_id: int, report: pb.WorkerReport, pusher: Pusher) -> pb.ServerMessage:
         """Apply a report once: its output first (appended to the logs), then everything else in one store operation,
@@ -623,17 +637,8 @@ class TaskQueueService(rpc.TaskQueueServicer):
             self.pushers.kick_all()
 
 
-async def _until_done(outbox: asyncio.Queue[Outgoing], reader: asyncio.Task[Any]) -> AsyncIterator[Outgoing]:
-    """What the session sends, until its reader ends; what was queued before that end is still sent."""
-    while True:
-        following = asyncio.ensure_future(outbox.get())
-        await asyncio.wait({following, reader}, return_when=asyncio.FIRST_COMPLETED)
-        if not following.done():
-            following.cancel()
-            break
-        yield following.result()
-    while not outbox.empty():
-        yield outbox.get_nowait()
+_READER_DONE = object()
+"""Put in a session's outbox when its reader has ended: what was queued before it is still sent."""
 
 
 def _text_of(data: bytes, *, final: bool) -> tuple[str, bytes]:

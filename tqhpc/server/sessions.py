@@ -15,12 +15,12 @@ import asyncio
 import enum
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 log = logging.getLogger("tqhpc.server")
 
-M = TypeVar("M")
+T = TypeVar("T")
 
 
 class SessionEnd(enum.Enum):
@@ -47,6 +47,7 @@ class SessionBook:
         self._open: Counter[int] = Counter()
         self._retiring: set[asyncio.Task[object]] = set()
         self._closing = asyncio.Event()
+        self._readers: set[asyncio.Task[object]] = set()
         self._seen: dict[int, float] = {}
 
     @property
@@ -55,35 +56,23 @@ class SessionBook:
         return self._closing.is_set()
 
     def close_all(self) -> None:
-        """Shutting down: every open session ends now (see `until_closing`), and no worker is retired for it."""
+        """Shutting down: every open session ends now (see `reading`), and no worker is retired for it."""
         self._closing.set()
+        for reader in list(self._readers):
+            reader.cancel()
 
-    async def until_closing(self, messages: AsyncIterator[M]) -> AsyncIterator[M]:
-        """A session's messages, ending early when the server shuts down.
+    def reading(self, reader: asyncio.Task[T]) -> asyncio.Task[T]:
+        """The task reading a session, cancelled when the server shuts down.
 
         A session never ends by itself; without this, stopping the server would wait out its whole grace period for
-        streams that will not finish.
+        streams that will not finish. Cancelling the reader once costs nothing per message, where racing every read
+        against the shutdown would cost a future and a wait for each.
         """
-        iterator = aiter(messages)
-        closing = asyncio.ensure_future(self._closing.wait())
-        following: asyncio.Future[M] | None = None
-        try:
-            while True:
-                following = asyncio.ensure_future(anext(iterator))
-                following.add_done_callback(_seen)
-                await asyncio.wait({following, closing}, return_when=asyncio.FIRST_COMPLETED)
-                if not following.done():
-                    return
-                try:
-                    message = following.result()
-                except StopAsyncIteration:
-                    return
-                yield message
-        finally:
-            # Also when the handler is cancelled under us (its peer went away) while a read is under way.
-            closing.cancel()
-            if following is not None:
-                following.cancel()
+        self._readers.add(reader)
+        reader.add_done_callback(self._readers.discard)
+        if self.closing:
+            reader.cancel()
+        return reader
 
     def seen(self, worker_id: int, when: float) -> None:
         """A heartbeat with nothing else in it: kept here, not written to the store for each one (an idle worker
@@ -130,12 +119,6 @@ class SessionBook:
         """Wait for retirements under way, so that the store is not closed under them at shutdown."""
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
-
-
-def _seen(future: asyncio.Future[object]) -> None:
-    """Take the outcome of a read nobody may await any more (its handler ended), so asyncio does not warn of it."""
-    if not future.cancelled():
-        future.exception()
 
 
 __all__ = ["SessionBook", "SessionEnd"]
