@@ -52,6 +52,8 @@ class IdleWorkers:
     """`count` idle clients; `start` returns once every one is connected (registered, and its session open)."""
 
     kind = ""
+    rated: tuple[str, ...] = ()
+    """The counts of `figures` that are also given per second over the measured window."""
 
     def __init__(self, access_file: Path, count: int, ping_interval: float = 1.0) -> None:
         access = tomllib.loads(access_file.read_text())
@@ -147,6 +149,7 @@ class UnaryIdleWorkers(IdleWorkers):
     """Idle workers of the seed protocol: PingAndTakeNewTasks with the host's state every ping interval."""
 
     kind = "unary"
+    rated = ("pings",)
 
     def __init__(self, access_file: Path, count: int, ping_interval: float = 1.0) -> None:
         super().__init__(access_file, count, ping_interval)
@@ -178,6 +181,7 @@ class StreamIdleWorkers(IdleWorkers):
     """Idle `tqhpc worker`s on their session streams: a heartbeat report every ping interval, acknowledged."""
 
     kind = "stream"
+    rated = ("heartbeats_sent", "heartbeats_acked", "heartbeats_with_stats")
 
     def __init__(self, access_file: Path, count: int, ping_interval: float = 1.0) -> None:
         super().__init__(access_file, count, ping_interval)

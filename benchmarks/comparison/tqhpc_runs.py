@@ -30,6 +30,8 @@ SEED_WORKER = Path(__file__).resolve().with_name("seed_worker.py")
 NEVER_RUNNABLE_IMAGE = "/nonexistent/never-runs.sif"
 """Pending tasks that must stay pending ask for this container; the scale run's worker cannot run containers."""
 NO_APPTAINER = "/nonexistent/apptainer"
+STEADY_MARGIN_SECONDS = 0.3
+"""Idle clients send their first heartbeat within one ping interval of connecting; this much later, all have."""
 LAST_PING_POLL_SECONDS = 0.05
 """Far shorter than a ping interval: two heartbeats never fall between two looks."""
 ROW = re.compile(r"^\W*\d+\s+[WPACRSFX]\b")
@@ -132,6 +134,7 @@ def throughput(
     if letters.count("S") != tasks:
         raise RuntimeError(f"tqhpc: {tasks - letters.count('S')} of {tasks} `true` tasks did not succeed")
     figures = throughput_summary(tasks, finished - start, submitted - start)
+    figures["succeeded"] = letters.count("S")
     figures["server_cpu_ms_per_task"] = 1000 * server_cpu / tasks
     figures["worker_cpu_ms_per_task"] = 1000 * worker_cpu / tasks
     return figures
@@ -237,7 +240,7 @@ async def _with_idle_workers(pid: int, clients: IdleWorkers, seconds: float) -> 
     """The server's CPU while `clients` idle beside it, and this process's own (which hosts them all)."""
     await clients.start()
     try:
-        await asyncio.sleep(2 * clients.ping_interval)  # every one has sent its first heartbeat: the steady state
+        await asyncio.sleep(clients.ping_interval + STEADY_MARGIN_SECONDS)  # every one has sent its first heartbeat
         counts = clients.figures()
         before, own_before, start = cpu_seconds(pid), _own_cpu_seconds(), time.perf_counter()
         await asyncio.sleep(seconds)
@@ -251,9 +254,8 @@ async def _with_idle_workers(pid: int, clients: IdleWorkers, seconds: float) -> 
         "cpu_percent": 100 * used / elapsed,
         "clients_process_cpu_percent": 100 * own / elapsed,
     }
-    for key, value in after.items():
-        if isinstance(value, int):
-            figures[f"{key}_per_s"] = (value - counts[key]) / elapsed  # type: ignore[operator]
+    for key in clients.rated:
+        figures[f"{key}_per_s"] = (after[key] - counts[key]) / elapsed  # type: ignore[operator]
     figures.update(clients.figures())  # the totals, goodbyes included
     return figures
 
@@ -271,7 +273,7 @@ async def _heartbeat_rates(access: Path, worker: Popen, seconds: float, interval
                 raise RuntimeError("the idle tqhpc worker did not register")
             await asyncio.sleep(0.05)
         await clients.start()
-        await asyncio.sleep(2 * interval)  # both past their start: idle, heartbeats only
+        await asyncio.sleep(interval + STEADY_MARGIN_SECONDS)  # both past their start: idle, heartbeats only
         seen: dict[int, float | None] = {w.worker_id: w.last_ping for w in await asyncio.to_thread(client.workers)}
         changes = dict.fromkeys(seen, 0)
         start = time.perf_counter()
@@ -290,6 +292,8 @@ async def _heartbeat_rates(access: Path, worker: Popen, seconds: float, interval
     (real_id,) = set(changes) - {stream_id}
     return {
         "seconds": elapsed,
+        "tqhpc_worker_heartbeats": changes[real_id],
+        "stream_client_heartbeats": changes[stream_id],
         "tqhpc_worker_per_s": changes[real_id] / elapsed,
         "stream_client_per_s": changes[stream_id] / elapsed,
         "stream_client_acked": acked,
