@@ -62,6 +62,9 @@ def test_compare_measures_tqhpc_and_the_bare_pool_and_saves_every_figure(tmp_pat
     check = idle["heartbeat_check"]
     assert check["errors"] == [] and check["tqhpc_worker_heartbeats"] >= 2
     assert abs(check["tqhpc_worker_heartbeats"] - check["stream_client_heartbeats"]) <= 1  # the window cuts a period
+    # Both send the host's state with every heartbeat at a 1 s ping interval.
+    assert check["tqhpc_worker_host_states"] == check["tqhpc_worker_heartbeats"]
+    assert check["stream_client_host_states"] == check["stream_client_heartbeats"]
 
 
 @pytest.mark.parametrize(

@@ -262,8 +262,8 @@ async def _with_idle_workers(pid: int, clients: IdleWorkers, seconds: float) -> 
 
 async def _heartbeat_rates(access: Path, worker: Popen, seconds: float, interval: float) -> dict[str, Any]:
     """Heartbeats a second of an idle `tqhpc worker` and of one stream client beside it, counted the same way for
-    both: each change of the worker's last_ping in ListWorkers, which the server sets at each heartbeat it takes,
-    polled every LAST_PING_POLL_SECONDS."""
+    both: each change of the worker's last_ping in ListWorkers (the server sets it at each heartbeat it takes), and
+    of its host state's sampled_at (a heartbeat that carried the host's state), polled every LAST_PING_POLL_SECONDS."""
     client = Client(access)
     clients = StreamIdleWorkers(access, 1, interval)
     try:
@@ -274,31 +274,39 @@ async def _heartbeat_rates(access: Path, worker: Popen, seconds: float, interval
             await asyncio.sleep(0.05)
         await clients.start()
         await asyncio.sleep(interval + STEADY_MARGIN_SECONDS)  # both past their start: idle, heartbeats only
-        seen: dict[int, float | None] = {w.worker_id: w.last_ping for w in await asyncio.to_thread(client.workers)}
-        changes = dict.fromkeys(seen, 0)
+        seen = {w.worker_id: _heartbeat_marks(w) for w in await asyncio.to_thread(client.workers)}
+        pings, samples = dict.fromkeys(seen, 0), dict.fromkeys(seen, 0)
         start = time.perf_counter()
         while time.perf_counter() - start < seconds:
             await asyncio.sleep(LAST_PING_POLL_SECONDS)
             for record in await asyncio.to_thread(client.workers):
-                if record.worker_id in seen and record.last_ping != seen[record.worker_id]:
-                    changes[record.worker_id] += 1
-                    seen[record.worker_id] = record.last_ping
+                if record.worker_id not in seen:
+                    continue
+                (ping, sample), (last_ping, last_sample) = _heartbeat_marks(record), seen[record.worker_id]
+                pings[record.worker_id] += ping != last_ping
+                samples[record.worker_id] += sample != last_sample
+                seen[record.worker_id] = ping, sample
         elapsed = time.perf_counter() - start
-        acked = clients.figures()["heartbeats_acked"]
     finally:
         await clients.stop()
         client.close()
     (stream_id,) = clients.worker_ids
-    (real_id,) = set(changes) - {stream_id}
+    (real_id,) = set(pings) - {stream_id}
     return {
         "seconds": elapsed,
-        "tqhpc_worker_heartbeats": changes[real_id],
-        "stream_client_heartbeats": changes[stream_id],
-        "tqhpc_worker_per_s": changes[real_id] / elapsed,
-        "stream_client_per_s": changes[stream_id] / elapsed,
-        "stream_client_acked": acked,
+        "tqhpc_worker_heartbeats": pings[real_id],
+        "tqhpc_worker_host_states": samples[real_id],
+        "stream_client_heartbeats": pings[stream_id],
+        "stream_client_host_states": samples[stream_id],
+        "tqhpc_worker_per_s": pings[real_id] / elapsed,
+        "stream_client_per_s": pings[stream_id] / elapsed,
         "errors": clients.errors[:5],
     }
+
+
+def _heartbeat_marks(worker: Any) -> tuple[float | None, float | None]:
+    """What changes at each heartbeat the server takes: last_ping; and the host state's time, when one came with it."""
+    return worker.last_ping, worker.stats.sampled_at if worker.stats is not None else None
 
 
 def _own_cpu_seconds() -> float:
