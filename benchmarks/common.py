@@ -16,8 +16,9 @@ import psutil
 
 
 def tqhpc(*args: str, python: str = sys.executable) -> list[str]:
-    """The command line of this checkout's tqhpc, whatever is on PATH (or of the checkout `python` belongs to)."""
-    return [python, "-m", "tqhpc", *args]
+    """The command line of this checkout's tqhpc, whatever is on PATH (or of the checkout `python` belongs to).
+    `-P`: a tqhpc/ in the working directory (another checkout's) must not stand in for the interpreter's own."""
+    return [python, "-P", "-m", "tqhpc", *args]
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:

@@ -80,6 +80,7 @@ def test_compare_measures_tqhpc_and_the_bare_pool_and_saves_every_figure(tmp_pat
         (["--rounds", "0"], "--rounds must be 1 or more"),
         (["--cases", "seed,speed"], "--cases takes some of throughput,seed,dispatch,scale,idle; unknown: speed"),
         (["--server-python", "/nonexistent/python"], "--server-python: /nonexistent/python cannot be run"),
+        (["--server-python", sys._base_executable], "cannot import tqhpc: ModuleNotFoundError"),  # outside the venv
     ],
 )
 def test_compare_refuses_bad_flags_in_one_line(args, message):

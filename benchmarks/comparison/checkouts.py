@@ -14,10 +14,12 @@ class CheckoutError(Exception):
 
 
 def server_label(python: str) -> str:
-    """The commit of the checkout whose tqhpc `python` imports, short, with "+" when its tqhpc/ has changes not
-    committed; the interpreter's path when that checkout is not a git worktree."""
+    """The last commit that changed the tqhpc package `python` imports (the server's code; commits to the benchmarks
+    alone do not count), short, with "+" when the package has changes not committed; the interpreter's path when
+    that checkout is not a git worktree."""
     try:
-        found = subprocess.run([python, "-c", FIND_PACKAGE], capture_output=True, text=True, timeout=60, check=False)
+        command = [python, "-P", "-c", FIND_PACKAGE]  # -P: not a tqhpc/ that happens to be in the working directory
+        found = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     except OSError as err:
         raise CheckoutError(f"{python} cannot be run: {err.strerror or err}") from None
     if found.returncode != 0:
@@ -32,7 +34,7 @@ def server_label(python: str) -> str:
             return ""
         return done.stdout.strip() if done.returncode == 0 else ""
 
-    commit = git("rev-parse", "--short", "HEAD")
+    commit = git("log", "-1", "--format=%h", "--", ".")
     if not commit:
         return python
     return commit + ("+" if git("status", "--porcelain", "--", ".") else "")
