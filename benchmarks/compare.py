@@ -71,8 +71,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--cases",
         default=",".join(CASES),
-        help=f"what to measure, comma-separated ({','.join(CASES)}); all but throughput are tqhpc's alone, bar "
-        "dispatch (tqhpc and HQ)",
+        help=f"what to measure, comma-separated ({','.join(CASES)}): throughput runs every peer of --only, "
+        "dispatch tqhpc and HQ, the others tqhpc alone",
     )
     parser.add_argument("--seed-tasks", type=int, default=3000, help="`true` tasks through the seed-only worker")
     parser.add_argument(
