@@ -46,17 +46,20 @@ from comparison.checkouts import CheckoutError, server_label
 from comparison.figures import machine
 from comparison.report import PEERS, rows_from, table
 
-NOTES = """\
+FOOTNOTES = {
+    "(1)": """\
 (1) tqhpc: its server and worker processes; HQ: this whole process, which hosts HyperQueue's server and worker
-    (LocalCluster) and the client polling them. The tasks' own processes are not counted for either.
+    (LocalCluster) and the client polling them. The tasks' own processes are not counted for either.""",
+    "(2)": """\
 (2) Idle workers, all in-process clients of one process, each on a connection of its own. Stream: what an idle
     `tqhpc worker` does on its session (a heartbeat report each ping interval, with the host's state, after the
     previous one was acknowledged). Seed protocol: RegisterWorker, then PingAndTakeNewTasks each ping interval.
-    Heartbeats a second as the server saw them: one idle `tqhpc worker` and one stream client side by side.
+    Heartbeats a second as the server saw them: one idle `tqhpc worker` and one stream client side by side.""",
+    "(3)": """\
 (3) comparison/seed_worker.py: RegisterWorker (concurrency 2, prefetch 2), PingAndTakeNewTasks (at once when a
-    task ends, else each ping interval), UpdateTaskStatus R then S; the server of the checkout named.
-Pending tasks ({kind}): {method}
-The machine may be shared: figures are noisy, and only ratios measured in the same run mean much."""
+    task ends, else each ping interval), UpdateTaskStatus R then S; the server of the checkout named.""",
+}
+SHARED_MACHINE = "The machine may be shared: figures are noisy, and only ratios measured in the same run mean much."
 CASES = ("throughput", "seed", "dispatch", "scale", "idle")
 PENDING_METHODS = {
     "container": "they ask for a container and the worker registers without apptainer, so they stay P.",
@@ -320,7 +323,12 @@ def main(argv: list[str]) -> int:
           f"peers: {', '.join(args.peers)}\n")  # fmt: skip
     print(table(rows))
     print()
-    print(NOTES.format(kind=args.pending_kind, method=PENDING_METHODS[args.pending_kind]))
+    for mark, note in FOOTNOTES.items():
+        if any(mark in row.label for row in rows):
+            print(note)
+    if "pending" in runner.results:
+        print(f"Pending tasks ({args.pending_kind}): {PENDING_METHODS[args.pending_kind]}")
+    print(SHARED_MACHINE)
     for label, runs in runner.results.get("seed_worker", {}).get("runs", {}).items():
         rates = ", ".join(f"{run['tasks_per_s']:,.0f}" for run in runs)
         print(f"seed-only worker, server {label}, tasks/s round by round: {rates}")
