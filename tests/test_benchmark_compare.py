@@ -52,19 +52,18 @@ def test_compare_measures_tqhpc_and_the_bare_pool_and_saves_every_figure(tmp_pat
     idle = figures["idle_workers"]
     stream, unary = idle["stream"], idle["unary"]
     assert stream["workers"] == unary["workers"] == 5 and stream["errors"] == unary["errors"] == []
-    # Each stream client's heartbeats were acknowledged (one in flight at a time), with the host's state; each
-    # said goodbye at the end and the server took it.
+    # Each stream client's heartbeats were acknowledged (one in flight at a time), the first with the host's state
+    # and not every one after it; each said goodbye at the end and the server took it.
     assert stream["heartbeats_acked"] == stream["heartbeats_sent"] >= 5 * 2
-    assert stream["heartbeats_with_stats"] == stream["heartbeats_sent"] and stream["goodbyes_taken"] == 5
+    assert 5 <= stream["heartbeats_with_stats"] < stream["heartbeats_sent"] and stream["goodbyes_taken"] == 5
     assert stream["heartbeats_acked_per_s"] > 0 and unary["pings_per_s"] > 0
     assert stream["cpu_percent"] > 0 and unary["cpu_percent"] > 0
     # A stream client heartbeats as often as a real idle `tqhpc worker` beside it, as the server counts them.
     check = idle["heartbeat_check"]
     assert check["errors"] == [] and check["tqhpc_worker_heartbeats"] >= 2
     assert abs(check["tqhpc_worker_heartbeats"] - check["stream_client_heartbeats"]) <= 1  # the window cuts a period
-    # Both send the host's state with every heartbeat at a 1 s ping interval.
-    assert check["tqhpc_worker_host_states"] == check["tqhpc_worker_heartbeats"]
-    assert check["stream_client_host_states"] == check["stream_client_heartbeats"]
+    # And sends the host's state as often: now and then, not with every heartbeat.
+    assert abs(check["tqhpc_worker_host_states"] - check["stream_client_host_states"]) <= 1
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ Two kinds:
   1, 2, 3...) carrying the host's state, and read its acknowledgement. As the worker's reporter does, one report is
   in flight at a time and the next heartbeat is due one ping interval after the previous one was acknowledged; as
   its host sampler does, the host's state goes with a heartbeat when the last one sent is at least
-  STATS_MAX_AGE_SECONDS old (with a 1 s interval: every heartbeat), with `running_tasks` 0. On stop, a goodbye.
+  STATS_MAX_AGE_SECONDS old, with `running_tasks` 0. On stop, a goodbye.
 - `UnaryIdleWorkers`: what an idle worker of the seed protocol does: RegisterWorker once, then PingAndTakeNewTasks
-  with its host state every ping interval.
+  every ping interval with its id alone (the host's state is tqhpc's addition, which a seed worker knows nothing of).
 
 Each client has a channel of its own with its own TCP connection (`grpc.use_local_subchannel_pool`: otherwise gRPC
 shares one connection among channels to the same address, which no two worker processes would), with the keepalive
@@ -42,8 +42,9 @@ from tqhpc._proto import pb, rpc
 REGISTER_TIMEOUT_SECONDS = 60.0
 CALL_TIMEOUT_SECONDS = 30.0
 GOODBYE_SECONDS = 5.0
-STATS_MAX_AGE_SECONDS = 0.5
-"""A worker sends its host's state again once the last state it sent is this old (tqhpc/worker/hoststats.py)."""
+STATS_MAX_AGE_SECONDS = 5.0
+"""An idle worker sends its host's state again once the last state it sent is this old (tqhpc/worker/hoststats.py);
+a worker whose count of running tasks changed sends it at once, which an idle one never does."""
 CHANNEL_OPTIONS = [("grpc.keepalive_time_ms", 60_000), ("grpc.use_local_subchannel_pool", 1)]
 """A worker's keepalive; and a connection of its own for each client."""
 
@@ -146,7 +147,7 @@ class IdleWorkers:
 
 
 class UnaryIdleWorkers(IdleWorkers):
-    """Idle workers of the seed protocol: PingAndTakeNewTasks with the host's state every ping interval."""
+    """Idle workers of the seed protocol: PingAndTakeNewTasks with their id every ping interval."""
 
     kind = "unary"
     rated = ("pings",)
@@ -163,7 +164,7 @@ class UnaryIdleWorkers(IdleWorkers):
         # Workers started at different moments ping at different moments.
         await self._sleep(random.uniform(0, self.ping_interval))
         while not self._stop.is_set():
-            ping = pb.WorkerId(worker_id=worker_id, stats=self._stats())
+            ping = pb.WorkerId(worker_id=worker_id)
             try:
                 answer = await stub.PingAndTakeNewTasks(ping, metadata=self.metadata, timeout=CALL_TIMEOUT_SECONDS)
             except grpc.RpcError as err:
@@ -252,10 +253,11 @@ class StreamIdleWorkers(IdleWorkers):
                     self.errors.append("WorkerSession: the server ended the session")
                     return
                 kind = message.WhichOneof("kind")
-                if kind == "push":  # an idle benchmark client runs nothing: hand work back with the next report
-                    self.pushed += len(message.push.tasks)
-                    release += [task.task_id for task in message.push.tasks]
-                elif kind == "ack" and message.ack.sequence == sequence:
+                push = message.push if kind == "push" else message.ack.push if kind == "ack" else None
+                if push is not None and push.tasks:  # an idle benchmark client runs nothing: hand it back
+                    self.pushed += len(push.tasks)
+                    release += [task.task_id for task in push.tasks]
+                if kind == "ack" and message.ack.sequence == sequence:
                     self.acked += 1
                     break
             if await self._sleep(self.ping_interval):
