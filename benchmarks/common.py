@@ -15,9 +15,10 @@ from pathlib import Path
 import psutil
 
 
-def tqhpc(*args: str) -> list[str]:
-    """The command line of this checkout's tqhpc, whatever is on PATH."""
-    return [sys.executable, "-m", "tqhpc", *args]
+def tqhpc(*args: str, python: str = sys.executable) -> list[str]:
+    """The command line of this checkout's tqhpc, whatever is on PATH (or of the checkout `python` belongs to).
+    `-P`: a tqhpc/ in the working directory (another checkout's) must not stand in for the interpreter's own."""
+    return [python, "-P", "-m", "tqhpc", *args]
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -40,11 +41,12 @@ def cpu_seconds(pid: int) -> float:
 
 @contextmanager
 def running_server(
-    state: Path, *extra: str, env: dict[str, str] | None = None
+    state: Path, *extra: str, env: dict[str, str] | None = None, python: str = sys.executable
 ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    """A server on loopback; yields the process (for its CPU time) and its access file, and stops it on exit."""
+    """A server on loopback; yields the process (for its CPU time) and its access file, and stops it on exit.
+    `python` may be another checkout's interpreter, to measure that checkout's server."""
     server = subprocess.Popen(
-        tqhpc("server", "--state-dir", str(state), "--listen", "127.0.0.1:0", *extra),
+        tqhpc("server", "--state-dir", str(state), "--listen", "127.0.0.1:0", *extra, python=python),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,

@@ -7,12 +7,16 @@ tqhpc/HyperQueue and tqhpc/Parsl, and the goal each figure is held to:
 - throughput: 3,000 and 10,000 `sh -c true` tasks, output kept, one worker with 2 slots (HyperQueue: one worker
   with 2 cores; Parsl: 2 workers; bare: a pool of 2 processes), from the first submission to the last task done;
   tqhpc's server and worker CPU a task (their own processes, the tasks' aside);
+- a seed-only worker: 3,000 `true` tasks through a worker that speaks only the seed's unary RPCs
+  (comparison/seed_worker.py), against this checkout's server or, with --server-python, other checkouts' too;
 - idle dispatch: tasks submitted one at a time to an idle worker, from submit to the task's first line (it writes
   the clock to a file) and to its end as the client sees it, p50 and p99 (tqhpc and HyperQueue);
 - scale: N tasks pending that the worker can never run (default 100,000; --million for 1,000,000): submit time,
   the server's peak RSS, idle dispatch of fresh tasks beside them, and the seconds `tqhpc tasks` takes to print
   its first row and its last;
-- the server's CPU with 200 connected idle workers, over 20 s.
+- the server's CPU with 200 connected idle workers, over 20 s: stream clients that do what an idle `tqhpc worker`
+  does on its session (heartbeat reports), and apart from them clients of the seed protocol (unary pings); first,
+  the heartbeats a second of one stream client beside a real idle `tqhpc worker`, as the server sees them.
 
 HyperQueue's server listens on every interface, so it runs only in a network namespace with loopback alone: as
 root, this script re-executes itself under `unshare --net` (everything then runs in there, tqhpc too); otherwise
@@ -38,16 +42,26 @@ from typing import Any
 
 import psutil
 from comparison import bare_pool, hq_runs, namespace, parsl_runs, tqhpc_runs
+from comparison.checkouts import CheckoutError, server_label
 from comparison.figures import machine
 from comparison.report import PEERS, rows_from, table
 
-NOTES = """\
+FOOTNOTES = {
+    "(1)": """\
 (1) tqhpc: its server and worker processes; HQ: this whole process, which hosts HyperQueue's server and worker
-    (LocalCluster) and the client polling them. The tasks' own processes are not counted for either.
-(2) In-process clients that register and then ping each second, as an idle `tqhpc worker` does today; stream
-    clients replace them when the worker talks to the server over a stream.
-Pending tasks ({kind}): {method}
-The machine may be shared: figures are noisy, and only ratios measured in the same run mean much."""
+    (LocalCluster) and the client polling them. The tasks' own processes are not counted for either.""",
+    "(2)": """\
+(2) Idle workers, all in-process clients of one process, each on a connection of its own. Stream: what an idle
+    `tqhpc worker` does on its session (a heartbeat report each ping interval after the previous one was
+    acknowledged, the host's state in one every 5 s). Seed protocol: RegisterWorker, then PingAndTakeNewTasks
+    with the worker's id alone each ping interval.
+    Heartbeats a second as the server saw them: one idle `tqhpc worker` and one stream client side by side.""",
+    "(3)": """\
+(3) comparison/seed_worker.py: RegisterWorker (concurrency 2, prefetch 2), PingAndTakeNewTasks (at once when a
+    task ends, else each ping interval), UpdateTaskStatus R then S; the server of the checkout named.""",
+}
+SHARED_MACHINE = "The machine may be shared: figures are noisy, and only ratios measured in the same run mean much."
+CASES = ("throughput", "seed", "dispatch", "scale", "idle")
 PENDING_METHODS = {
     "container": "they ask for a container and the worker registers without apptainer, so they stay P.",
     "slots": "each takes one slot more than the worker has, so they stay P.",
@@ -58,6 +72,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default="3000,10000", help="throughput sizes, comma-separated")
     parser.add_argument("--only", default=",".join(PEERS), help=f"peers to run, comma-separated ({','.join(PEERS)})")
+    parser.add_argument(
+        "--cases",
+        default=",".join(CASES),
+        help=f"what to measure, comma-separated ({','.join(CASES)}): throughput runs every peer of --only, "
+        "dispatch tqhpc and HQ, the others tqhpc alone",
+    )
+    parser.add_argument("--seed-tasks", type=int, default=3000, help="`true` tasks through the seed-only worker")
+    parser.add_argument(
+        "--server-python",
+        action="append",
+        metavar="PATH",
+        help="the seed-only worker's case runs against a server started by this interpreter (another checkout's "
+        ".venv/bin/python); give it more than once to compare checkouts (default: this one's)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run the seed-only worker's case this many times per server, alternating"
+    )
     parser.add_argument("--dispatch-tasks", type=int, default=200, help="tasks in the idle-dispatch series")
     parser.add_argument("--skip-scale", action="store_true", help="leave out the pending-tasks run")
     parser.add_argument("--scale", type=int, default=100_000, help="tasks pending in the scale run")
@@ -71,6 +102,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--idle-workers", type=int, default=200, help="connected idle workers")
     parser.add_argument("--idle-seconds", type=float, default=20.0, help="how long their cost is measured")
+    parser.add_argument(
+        "--heartbeat-seconds",
+        type=float,
+        default=10.0,
+        help="how long an idle `tqhpc worker`'s heartbeats and a stream client's are counted side by side",
+    )
     parser.add_argument("--json", type=Path, help="save every raw figure to this file")
     parser.add_argument("--keep", type=Path, help="keep state, logs and outputs in this (new) directory")
     parser.add_argument(namespace.MARK, action="store_true", help=argparse.SUPPRESS)
@@ -85,13 +122,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     unknown = sorted(set(args.peers) - set(PEERS))
     if unknown or not args.peers:
         parser.error(f"--only takes some of {','.join(PEERS)}; unknown: {','.join(unknown) or '(none given)'}")
+    args.case_list = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = sorted(set(args.case_list) - set(CASES))
+    if unknown or not args.case_list:
+        parser.error(f"--cases takes some of {','.join(CASES)}; unknown: {','.join(unknown) or '(none given)'}")
+    if args.skip_scale and "scale" in args.case_list:
+        args.case_list.remove("scale")
     if args.million:
         args.scale = 1_000_000
-    for name in ("dispatch_tasks", "scale", "scale_probes", "idle_workers"):
+    for name in ("dispatch_tasks", "scale", "scale_probes", "idle_workers", "seed_tasks", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be 1 or more")
-    if args.idle_seconds <= 0:
-        parser.error("--idle-seconds must be more than 0")
+    for name in ("idle_seconds", "heartbeat_seconds"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be more than 0")
+    args.servers = {}
+    if "seed" in args.case_list and "tqhpc" in args.peers:
+        for python in args.server_python or [sys.executable]:
+            try:
+                args.servers[server_label(python)] = python
+            except CheckoutError as err:
+                parser.error(f"--server-python: {err}")
     return args
 
 
@@ -175,7 +226,42 @@ class Runner:
 def measure_all(args: argparse.Namespace, runner: Runner) -> None:
     root = runner.root
     setup = tqhpc_runs.Setup(root / "tqhpc")
-    peers = args.peers
+    peers, cases = args.peers, args.case_list
+    if "throughput" in cases:
+        measure_throughput(args, runner, setup)
+    if "tqhpc" in peers and "seed" in cases:
+        measure_seed_worker(args, runner, setup)
+    if "dispatch" in cases:
+        dispatch = runner.section("idle_dispatch")
+        count = args.dispatch_tasks
+        if "tqhpc" in peers:
+            figures = runner.run(f"tqhpc: idle dispatch x{count}", lambda: tqhpc_runs.idle_dispatch(setup, count))
+            if figures is not None:
+                dispatch["tqhpc"] = figures
+        if "hq" in peers:
+            figures = runner.run(f"hq: idle dispatch x{count}", lambda: hq_runs.idle_dispatch(root / "hq", count, 2))
+            if figures is not None:
+                dispatch["hq"] = figures
+    if "tqhpc" not in peers:
+        return
+    if "scale" in cases:
+        figures = runner.run(
+            f"tqhpc: {args.scale:,} tasks pending",
+            lambda: tqhpc_runs.pending_scale(setup, args.scale, args.scale_probes, args.pending_kind),
+        )
+        if figures is not None:
+            runner.results["pending"] = figures
+    if "idle" in cases:
+        figures = runner.run(
+            f"tqhpc: server CPU with {args.idle_workers} idle workers",
+            lambda: tqhpc_runs.idle_server_cpu(setup, args.idle_workers, args.idle_seconds, args.heartbeat_seconds),
+        )
+        if figures is not None:
+            runner.results["idle_workers"] = figures
+
+
+def measure_throughput(args: argparse.Namespace, runner: Runner, setup: tqhpc_runs.Setup) -> None:
+    root = runner.root
     for tasks in args.sizes:
         section = runner.section("throughput", str(tasks))
         runs: dict[str, Callable[[int], Any]] = {
@@ -185,36 +271,28 @@ def measure_all(args: argparse.Namespace, runner: Runner) -> None:
             "parsl": lambda n: parsl_runs.throughput(root / "parsl", n, 2),
         }
         for peer in PEERS:
-            if peer in peers:
+            if peer in args.peers:
                 figures = runner.run(f"{peer}: {tasks:,} `true` tasks", functools.partial(runs[peer], tasks))
                 if figures is not None:
                     section[peer] = figures
                     print(f"   {figures['tasks_per_s']:,.0f} tasks/s", file=sys.stderr)
-    dispatch = runner.section("idle_dispatch")
-    count = args.dispatch_tasks
-    if "tqhpc" in peers:
-        figures = runner.run(f"tqhpc: idle dispatch x{count}", lambda: tqhpc_runs.idle_dispatch(setup, count))
-        if figures is not None:
-            dispatch["tqhpc"] = figures
-    if "hq" in peers:
-        figures = runner.run(f"hq: idle dispatch x{count}", lambda: hq_runs.idle_dispatch(root / "hq", count, 2))
-        if figures is not None:
-            dispatch["hq"] = figures
-    if "tqhpc" not in peers:
-        return
-    if not args.skip_scale:
-        figures = runner.run(
-            f"tqhpc: {args.scale:,} tasks pending",
-            lambda: tqhpc_runs.pending_scale(setup, args.scale, args.scale_probes, args.pending_kind),
-        )
-        if figures is not None:
-            runner.results["pending"] = figures
-    figures = runner.run(
-        f"tqhpc: server CPU with {args.idle_workers} idle workers",
-        lambda: tqhpc_runs.idle_server_cpu(setup, args.idle_workers, args.idle_seconds),
-    )
-    if figures is not None:
-        runner.results["idle_workers"] = figures
+
+
+def measure_seed_worker(args: argparse.Namespace, runner: Runner, setup: tqhpc_runs.Setup) -> None:
+    """The seed-only worker's throughput against each server, the servers taking turns round after round."""
+    tasks = args.seed_tasks
+    section = runner.section("seed_worker")
+    section["tasks"] = tasks
+    runs = section.setdefault("runs", {})
+    for round_number in range(1, args.rounds + 1):
+        for label, python in args.servers.items():
+            figures = runner.run(
+                f"tqhpc: seed-only worker, {tasks:,} `true` tasks, server {label}, round {round_number}",
+                lambda python=python: tqhpc_runs.throughput(setup, tasks, seed_only=True, server_python=python),
+            )
+            if figures is not None:
+                runs.setdefault(label, []).append(figures)
+                print(f"   {figures['tasks_per_s']:,.0f} tasks/s", file=sys.stderr)
 
 
 def main(argv: list[str]) -> int:
@@ -246,10 +324,19 @@ def main(argv: list[str]) -> int:
           f"peers: {', '.join(args.peers)}\n")  # fmt: skip
     print(table(rows))
     print()
-    print(NOTES.format(kind=args.pending_kind, method=PENDING_METHODS[args.pending_kind]))
+    for mark, note in FOOTNOTES.items():
+        if any(mark in row.label for row in rows):
+            print(note)
+    if "pending" in runner.results:
+        print(f"Pending tasks ({args.pending_kind}): {PENDING_METHODS[args.pending_kind]}")
+    print(SHARED_MACHINE)
+    for label, runs in runner.results.get("seed_worker", {}).get("runs", {}).items():
+        rates = ", ".join(f"{run['tasks_per_s']:,.0f}" for run in runs)
+        print(f"seed-only worker, server {label}, tasks/s round by round: {rates}")
     pending = runner.results.get("pending", {}).get("dispatch", {})
+    dispatch = runner.results.get("idle_dispatch", {})
     for what, missed in [("pending-tasks dispatch", pending.get("missed"))] + [
-        (f"{peer} idle dispatch", figures.get("missed")) for peer, figures in runner.results["idle_dispatch"].items()
+        (f"{peer} idle dispatch", figures.get("missed")) for peer, figures in dispatch.items()
     ]:
         if missed:
             print(f"stopped early: {what}: {missed}")

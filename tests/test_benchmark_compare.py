@@ -1,5 +1,6 @@
-"""benchmarks/compare.py keeps working: it drives the real tqhpc (server, worker, client, CLI, idle workers on the
-wire protocol) and the bare pool end to end at tiny sizes, saves every figure, and refuses what it must refuse."""
+"""benchmarks/compare.py keeps working: it drives the real tqhpc (server, worker, client, CLI, a seed-only worker and
+idle workers on the wire protocol) and the bare pool end to end at tiny sizes, saves every figure, and refuses what
+it must refuse."""
 
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ def compare(*args: str, env: dict[str, str] | None = None, timeout: float = 240)
 def test_compare_measures_tqhpc_and_the_bare_pool_and_saves_every_figure(tmp_path):
     figures_file = tmp_path / "figures.json"
     run = compare(
-        "--only", "tqhpc,bare", "--tasks", "20", "--dispatch-tasks", "2", "--scale", "50", "--scale-probes", "1",
-        "--idle-workers", "3", "--idle-seconds", "2.5", "--json", str(figures_file),
+        "--only", "tqhpc,bare", "--tasks", "20", "--seed-tasks", "20", "--dispatch-tasks", "2", "--scale", "50",
+        "--scale-probes", "1", "--idle-workers", "5", "--idle-seconds", "2", "--heartbeat-seconds", "2.5",
+        "--json", str(figures_file),
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     assert "tqhpc/HQ" in run.stdout and "20 `true`: tasks/s" in run.stdout
+    assert "server CPU, 5 idle stream workers" in run.stdout and "seed-only worker (3), 20 `true`" in run.stdout
     figures = json.loads(figures_file.read_text())
     assert figures["errors"] == {}
     throughput = figures["throughput"]["20"]
@@ -43,8 +46,24 @@ def test_compare_measures_tqhpc_and_the_bare_pool_and_saves_every_figure(tmp_pat
     assert pending["listing"]["rows"] == 50 + 1  # the pending tasks and the one dispatched beside them
     assert 0 < pending["listing"]["first_row_seconds"] <= pending["listing"]["last_row_seconds"]
     assert pending["server_peak_rss_mib"] > 0
+    (seed_runs,) = figures["seed_worker"]["runs"].values()  # this checkout's server, once
+    assert [run["succeeded"] for run in seed_runs] == [20]  # every task through the seed-only worker ended S
+    assert seed_runs[0]["tasks_per_s"] > 0 and seed_runs[0]["server_cpu_ms_per_task"] > 0
     idle = figures["idle_workers"]
-    assert idle["workers"] == 3 and idle["errors"] == [] and idle["pings_per_s"] > 0
+    stream, unary = idle["stream"], idle["unary"]
+    assert stream["workers"] == unary["workers"] == 5 and stream["errors"] == unary["errors"] == []
+    # Each stream client's heartbeats were acknowledged (one in flight at a time), the first with the host's state
+    # and not every one after it; each said goodbye at the end and the server took it.
+    assert stream["heartbeats_acked"] == stream["heartbeats_sent"] >= 5 * 2
+    assert 5 <= stream["heartbeats_with_stats"] < stream["heartbeats_sent"] and stream["goodbyes_taken"] == 5
+    assert stream["heartbeats_acked_per_s"] > 0 and unary["pings_per_s"] > 0
+    assert stream["cpu_percent"] > 0 and unary["cpu_percent"] > 0
+    # A stream client heartbeats as often as a real idle `tqhpc worker` beside it, as the server counts them.
+    check = idle["heartbeat_check"]
+    assert check["errors"] == [] and check["tqhpc_worker_heartbeats"] >= 2
+    assert abs(check["tqhpc_worker_heartbeats"] - check["stream_client_heartbeats"]) <= 1  # the window cuts a period
+    # And sends the host's state as often: now and then, not with every heartbeat.
+    assert abs(check["tqhpc_worker_host_states"] - check["stream_client_host_states"]) <= 1
 
 
 @pytest.mark.parametrize(
@@ -55,6 +74,12 @@ def test_compare_measures_tqhpc_and_the_bare_pool_and_saves_every_figure(tmp_pat
         (["--only", "tqhpc,slurm"], "unknown: slurm"),
         (["--dispatch-tasks", "0"], "--dispatch-tasks must be 1 or more"),
         (["--idle-seconds", "0"], "--idle-seconds must be more than 0"),
+        (["--heartbeat-seconds", "-1"], "--heartbeat-seconds must be more than 0"),
+        (["--seed-tasks", "0"], "--seed-tasks must be 1 or more"),
+        (["--rounds", "0"], "--rounds must be 1 or more"),
+        (["--cases", "seed,speed"], "--cases takes some of throughput,seed,dispatch,scale,idle; unknown: speed"),
+        (["--server-python", "/nonexistent/python"], "--server-python: /nonexistent/python cannot be run"),
+        (["--server-python", sys._base_executable], "cannot import tqhpc: ModuleNotFoundError"),  # outside the venv
     ],
 )
 def test_compare_refuses_bad_flags_in_one_line(args, message):

@@ -4,6 +4,7 @@ goal each figure is held to, met or not, in the same run."""
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ Goal = Callable[[dict[str, float]], bool]
 @dataclass
 class Row:
     label: str
-    unit: str  # "tasks/s", "ms", "s", "MiB", "%"
+    unit: str  # "tasks/s", "ms", "s", "MiB", "%", "/s"
     values: dict[str, float] = field(default_factory=dict)
     goal: str = ""
     check: Goal | None = None
@@ -55,8 +56,8 @@ def _number(value: float | None, unit: str) -> str:
         return f"{value:,.1f}" if value < 1000 else f"{value:,.0f}"
     if unit == "ms/task":
         return f"{value:.2f}"
-    if unit == "s":
-        return f"{value:,.2f}"
+    if unit in ("s", "/s"):
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
     return f"{value:,.0f}"
 
 
@@ -84,6 +85,7 @@ def rows_from(results: dict[str, Any]) -> list[Row]:
             queue_cpu["hq"] = by_peer["hq"]["process_cpu_ms_per_task"]
         if queue_cpu:
             rows.append(Row(f"{n}: queue CPU a task (1)", "ms/task", queue_cpu))
+    rows += _seed_worker_rows(results.get("seed_worker", {}))
     dispatch = results.get("idle_dispatch", {})
     if dispatch:
         count = max((d.get("first_line", {}).get("count", 0) for d in dispatch.values()), default=0)
@@ -104,6 +106,7 @@ def rows_from(results: dict[str, Any]) -> list[Row]:
         at_scale = " (at 1,000,000)" if pending["pending"] < 1_000_000 else ""
         rows.append(Row(f"{n}: submit_many", "s", {"tqhpc": pending["submit_seconds"]}))
         rows.append(Row(f"{n}: server RSS after submit", "MiB", {"tqhpc": pending["server_rss_mib_after_submit"]}))
+        rows.append(Row(f"{n}: server RSS after listing", "MiB", {"tqhpc": pending["server_rss_mib_after_listing"]}))
         rows.append(Row(f"{n}: server peak RSS, listing too", "MiB", {"tqhpc": pending["server_peak_rss_mib"]},
                         f"< 300 MiB{at_scale}", lambda v: v["tqhpc"] < 300))  # fmt: skip
         first = pending["dispatch"]["first_line"]
@@ -115,11 +118,46 @@ def rows_from(results: dict[str, Any]) -> list[Row]:
                         f"<= 1 s{at_scale}", lambda v: v["tqhpc"] <= 1))  # fmt: skip
         rows.append(Row(f"{n}: `tqhpc tasks` last row", "s", {"tqhpc": listing["last_row_seconds"]},
                         f"<= 15 s{at_scale}", lambda v: v["tqhpc"] <= 15))  # fmt: skip
-    idle = results.get("idle_workers")
-    if idle:
-        rows.append(Row(f"server CPU, {idle['workers']} idle workers (2)", "%", {"tqhpc": idle["cpu_percent"]},
+    rows += _idle_rows(results.get("idle_workers"))
+    return rows
+
+
+def _seed_worker_rows(seed: dict[str, Any]) -> list[Row]:
+    """Per server: the median of its rounds (each round's figure is in the JSON and under the table)."""
+    rows: list[Row] = []
+    for label, runs in seed.get("runs", {}).items():
+        n = f"seed-only worker (3), {seed['tasks']:,} `true`, server {label}"
+        of = f" (median of {len(runs)})" if len(runs) > 1 else ""
+        rate = statistics.median(run["tasks_per_s"] for run in runs)
+        server = statistics.median(run["server_cpu_ms_per_task"] for run in runs)
+        worker = statistics.median(run["worker_cpu_ms_per_task"] for run in runs)
+        rows.append(Row(f"{n}: tasks/s{of}", "tasks/s", {"tqhpc": rate}))
+        rows.append(Row(f"{n}: server CPU a task{of}", "ms/task", {"tqhpc": server}))
+        rows.append(Row(f"{n}: worker CPU a task{of}", "ms/task", {"tqhpc": worker}))
+    return rows
+
+
+def _idle_rows(idle: dict[str, Any] | None) -> list[Row]:
+    if not idle:
+        return []
+    n = idle["workers"]
+    rows: list[Row] = []
+    stream, unary = idle.get("stream"), idle.get("unary")
+    if stream:
+        rows.append(Row(f"server CPU, {n} idle stream workers (2)", "%", {"tqhpc": stream["cpu_percent"]},
                         "< 5% of a core", lambda v: v["tqhpc"] < 5))  # fmt: skip
-        rows.append(Row("server CPU, no worker", "%", {"tqhpc": idle["server_alone_cpu_percent"]}))
+    if unary:
+        rows.append(Row(f"server CPU, {n} idle seed-protocol workers (2)", "%", {"tqhpc": unary["cpu_percent"]}))
+    rows.append(Row("server CPU, no worker", "%", {"tqhpc": idle["server_alone_cpu_percent"]}))
+    if stream:
+        acked = stream["heartbeats_acked_per_s"]
+        rows.append(Row(f"{n} idle stream workers: heartbeats acknowledged", "/s", {"tqhpc": acked}))
+    if unary:
+        rows.append(Row(f"{n} idle seed-protocol workers: pings", "/s", {"tqhpc": unary["pings_per_s"]}))
+    check = idle.get("heartbeat_check")
+    if check:
+        rows.append(Row("one idle `tqhpc worker`: heartbeats", "/s", {"tqhpc": check["tqhpc_worker_per_s"]}))
+        rows.append(Row("one idle stream client beside it: heartbeats", "/s", {"tqhpc": check["stream_client_per_s"]}))
     return rows
 
 
