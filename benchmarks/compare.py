@@ -108,6 +108,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=10.0,
         help="how long an idle `tqhpc worker`'s heartbeats and a stream client's are counted side by side",
     )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=tqhpc_runs.Setup.heartbeat_interval,
+        help="idle heartbeat of the session workers, real and stream clients (default: the worker's own)",
+    )
     parser.add_argument("--json", type=Path, help="save every raw figure to this file")
     parser.add_argument("--keep", type=Path, help="keep state, logs and outputs in this (new) directory")
     parser.add_argument(namespace.MARK, action="store_true", help=argparse.SUPPRESS)
@@ -225,7 +231,7 @@ class Runner:
 
 def measure_all(args: argparse.Namespace, runner: Runner) -> None:
     root = runner.root
-    setup = tqhpc_runs.Setup(root / "tqhpc")
+    setup = tqhpc_runs.Setup(root / "tqhpc", heartbeat_interval=args.heartbeat_interval)
     peers, cases = args.peers, args.case_list
     if "throughput" in cases:
         measure_throughput(args, runner, setup)

@@ -26,6 +26,7 @@ def test_compare_measures_tqhpc_and_the_bare_pool_and_saves_every_figure(tmp_pat
     run = compare(
         "--only", "tqhpc,bare", "--tasks", "20", "--seed-tasks", "20", "--dispatch-tasks", "2", "--scale", "50",
         "--scale-probes", "1", "--idle-workers", "5", "--idle-seconds", "2", "--heartbeat-seconds", "2.5",
+        "--heartbeat-interval", "1",
         "--json", str(figures_file),
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr

@@ -43,7 +43,10 @@ class ServerSettings:
 class WorkerSettings:
     concurrency: int = _setting(0, "Tasks run at once (0: $SLURM_CPUS_PER_TASK, else the CPUs it may use).")
     prefetch: int = _setting(1, "Tasks accepted beyond concurrency, ready to start without waiting for a ping.")
-    ping_interval: float = _setting(1.0, "Seconds between heartbeats while idle; work is pushed at once.")
+    ping_interval: float = _setting(1.0, "Seconds between pings to a server that keeps no session for the worker.")
+    heartbeat_interval: float = _setting(
+        5.0, "Seconds between heartbeats on the session while idle (sooner if the server asks); work is pushed."
+    )
     grace_period: float = _setting(
         30.0,
         "On SIGINT (or SIGTERM outside a Slurm job), seconds running tasks may go on before they are handed back.",

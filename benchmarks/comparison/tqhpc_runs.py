@@ -20,6 +20,7 @@ from typing import Any
 from common import cpu_seconds, running_server, running_worker, stop_process, tqhpc
 
 from tqhpc import Client, TaskSpec
+from tqhpc.config import WorkerSettings
 
 from . import probes
 from .figures import latency_summary, peak_rss_mib, rss_mib, throughput_summary
@@ -46,6 +47,7 @@ class Setup:
     concurrency: int = 2
     prefetch: int = 2
     ping_interval: float = 1.0
+    heartbeat_interval: float = WorkerSettings().heartbeat_interval  # an idle session worker's, by default
     _cases: itertools.count = field(default_factory=itertools.count, compare=False, repr=False)
 
     def case(self, name: str) -> Path:
@@ -221,16 +223,19 @@ def idle_server_cpu(setup: Setup, workers: int, seconds: float, check_seconds: f
 
     First, the stream clients are checked against the real thing: one idle `tqhpc worker` and one stream client on
     the same server, each one's heartbeats a second as the server records them (see `_heartbeat_rates`)."""
-    interval = setup.ping_interval
+    heartbeat = setup.heartbeat_interval
     case = setup.case(f"idle-{workers}-workers")
     with running_server(case / "state") as (server, access):
         time.sleep(1.0)
         alone = _cpu_percent(server.pid, min(seconds, 5.0))
-        options = ("--ping-interval", str(interval))
+        options = ("--heartbeat-interval", str(heartbeat))
         with running_worker(access, case / "scratch", *options, log=case / "worker.log") as real:
-            check = asyncio.run(_heartbeat_rates(access, real, check_seconds, interval))
+            check = asyncio.run(_heartbeat_rates(access, real, check_seconds, heartbeat))
     figures: dict[str, object] = {"workers": workers, "server_alone_cpu_percent": alone, "heartbeat_check": check}
-    for kind, clients in (("stream", StreamIdleWorkers), ("unary", UnaryIdleWorkers)):
+    for kind, clients, interval in (
+        ("stream", StreamIdleWorkers, heartbeat),
+        ("unary", UnaryIdleWorkers, setup.ping_interval),
+    ):
         with running_server(setup.case(f"idle-{workers}-{kind}") / "state") as (server, access):
             figures[kind] = asyncio.run(_with_idle_workers(server.pid, clients(access, workers, interval), seconds))
     return figures

@@ -525,7 +525,9 @@ class ReportAck(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., refused_task_ids: _Optional[_Iterable[int]] = ..., refused_reasons: _Optional[_Iterable[str]] = ..., push: _Optional[_Union[TaskPush, _Mapping]] = ...) -> None: ...
 
 class SessionWelcome(_message.Message):
-    __slots__ = ("worker_id",)
+    __slots__ = ("worker_id", "heartbeat_seconds")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     worker_id: int
-    def __init__(self, worker_id: _Optional[int] = ...) -> None: ...
+    heartbeat_seconds: float
+    def __init__(self, worker_id: _Optional[int] = ..., heartbeat_seconds: _Optional[float] = ...) -> None: ...

@@ -125,6 +125,7 @@ class Server:
             self.logs,
             {self.local.name: self.local, self.slurm.name: self.slurm},
             crash_limit=self.settings.crash_limit,
+            worker_timeout=self.settings.worker_timeout,
         )
         self.autoalloc = Autoallocator(self.db, self.slurm, self.service.create_workers)
         self.service.pools = self.autoalloc

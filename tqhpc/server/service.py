@@ -87,12 +87,18 @@ def _storage_failure(what: str, err: Exception) -> tuple[grpc.StatusCode, str]:
 
 class TaskQueueService(rpc.TaskQueueServicer):
     def __init__(
-        self, db: Database, logs: LogStore, providers: dict[str, Provider], crash_limit: int = DEFAULT_CRASH_LIMIT
+        self,
+        db: Database,
+        logs: LogStore,
+        providers: dict[str, Provider],
+        crash_limit: int = DEFAULT_CRASH_LIMIT,
+        worker_timeout: float = 60.0,
     ) -> None:
         self.db = db
         self.logs = logs
         self.providers = providers
         self.crash_limit = crash_limit  # losses of its worker while running after which a task fails
+        self.heartbeat_seconds = worker_timeout / 4  # what session workers are asked for: 3 may go missing
         self.pools: Autoallocator | None = None  # set by the server: Slurm pool listing and resume
         self.sessions = SessionBook(self._session_broke)
         self.pushers = Pushers()
@@ -462,7 +468,8 @@ class TaskQueueService(rpc.TaskQueueServicer):
         try:
             if worker_id not in self._last_report:
                 self._last_report[worker_id] = await self.db.run(lambda c: worker_ops.last_report(c, worker_id))
-            yield pb.ServerMessage(welcome=pb.SessionWelcome(worker_id=worker_id))
+            welcome = pb.SessionWelcome(worker_id=worker_id, heartbeat_seconds=self.heartbeat_seconds)
+            yield pb.ServerMessage(welcome=welcome)
             self.pushers.add(pusher)
             refusal = None
             while (message := await outbox.get()) is not _READER_DONE:

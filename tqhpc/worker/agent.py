@@ -175,7 +175,7 @@ class Worker:
         self.connection = Connection(self.access, self.access_file, self.give_up_after)
         self.session = Session(self.connection, on_refused=self._wake.set, on_push=self._pushed)
         self.reporter = Reporter(
-            self.session.send, self._stats, self.settings.log_flush_interval, self.settings.ping_interval
+            self.session.send, self._stats, self.settings.log_flush_interval, self.settings.heartbeat_interval
         )
         self.session.listener = self.reporter
         loop = asyncio.get_running_loop()

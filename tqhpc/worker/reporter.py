@@ -45,7 +45,7 @@ class Reporter:
         self._send = send
         self._stats = stats
         self.log_interval = log_interval
-        self.heartbeat_interval = heartbeat_interval
+        self.own_heartbeat = self.heartbeat_interval = heartbeat_interval
         self.worker_id: int | None = None
         self._updates: list[tuple[pb.TaskStatusUpdate, asyncio.Future[bool]]] = []
         self._logs: list[tuple[int, str, bytes]] = []
@@ -107,9 +107,12 @@ class Reporter:
 
     # --- what the session calls --------------------------------------------------------------------------------
 
-    def opened(self) -> None:
-        """The session was (re)opened: send again, in order, every report not acknowledged."""
+    def opened(self, welcome: pb.SessionWelcome) -> None:
+        """The session was (re)opened: send again, in order, every report not acknowledged; heartbeat as often as
+        the server asks, if that is more often than ours."""
         self._open = True
+        asked = welcome.heartbeat_seconds
+        self.heartbeat_interval = min(self.own_heartbeat, asked) if asked > 0 else self.own_heartbeat
         for report in self._unacked.values():
             self._send(pb.WorkerMessage(report=report.message))
         self._wake.set()

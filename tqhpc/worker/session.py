@@ -32,7 +32,7 @@ MAX_REOPEN_DELAY = 5.0
 class Listener(Protocol):
     """Who hears what arrives on the session: the worker (pushed work) and its reporter (open, closed, acks)."""
 
-    def opened(self) -> None: ...
+    def opened(self, welcome: pb.SessionWelcome) -> None: ...
     def closed(self) -> None: ...
     def acknowledged(self, ack: pb.ReportAck) -> None: ...
 
@@ -150,7 +150,7 @@ class Session:
                         log.info("worker %d: session open", worker_id)
                     self.opened.set()
                     if self.listener is not None:
-                        self.listener.opened()
+                        self.listener.opened(message.welcome)
                 elif kind == "push" and self.on_push is not None:
                     self.on_push(message.push)
                 elif kind == "ack":
