@@ -173,35 +173,50 @@ class Runner:
 
 
 def measure_all(args: argparse.Namespace, runner: Runner) -> None:
-    root = runner.root
-    setup = tqhpc_runs.Setup(root / "tqhpc")
-    peers = args.peers
+    setup = tqhpc_runs.Setup(runner.root / "tqhpc")
     for tasks in args.sizes:
-        section = runner.section("throughput", str(tasks))
-        runs: dict[str, Callable[[int], Any]] = {
-            "bare": lambda n: bare_pool.throughput(root / "bare", n, 2),
-            "tqhpc": lambda n: tqhpc_runs.throughput(setup, n),
-            "hq": lambda n: hq_runs.throughput(root / "hq", n, 2),
-            "parsl": lambda n: parsl_runs.throughput(root / "parsl", n, 2),
-        }
-        for peer in PEERS:
-            if peer in peers:
-                figures = runner.run(f"{peer}: {tasks:,} `true` tasks", functools.partial(runs[peer], tasks))
-                if figures is not None:
-                    section[peer] = figures
-                    print(f"   {figures['tasks_per_s']:,.0f} tasks/s", file=sys.stderr)
+        measure_throughput(args.peers, runner, setup, tasks)
+    measure_idle_dispatch(args.peers, runner, setup, args.dispatch_tasks)
+    if "tqhpc" in args.peers:
+        measure_tqhpc_alone(args, runner, setup)
+
+
+def measure_throughput(peers: list[str], runner: Runner, setup: tqhpc_runs.Setup, tasks: int) -> None:
+    """`tasks` trivial tasks through each peer, two at a time."""
+    root = runner.root
+    section = runner.section("throughput", str(tasks))
+    runs: dict[str, Callable[[int], Any]] = {
+        "bare": lambda n: bare_pool.throughput(root / "bare", n, 2),
+        "tqhpc": lambda n: tqhpc_runs.throughput(setup, n),
+        "hq": lambda n: hq_runs.throughput(root / "hq", n, 2),
+        "parsl": lambda n: parsl_runs.throughput(root / "parsl", n, 2),
+    }
+    for peer in PEERS:
+        if peer not in peers:
+            continue
+        figures = runner.run(f"{peer}: {tasks:,} `true` tasks", functools.partial(runs[peer], tasks))
+        if figures is not None:
+            section[peer] = figures
+            print(f"   {figures['tasks_per_s']:,.0f} tasks/s", file=sys.stderr)
+
+
+def measure_idle_dispatch(peers: list[str], runner: Runner, setup: tqhpc_runs.Setup, count: int) -> None:
+    """Submit-to-start latency on idle workers, for the peers that have a server to ask (tqhpc and HQ)."""
     dispatch = runner.section("idle_dispatch")
-    count = args.dispatch_tasks
-    if "tqhpc" in peers:
-        figures = runner.run(f"tqhpc: idle dispatch x{count}", lambda: tqhpc_runs.idle_dispatch(setup, count))
+    runs: dict[str, Callable[[], Any]] = {
+        "tqhpc": lambda: tqhpc_runs.idle_dispatch(setup, count),
+        "hq": lambda: hq_runs.idle_dispatch(runner.root / "hq", count, 2),
+    }
+    for peer, run in runs.items():
+        if peer not in peers:
+            continue
+        figures = runner.run(f"{peer}: idle dispatch x{count}", run)
         if figures is not None:
-            dispatch["tqhpc"] = figures
-    if "hq" in peers:
-        figures = runner.run(f"hq: idle dispatch x{count}", lambda: hq_runs.idle_dispatch(root / "hq", count, 2))
-        if figures is not None:
-            dispatch["hq"] = figures
-    if "tqhpc" not in peers:
-        return
+            dispatch[peer] = figures
+
+
+def measure_tqhpc_alone(args: argparse.Namespace, runner: Runner, setup: tqhpc_runs.Setup) -> None:
+    """The figures only tqhpc has: a large pending queue, and the server's CPU with idle workers."""
     if not args.skip_scale:
         figures = runner.run(
             f"tqhpc: {args.scale:,} tasks pending",

@@ -65,6 +65,10 @@ def _ratio(value: float | None) -> str:
 
 
 def rows_from(results: dict[str, Any]) -> list[Row]:
+    return [*_throughput_rows(results), *_dispatch_rows(results), *_pending_rows(results), *_idle_rows(results)]
+
+
+def _throughput_rows(results: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     for tasks, by_peer in results.get("throughput", {}).items():
         n = f"{int(tasks):,} `true`"
@@ -84,42 +88,60 @@ def rows_from(results: dict[str, Any]) -> list[Row]:
             queue_cpu["hq"] = by_peer["hq"]["process_cpu_ms_per_task"]
         if queue_cpu:
             rows.append(Row(f"{n}: queue CPU a task (1)", "ms/task", queue_cpu))
+    return rows
+
+
+def _dispatch_rows(results: dict[str, Any]) -> list[Row]:
     dispatch = results.get("idle_dispatch", {})
-    if dispatch:
-        count = max((d.get("first_line", {}).get("count", 0) for d in dispatch.values()), default=0)
-        for what, label in (("first_line", "first line"), ("finished", "S seen by client")):
-            p50 = _pick(dispatch, what, "p50_ms")
-            p99 = _pick(dispatch, what, "p99_ms")
-            if what == "first_line":
-                rows.append(Row(f"idle dispatch x{count}, submit->{label} p50", "ms", p50, "<= HQ's p50",
-                                lambda v: v["tqhpc"] <= v["hq"]))  # fmt: skip
-                rows.append(Row(f"idle dispatch x{count}, submit->{label} p99", "ms", p99, "< 50 ms",
-                                lambda v: v["tqhpc"] < 50))  # fmt: skip
-            else:
-                rows.append(Row(f"idle dispatch x{count}, submit->{label} p50", "ms", p50))
-                rows.append(Row(f"idle dispatch x{count}, submit->{label} p99", "ms", p99))
+    if not dispatch:
+        return []
+    rows: list[Row] = []
+    count = max((d.get("first_line", {}).get("count", 0) for d in dispatch.values()), default=0)
+    for what, label in (("first_line", "first line"), ("finished", "S seen by client")):
+        p50 = _pick(dispatch, what, "p50_ms")
+        p99 = _pick(dispatch, what, "p99_ms")
+        if what == "first_line":
+            rows.append(Row(f"idle dispatch x{count}, submit->{label} p50", "ms", p50, "<= HQ's p50",
+                            lambda v: v["tqhpc"] <= v["hq"]))  # fmt: skip
+            rows.append(Row(f"idle dispatch x{count}, submit->{label} p99", "ms", p99, "< 50 ms",
+                            lambda v: v["tqhpc"] < 50))  # fmt: skip
+        else:
+            rows.append(Row(f"idle dispatch x{count}, submit->{label} p50", "ms", p50))
+            rows.append(Row(f"idle dispatch x{count}, submit->{label} p99", "ms", p99))
+    return rows
+
+
+def _pending_rows(results: dict[str, Any]) -> list[Row]:
     pending = results.get("pending")
-    if pending:
-        n = f"{pending['pending']:,} pending"
-        at_scale = " (at 1,000,000)" if pending["pending"] < 1_000_000 else ""
-        rows.append(Row(f"{n}: submit_many", "s", {"tqhpc": pending["submit_seconds"]}))
-        rows.append(Row(f"{n}: server RSS after submit", "MiB", {"tqhpc": pending["server_rss_mib_after_submit"]}))
-        rows.append(Row(f"{n}: server peak RSS, listing too", "MiB", {"tqhpc": pending["server_peak_rss_mib"]},
-                        f"< 300 MiB{at_scale}", lambda v: v["tqhpc"] < 300))  # fmt: skip
-        first = pending["dispatch"]["first_line"]
-        rows.append(Row(f"{n}: dispatch x{first['count']} p50", "ms", {"tqhpc": first["p50_ms"]}))
-        rows.append(Row(f"{n}: dispatch x{first['count']} p99", "ms", {"tqhpc": first["p99_ms"]},
-                        f"< 50 ms{at_scale}", lambda v: v["tqhpc"] < 50))  # fmt: skip
-        listing = pending["listing"]
-        rows.append(Row(f"{n}: `tqhpc tasks` first row", "s", {"tqhpc": listing["first_row_seconds"]},
-                        f"<= 1 s{at_scale}", lambda v: v["tqhpc"] <= 1))  # fmt: skip
-        rows.append(Row(f"{n}: `tqhpc tasks` last row", "s", {"tqhpc": listing["last_row_seconds"]},
-                        f"<= 15 s{at_scale}", lambda v: v["tqhpc"] <= 15))  # fmt: skip
+    if not pending:
+        return []
+    rows: list[Row] = []
+    n = f"{pending['pending']:,} pending"
+    at_scale = " (at 1,000,000)" if pending["pending"] < 1_000_000 else ""
+    rows.append(Row(f"{n}: submit_many", "s", {"tqhpc": pending["submit_seconds"]}))
+    rows.append(Row(f"{n}: server RSS after submit", "MiB", {"tqhpc": pending["server_rss_mib_after_submit"]}))
+    rows.append(Row(f"{n}: server peak RSS, listing too", "MiB", {"tqhpc": pending["server_peak_rss_mib"]},
+                    f"< 300 MiB{at_scale}", lambda v: v["tqhpc"] < 300))  # fmt: skip
+    first = pending["dispatch"]["first_line"]
+    rows.append(Row(f"{n}: dispatch x{first['count']} p50", "ms", {"tqhpc": first["p50_ms"]}))
+    rows.append(Row(f"{n}: dispatch x{first['count']} p99", "ms", {"tqhpc": first["p99_ms"]},
+                    f"< 50 ms{at_scale}", lambda v: v["tqhpc"] < 50))  # fmt: skip
+    listing = pending["listing"]
+    rows.append(Row(f"{n}: `tqhpc tasks` first row", "s", {"tqhpc": listing["first_row_seconds"]},
+                    f"<= 1 s{at_scale}", lambda v: v["tqhpc"] <= 1))  # fmt: skip
+    rows.append(Row(f"{n}: `tqhpc tasks` last row", "s", {"tqhpc": listing["last_row_seconds"]},
+                    f"<= 15 s{at_scale}", lambda v: v["tqhpc"] <= 15))  # fmt: skip
+    return rows
+
+
+def _idle_rows(results: dict[str, Any]) -> list[Row]:
     idle = results.get("idle_workers")
-    if idle:
-        rows.append(Row(f"server CPU, {idle['workers']} idle workers (2)", "%", {"tqhpc": idle["cpu_percent"]},
-                        "< 5% of a core", lambda v: v["tqhpc"] < 5))  # fmt: skip
-        rows.append(Row("server CPU, no worker", "%", {"tqhpc": idle["server_alone_cpu_percent"]}))
+    if not idle:
+        return []
+    rows: list[Row] = []
+    rows.append(Row(f"server CPU, {idle['workers']} idle workers (2)", "%", {"tqhpc": idle["cpu_percent"]},
+                    "< 5% of a core", lambda v: v["tqhpc"] < 5))  # fmt: skip
+    rows.append(Row("server CPU, no worker", "%", {"tqhpc": idle["server_alone_cpu_percent"]}))
     return rows
 
 
