@@ -16,7 +16,6 @@ from grpc import aio
 
 from .._proto import pb, rpc
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, TqhpcError
-from ..plural import plural
 from ..records import WorkerState, WorkerStats
 from ..status import Status, parse_status_filter
 from ..store import Database, taskflow
@@ -26,6 +25,7 @@ from ..store import workers as worker_ops
 from ..store.crashes import DEFAULT_CRASH_LIMIT
 from . import listing, reports, submission, validate
 from .autoalloc import NO_PROFILES, Autoallocator
+from .log_intake import LogIntake
 from .logs import LOG_TYPE_SPELLINGS, LOG_TYPES, LogStore
 from .pushing import Outgoing, Pusher, Pushers
 from .registration import Undecodable
@@ -33,12 +33,11 @@ from .sessions import SessionBook, SessionEnd
 
 log = logging.getLogger("tqhpc.server")
 
-LOG_BATCH_CHUNKS = 256
-LOG_BATCH_BYTES = 1 << 20
 FOLLOW_POLL_SECONDS = 5.0
 MAX_WORKERS_PER_CREATE = 1000
 
 R = TypeVar("R")
+M = TypeVar("M")
 
 
 class Provider(Protocol):
@@ -56,8 +55,21 @@ class Provider(Protocol):
     async def stop(self, worker_id: int) -> None: ...
 
 
+MAPPED_ERRORS = (TqhpcError, sqlite3.Error, OSError)
+"""What a handler may raise and the client sees as a clear status; anything else is a bug, and reaches the client
+as UNKNOWN with its traceback in the server's log."""
+
+
+def _status_of(what: str, err: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status a client gets for one of MAPPED_ERRORS raised in `what`: a domain error's own code and message,
+    or INTERNAL with one line saying the storage failed."""
+    if isinstance(err, TqhpcError):
+        return err.code, str(err)
+    return _storage_failure(what, err)
+
+
 def _unary(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-    """Turn the domain errors a handler raises into a gRPC status with the error's own message."""
+    """A handler with one answer (to one request or to a stream of them): its errors become a clear status."""
 
     @functools.wraps(method)
     async def handler(self: TaskQueueService, request: Any, context: aio.ServicerContext) -> R:
@@ -65,12 +77,26 @@ def _unary(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
         try:
             return await method(self, request, context)
-        except TqhpcError as err:
-            await context.abort(err.code, str(err))
+        except MAPPED_ERRORS as err:
+            await context.abort(*_status_of(method.__name__, err))
             raise  # unreachable: abort raises
-        except (sqlite3.Error, OSError) as err:
-            await context.abort(*_storage_failure(method.__name__, err))
-            raise
+
+    return handler
+
+
+def _streamed(method: Callable[..., AsyncIterator[M]]) -> Callable[..., AsyncIterator[M]]:
+    """A handler that answers with a stream: its errors end the stream with a clear status, as `_unary`'s do."""
+
+    @functools.wraps(method)
+    async def handler(self: TaskQueueService, request: Any, context: aio.ServicerContext) -> AsyncIterator[M]:
+        if isinstance(request, Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
+        try:
+            async with contextlib.aclosing(method(self, request, context)) as messages:
+                async for message in messages:
+                    yield message
+        except MAPPED_ERRORS as err:
+            await context.abort(*_status_of(method.__name__, err))
 
     return handler
 
@@ -121,21 +147,14 @@ class TaskQueueService(rpc.TaskQueueServicer):
             whole.tasks.extend(page.tasks)
         return whole
 
+    @_streamed
     async def StreamTasks(
         self, request: pb.ListTasksRequest, context: aio.ServicerContext
     ) -> AsyncIterator[pb.TaskPage]:
         """ListTasks in pages as they are read: the first rows leave at once, and no side holds the whole listing."""
-        if isinstance(request, Undecodable):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
-        try:
-            query, size = listing.task_filter(request), listing.page_size(request)
-        except TqhpcError as err:
-            await context.abort(err.code, str(err))
-        try:
-            async for page in listing.task_pages(self.db.path, query, size):
-                yield page
-        except (sqlite3.Error, OSError) as err:
-            await context.abort(*_storage_failure("StreamTasks", err))
+        query, size = listing.task_filter(request), listing.page_size(request)
+        async for page in listing.task_pages(self.db.path, query, size):
+            yield page
 
     # --- batches, statuses of many, cancel, retry --------------------------------------------------------------
 
@@ -198,91 +217,32 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
     # --- logs --------------------------------------------------------------------------------------------------
 
+    @_unary
     async def SendTaskLogs(self, request_iterator: AsyncIterator[pb.TaskLog], context: aio.ServicerContext) -> pb.Ack:
-        """Store chunks in batches; refuse bad ones one by one so the good ones of the same stream are kept.
-
-        `stdout` and `stderr` are taken for `O` and `E`: scitq's worker sends them and never reads the answer, so
-        refusing them would lose all its output without anyone noticing.
-        """
-        batch: list[tuple[int, str, bytes, int | None]] = []
-        size = stored = stale = 0
-        bad_types: set[str] = set()
-        unknown: set[int] = set()
-        undecodable: list[Undecodable] = []
-
-        async def flush() -> None:
-            nonlocal batch, size, stored, stale
-            if not batch:
-                return
-            ids = {task_id for task_id, _, _, _ in batch}
-            holders = await self.db.run(lambda c: task_ops.holders(c, ids))
-            unknown.update(ids - holders.keys())
-            good = []
-            for task_id, log_type, data, worker_id in batch:
-                if task_id not in holders:
-                    continue
-                if worker_id is not None and holders[task_id] != worker_id:
-                    stale += 1  # late output of a worker that lost the task: not this attempt's
-                    continue
-                good.append((task_id, log_type, data))
-            try:
-                await self.logs.append(good)
-            except OSError as err:
-                await context.abort(*_storage_failure("SendTaskLogs", err))
-            stored += len(good)
-            batch, size = [], 0
-
+        """Store chunks in batches; refuse bad ones one by one so the good ones of the same stream are kept."""
+        intake = LogIntake(self._holders, self.logs)
         async for chunk in request_iterator:
-            if isinstance(chunk, Undecodable):
-                undecodable.append(chunk)
-                continue
-            log_type = LOG_TYPE_SPELLINGS.get(chunk.log_type)
-            if log_type is None:
-                bad_types.add(chunk.log_type)
-                continue
-            data = chunk.log_bytes or chunk.log_text.encode()
-            if not data:
-                continue
-            batch.append((chunk.task_id, log_type, data, chunk.worker_id if chunk.HasField("worker_id") else None))
-            size += len(data)
-            if len(batch) >= LOG_BATCH_CHUNKS or size >= LOG_BATCH_BYTES:
-                await flush()
-        await flush()
-        if stale:
-            log.info("dropped %d output chunks from workers that no longer hold their tasks", stale)
-        if undecodable:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"{plural(len(undecodable), 'chunk')} dropped, {undecodable[0].describe()}; "
-                f"{plural(stored, 'other')} stored",
-            )
-        if bad_types:
-            letters = ", ".join(repr(t) for t in sorted(bad_types))
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"log_type must be 'O' or 'stdout', 'E' or 'stderr', not {letters}; "
-                f"{plural(stored, 'other chunk')} stored",
-            )
-        if unknown:
-            ids = ", ".join(str(i) for i in sorted(unknown)[:10])
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"no task {ids}: their chunks were dropped; {plural(stored, 'other')} stored"
-            )
+            await intake.take(chunk)
+        await intake.flush()
+        if intake.stale:
+            log.info("dropped %d output chunks from workers that no longer hold their tasks", intake.stale)
+        refusal = intake.refusal()
+        if refusal is not None:
+            await context.abort(*refusal)
         return pb.Ack(success=True)
 
+    async def _holders(self, task_ids: set[int]) -> dict[int, int | None]:
+        return await self.db.run(lambda c: task_ops.holders(c, task_ids))
+
+    @_streamed
     async def StreamTaskLogs(self, request: pb.TaskId, context: aio.ServicerContext) -> AsyncIterator[pb.TaskLog]:
         """Replay what is stored, then follow; end once the task is terminal and every byte has been sent."""
-        if isinstance(request, Undecodable):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
         task_id = request.task_id
         offsets = dict.fromkeys(LOG_TYPES, 0)
         with self.logs.waiter(task_id) as wakeup:
             while True:
                 wakeup.clear()
-                try:
-                    task = await self.db.run(lambda c: task_ops.get_task(c, task_id))
-                except NotFound as err:
-                    await context.abort(err.code, str(err))
+                task = await self.db.run(lambda c: task_ops.get_task(c, task_id))
                 # Read only after the status: output sent before a terminal status is on disk before it.
                 for message in self._read_new(task_id, offsets, final=task.status.terminal):
                     yield message
@@ -436,10 +396,8 @@ class TaskQueueService(rpc.TaskQueueServicer):
         worker_id = hello.worker_id
         try:
             await self.db.run(lambda c: _check_session_worker(c, worker_id))
-        except TqhpcError as err:
-            await context.abort(err.code, str(err))
-        except (sqlite3.Error, OSError) as err:
-            await context.abort(*_storage_failure("WorkerSession", err))
+        except MAPPED_ERRORS as err:
+            await context.abort(*_status_of("WorkerSession", err))
         self.sessions.opened(worker_id)
         log.info("worker %d: session open", worker_id)
         # Without a goodbye, the end of the stream is the end of the worker: grpc shows a peer's cancelled call or
@@ -492,10 +450,8 @@ class TaskQueueService(rpc.TaskQueueServicer):
                 if kind == "report":
                     try:
                         outbox.put_nowait(await self._take_report(worker_id, message.report, pusher))
-                    except TqhpcError as err:
-                        return SessionEnd.REFUSED, (err.code, str(err))
-                    except (sqlite3.Error, OSError) as err:
-                        return SessionEnd.REFUSED, _storage_failure("WorkerSession", err)
+                    except MAPPED_ERRORS as err:
+                        return SessionEnd.REFUSED, _status_of("WorkerSession", err)
                 # Any other kind comes from a newer worker: ignored, so that both keep working.
         if self.sessions.closing:
             return SessionEnd.BROKEN, (grpc.StatusCode.UNAVAILABLE, "the server is stopping; open the session later")
