@@ -16,12 +16,13 @@ from grpc import aio
 
 from .._proto import pb, rpc
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, TqhpcError
-from ..records import WorkerState, WorkerStats
-from ..status import Status, parse_status_filter
+from ..records import WorkerInfo, WorkerState, WorkerStats
+from ..status import parse_status_filter
 from ..store import Database, taskflow
 from ..store import tasks as task_ops
 from ..store import usage as usage_ops
 from ..store import workers as worker_ops
+from ..store.changes import Changes
 from ..store.crashes import DEFAULT_CRASH_LIMIT
 from . import listing, reports, submission, validate
 from .autoalloc import NO_PROFILES, Autoallocator
@@ -37,6 +38,8 @@ FOLLOW_POLL_SECONDS = 5.0
 MAX_WORKERS_PER_CREATE = 1000
 
 R = TypeVar("R")
+A = TypeVar("A")
+C = TypeVar("C", bound=Changes)
 M = TypeVar("M")
 
 
@@ -128,8 +131,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
     @_unary
     async def SubmitTask(self, request: pb.TaskRequest, context: aio.ServicerContext) -> pb.TaskResponse:
         spec = submission.new_task(request)
-        ids = await self.db.run(lambda c: taskflow.insert_batch(c, [spec], time.time(), batch=False))
-        self.pushers.kick_all()
+        ids = await self._write(lambda c: _submitted(taskflow.insert_batch(c, [spec], time.time(), batch=False)))
         return pb.TaskResponse(task_id=ids[0])
 
     @_unary
@@ -161,8 +163,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
     @_unary
     async def SubmitTasks(self, request: pb.TaskBatch, context: aio.ServicerContext) -> pb.TaskIds:
         specs = submission.new_tasks(request.tasks)
-        ids = await self.db.run(lambda c: taskflow.insert_batch(c, specs, time.time()))
-        self.pushers.kick_all()
+        ids = await self._write(lambda c: _submitted(taskflow.insert_batch(c, specs, time.time())))
         return pb.TaskIds(task_ids=ids)
 
     @_unary
@@ -178,41 +179,37 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
     @_unary
     async def CancelTasks(self, request: pb.TaskSelection, context: aio.ServicerContext) -> pb.TaskIds:
-        changes = await self._select_and(request, taskflow.cancel)
-        self.logs.notify(changes.finished)
-        self.pushers.kick_all()  # session workers holding them are told to kill them
-        if changes.ids:
-            log.info("cancelled %d tasks", len(changes.ids))
-        return pb.TaskIds(task_ids=changes.ids)
+        ids = await self._select_and(request, taskflow.cancel)
+        if ids:
+            log.info("cancelled %d tasks", len(ids))
+        return pb.TaskIds(task_ids=ids)
 
     @_unary
     async def RetryTasks(self, request: pb.TaskSelection, context: aio.ServicerContext) -> pb.TaskIds:
-        changes = await self._select_and(request, taskflow.retry)
-        await self._requeued(changes.requeued)
-        self.pushers.kick_all()
-        return pb.TaskIds(task_ids=changes.ids)
+        return pb.TaskIds(task_ids=await self._select_and(request, taskflow.retry))
 
-    async def _select_and(self, request: pb.TaskSelection, action: Callable[..., taskflow.Changes]) -> taskflow.Changes:
+    async def _select_and(self, request: pb.TaskSelection, action: Callable[..., Changes]) -> list[int]:
+        """Run `action` on the tasks the selection names; the ids it acted on."""
         statuses = parse_status_filter(request.status_filter)
         ids = list(request.task_ids)
         name = validate.name(request.name, "task name")
 
-        def run(conn: sqlite3.Connection) -> taskflow.Changes:
-            return action(conn, taskflow.select_ids(conn, ids, name, statuses), time.time())
+        def run(conn: sqlite3.Connection) -> tuple[list[int], Changes]:
+            changes = action(conn, taskflow.select_ids(conn, ids, name, statuses), time.time())
+            return changes.ids, changes
 
-        return await self.db.run(run)
+        return await self._write(run)
 
     @_unary
     async def UpdateTaskStatus(self, request: pb.TaskStatusUpdate, context: aio.ServicerContext) -> pb.Ack:
-        settled: list[int] = []  # dependents the report cancelled
-        task, new = await self.db.run(lambda c: reports.apply_status(c, request, settled))
-        self.logs.notify(settled)
-        if task.status.terminal:
-            self.logs.notify([task.task_id])
-        elif new.terminal and task.status == Status.PENDING:
-            await self._requeued([task.task_id])  # a failed attempt re-run; its logs are kept aside
-        if new.terminal:
-            self.pushers.kick_all()  # room freed, dependents perhaps released
+
+        def apply(conn: sqlite3.Connection) -> tuple[None, Changes]:
+            changes = Changes()
+            task, new = reports.apply_status(conn, request, changes.finished)  # dependents it settled, finished
+            changes.status_reported(task, new)
+            return None, changes
+
+        await self._write(apply)
         return pb.Ack(success=True)
 
     # --- logs --------------------------------------------------------------------------------------------------
@@ -317,8 +314,12 @@ class TaskQueueService(rpc.TaskQueueServicer):
     @_unary
     async def ReleaseTasks(self, request: pb.TaskRelease, context: aio.ServicerContext) -> pb.Ack:
         reason = request.reason or f"handed back by worker {request.worker_id}"
-        released = await self.db.run(lambda c: worker_ops.release(c, request.worker_id, list(request.task_ids), reason))
-        await self._requeued(released)
+
+        def release(conn: sqlite3.Connection) -> tuple[list[int], Changes]:
+            released = worker_ops.release(conn, request.worker_id, list(request.task_ids), reason)
+            return released, Changes(requeued=released)
+
+        released = await self._write(release)
         if released:
             log.info("worker %d handed back tasks %s: %s", request.worker_id, released, reason)
         return pb.Ack(success=True)
@@ -334,11 +335,12 @@ class TaskQueueService(rpc.TaskQueueServicer):
     async def UpdateWorker(self, request: pb.WorkerUpdate, context: aio.ServicerContext) -> pb.Worker:
         concurrency = request.concurrency if request.HasField("concurrency") else None
         prefetch = request.prefetch if request.HasField("prefetch") else None
-        worker = await self.db.run(
-            lambda c: worker_ops.update_worker(c, request.worker_id, concurrency=concurrency, prefetch=prefetch)
-        )
-        self.pushers.kick_all()  # a session worker is told its new concurrency at once
-        return worker.to_message()
+
+        def update(conn: sqlite3.Connection) -> tuple[WorkerInfo, Changes]:
+            worker = worker_ops.update_worker(conn, request.worker_id, concurrency=concurrency, prefetch=prefetch)
+            return worker, Changes(for_workers=True)  # a session worker is told its new concurrency at once
+
+        return (await self._write(update)).to_message()
 
     @_unary
     async def CreateWorker(self, request: pb.WorkerRequest, context: aio.ServicerContext) -> pb.WorkerIds:
@@ -373,15 +375,15 @@ class TaskQueueService(rpc.TaskQueueServicer):
         """Stop a worker; a worker that deletes itself while draining is leaving on its own, so it is `stopped`."""
         worker_id = request.worker_id
 
-        def retire(conn: Any) -> tuple[Any, list[int]]:
+        def retire(conn: sqlite3.Connection) -> tuple[tuple[WorkerInfo, list[int]], Changes]:
             worker = worker_ops.get_worker(conn, worker_id)
             leaving = request.draining and worker.state in WorkerState.LIVE
             state = WorkerState.STOPPED if leaving else WorkerState.DELETED
             reason = f"worker {worker_id} stopped" if leaving else f"worker {worker_id} was deleted"
-            return worker_ops.retire(conn, worker_id, state, reason)
+            worker, requeued = worker_ops.retire(conn, worker_id, state, reason)
+            return (worker, requeued), Changes(requeued=requeued)
 
-        worker, requeued = await self.db.run(retire)
-        await self._requeued(requeued)
+        worker, requeued = await self._write(retire)
         log.info("worker %d is %s; tasks back to pending: %s", worker_id, worker.state, requeued)
         provider = self.providers.get(worker.provider)
         if provider is not None and worker.state == WorkerState.DELETED:
@@ -463,27 +465,23 @@ class TaskQueueService(rpc.TaskQueueServicer):
         if report.sequence <= self._last_report.get(worker_id, 0):
             return reports.ack(report.sequence, {})  # a resend after a reconnect: applied already
 
-        def apply(conn: sqlite3.Connection) -> tuple[reports.Applied, worker_ops.Dispatch | None]:
+        def apply(conn: sqlite3.Connection) -> tuple[worker_ops.Dispatch | None, reports.Applied]:
             applied = reports.apply_report(conn, worker_id, report)
             if applied.requeued:  # their output is moved aside first, or a new attempt could write into it
-                return applied, None
+                return None, applied
             with contextlib.suppress(TqhpcError):  # a retired worker: its pusher ends the session
-                return applied, worker_ops.dispatch(conn, worker_id, time.time())
-            return applied, None
+                return worker_ops.dispatch(conn, worker_id, time.time()), applied
+            return None, applied
 
         if report.logs:
             await self._store_session_output(worker_id, report.logs)
-        applied, found = await self.db.run(apply)
+        found, applied = await self._store(apply)
         self._last_report[worker_id] = report.sequence
-        self.logs.notify(applied.finished)
         if found is not None:
             pusher.offer(found)
-        if applied.requeued:
-            await self._requeued(applied.requeued)  # then every pusher runs, this one too
-        elif found is None:
-            pusher.kick()
-        if applied.finished or report.released_task_ids:
-            self.pushers.kick_all(but=pusher)  # dependents may have been released, for any worker
+        elif not applied.requeued:
+            pusher.kick()  # no dispatch ran with the report: this session's own runs
+        await self._follow_up(applied, served=pusher if found is not None else None)
         return reports.ack(report.sequence, applied.refused)
 
     async def _store_session_output(self, worker_id: int, chunks: Iterable[pb.TaskLog]) -> None:
@@ -509,9 +507,9 @@ class TaskQueueService(rpc.TaskQueueServicer):
         """Retire workers silent for longer than `timeout`; their unfinished tasks go back to pending."""
         deadline = time.time() - timeout
 
-        def reap(conn: Any) -> dict[int, list[int]]:
+        def reap(conn: sqlite3.Connection) -> tuple[dict[int, list[int]], Changes]:
             # Found and retired in one transaction: a ping landing in between cannot be overruled.
-            return {
+            lost = {
                 worker_id: worker_ops.retire(
                     conn,
                     worker_id,
@@ -521,25 +519,23 @@ class TaskQueueService(rpc.TaskQueueServicer):
                 )[1]
                 for worker_id in worker_ops.silent_workers(conn, deadline)
             }
+            return lost, Changes(requeued=[task_id for requeued in lost.values() for task_id in requeued])
 
-        lost = await self.db.run(reap)
+        lost = await self._write(reap)
         for worker_id, requeued in lost.items():
-            await self._requeued(requeued)
             log.warning("worker %d lost: no ping for %g s; tasks back to pending: %s", worker_id, timeout, requeued)
         return list(lost)
 
     async def retire_if_live(self, worker_id: int, state: str, reason: str) -> list[int] | None:
         """Retire a worker still counted as live; return the tasks that went back to pending (None: it was not live)."""
 
-        def retire(conn: Any) -> list[int] | None:
+        def retire(conn: sqlite3.Connection) -> tuple[list[int] | None, Changes]:
             if worker_ops.get_worker(conn, worker_id).state not in WorkerState.LIVE:
-                return None
-            return worker_ops.retire(conn, worker_id, state, reason, self.crash_limit)[1]
+                return None, Changes()
+            requeued = worker_ops.retire(conn, worker_id, state, reason, self.crash_limit)[1]
+            return requeued, Changes(requeued=requeued)
 
-        requeued = await self.db.run(retire)
-        if requeued:
-            await self._requeued(requeued)
-        return requeued
+        return await self._write(retire)
 
     # --- Slurm pools -------------------------------------------------------------------------------------------
 
@@ -555,13 +551,41 @@ class TaskQueueService(rpc.TaskQueueServicer):
             raise NotFound(NO_PROFILES)
         return await self.pools.resume(request.name)
 
-    async def _requeued(self, task_ids: list[int]) -> None:
-        """A task going back to the queue keeps the output of the attempt that ended as `ID.N.out` and `.err`."""
-        if task_ids:
-            attempts = await self.db.run(lambda c: task_ops.attempt_numbers(c, task_ids))
-            await asyncio.to_thread(self.logs.rotate, attempts)
-            self.logs.notify(task_ids)
+    # --- the consequences of a store change ------------------------------------------------------------------
+
+    async def _write(self, op: Callable[[sqlite3.Connection], tuple[A, C]]) -> A:
+        """Run a store operation that returns (its answer, what it changed), draw the consequences, then answer."""
+        answer, changes = await self._store(op)
+        await self._follow_up(changes)
+        return answer
+
+    async def _store(self, op: Callable[[sqlite3.Connection], tuple[A, C]]) -> tuple[A, C]:
+        """Run a store operation that returns (its answer, what it changed); the attempt each requeued task ended
+        is read in the same operation, before a worker can start the next one."""
+
+        def run(conn: sqlite3.Connection) -> tuple[A, C]:
+            answer, changes = op(conn)
+            if changes.requeued:
+                changes.attempts = task_ops.attempt_numbers(conn, changes.requeued)
+            return answer, changes
+
+        return await self.db.run(run)
+
+    async def _follow_up(self, changes: Changes, *, served: Pusher | None = None) -> None:
+        """Every consequence of a store change, in one place.
+
+        Followers of finished tasks are woken. A task going back to the queue keeps the output of the attempt that
+        ended as `ID.N.out` and `.err`, moved aside before any worker is told of it; then every pusher looks again.
+        Otherwise the pushers look when a worker may have something new to do, but for `served`, a session whose
+        dispatch ran in the store operation itself.
+        """
+        self.logs.notify(changes.finished)
+        if changes.requeued:
+            await asyncio.to_thread(self.logs.rotate, changes.attempts)
+            self.logs.notify(changes.requeued)
             self.pushers.kick_all()
+        elif changes.for_workers:
+            self.pushers.kick_all(but=served)
 
 
 async def _until_done(outbox: asyncio.Queue[Outgoing], reader: asyncio.Task[Any]) -> AsyncIterator[Outgoing]:
@@ -615,6 +639,11 @@ def _check_session_worker(conn: sqlite3.Connection, worker_id: int) -> None:
         raise FailedPrecondition(
             f"worker {worker_id} is {worker.state}; its tasks went back to the queue: stop, or register again"
         )
+
+
+def _submitted(ids: list[int]) -> tuple[list[int], Changes]:
+    """New tasks: pending work, perhaps for a worker waiting for some."""
+    return ids, Changes(ids=ids, for_workers=True)
 
 
 def _peer_host(context: aio.ServicerContext) -> str:

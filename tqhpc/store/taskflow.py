@@ -11,12 +11,13 @@ import bisect
 import sqlite3
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from ..errors import InvalidArgument
 from ..plural import plural
 from ..records import TaskInfo
 from ..status import CANCELLABLE, HELD, RETRYABLE, Status, after_failed_attempt, from_dependencies
+from .changes import Changes
 
 CHUNK = 500
 """Ids per `IN (...)` list: well under SQLite's limit on bound parameters."""
@@ -41,15 +42,6 @@ class NewTask:
     memory_limit: int = 0  # RSS ceiling in bytes, 0: none
     time_request: float = 0.0  # declared run time in seconds, 0: not declared
     cwd: str = ""  # the absolute directory the task runs in; "": a scratch directory per attempt
-
-
-@dataclass
-class Changes:
-    """What an operation did, for the server's follow-up work (log rotation, waking log followers)."""
-
-    ids: list[int] = field(default_factory=list)
-    requeued: list[int] = field(default_factory=list)  # back to P for a new attempt: their logs are rotated
-    finished: list[int] = field(default_factory=list)  # became terminal: their followers are woken
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
@@ -279,6 +271,7 @@ def cancel(conn: sqlite3.Connection, task_ids: Sequence[int], now: float) -> Cha
         changes.ids.append(task_id)
         changes.finished.append(task_id)
         changes.finished.extend(settle_dependents(conn, task_id, Status.CANCELLED, now))
+    changes.for_workers = bool(changes.ids)  # the workers holding them are told to kill them
     return changes
 
 
