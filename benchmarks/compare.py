@@ -118,30 +118,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--keep", type=Path, help="keep state, logs and outputs in this (new) directory")
     parser.add_argument(namespace.MARK, action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    try:
-        args.sizes = [int(n) for n in args.tasks.split(",") if n.strip()]
-    except ValueError:
-        parser.error(f"--tasks takes comma-separated numbers, not {args.tasks!r}")
-    if not args.sizes or min(args.sizes) < 1:
-        parser.error("--tasks needs at least one size of 1 or more")
-    args.peers = [p.strip() for p in args.only.split(",") if p.strip()]
-    unknown = sorted(set(args.peers) - set(PEERS))
-    if unknown or not args.peers:
-        parser.error(f"--only takes some of {','.join(PEERS)}; unknown: {','.join(unknown) or '(none given)'}")
-    args.case_list = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = sorted(set(args.case_list) - set(CASES))
-    if unknown or not args.case_list:
-        parser.error(f"--cases takes some of {','.join(CASES)}; unknown: {','.join(unknown) or '(none given)'}")
-    if args.skip_scale and "scale" in args.case_list:
-        args.case_list.remove("scale")
-    if args.million:
-        args.scale = 1_000_000
-    for name in ("dispatch_tasks", "scale", "scale_probes", "idle_workers", "seed_tasks", "rounds"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be 1 or more")
-    for name in ("idle_seconds", "heartbeat_seconds"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be more than 0")
+    check_lists(parser, args)
+    check_numbers(parser, args)
     args.servers = {}
     if "seed" in args.case_list and "tqhpc" in args.peers:
         for python in args.server_python or [sys.executable]:
@@ -150,6 +128,39 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             except CheckoutError as err:
                 parser.error(f"--server-python: {err}")
     return args
+
+
+def _names(parser: argparse.ArgumentParser, flag: str, given: str, known: tuple[str, ...]) -> list[str]:
+    names = [name.strip() for name in given.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(known))
+    if unknown or not names:
+        parser.error(f"{flag} takes some of {','.join(known)}; unknown: {','.join(unknown) or '(none given)'}")
+    return names
+
+
+def check_lists(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--tasks, --only and --cases as lists, refused in one line when they name nothing or something unknown."""
+    try:
+        args.sizes = [int(n) for n in args.tasks.split(",") if n.strip()]
+    except ValueError:
+        parser.error(f"--tasks takes comma-separated numbers, not {args.tasks!r}")
+    if not args.sizes or min(args.sizes) < 1:
+        parser.error("--tasks needs at least one size of 1 or more")
+    args.peers = _names(parser, "--only", args.only, PEERS)
+    args.case_list = _names(parser, "--cases", args.cases, CASES)
+    if args.skip_scale and "scale" in args.case_list:
+        args.case_list.remove("scale")
+
+
+def check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.million:
+        args.scale = 1_000_000
+    for name in ("dispatch_tasks", "scale", "scale_probes", "idle_workers", "seed_tasks", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be 1 or more")
+    for name in ("idle_seconds", "heartbeat_seconds", "heartbeat_interval"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be more than 0")
 
 
 def isolate_if_needed(args: argparse.Namespace, argv: list[str]) -> None:
@@ -230,40 +241,50 @@ class Runner:
 
 
 def measure_all(args: argparse.Namespace, runner: Runner) -> None:
-    root = runner.root
-    setup = tqhpc_runs.Setup(root / "tqhpc", heartbeat_interval=args.heartbeat_interval)
+    setup = tqhpc_runs.Setup(runner.root / "tqhpc", heartbeat_interval=args.heartbeat_interval)
     peers, cases = args.peers, args.case_list
     if "throughput" in cases:
         measure_throughput(args, runner, setup)
     if "tqhpc" in peers and "seed" in cases:
         measure_seed_worker(args, runner, setup)
     if "dispatch" in cases:
-        dispatch = runner.section("idle_dispatch")
-        count = args.dispatch_tasks
-        if "tqhpc" in peers:
-            figures = runner.run(f"tqhpc: idle dispatch x{count}", lambda: tqhpc_runs.idle_dispatch(setup, count))
-            if figures is not None:
-                dispatch["tqhpc"] = figures
-        if "hq" in peers:
-            figures = runner.run(f"hq: idle dispatch x{count}", lambda: hq_runs.idle_dispatch(root / "hq", count, 2))
-            if figures is not None:
-                dispatch["hq"] = figures
-    if "tqhpc" not in peers:
-        return
-    if "scale" in cases:
-        figures = runner.run(
-            f"tqhpc: {args.scale:,} tasks pending",
-            lambda: tqhpc_runs.pending_scale(setup, args.scale, args.scale_probes, args.pending_kind),
+        measure_idle_dispatch(args, runner, setup)
+    if "tqhpc" in peers:
+        measure_tqhpc_alone(args, runner, setup)
+
+
+def _keep(section: dict[str, Any], key: str, figures: dict[str, Any] | None) -> None:
+    """Keep a case's figures, unless it failed (its error is recorded by the runner)."""
+    if figures is not None:
+        section[key] = figures
+
+
+def measure_idle_dispatch(args: argparse.Namespace, runner: Runner, setup: tqhpc_runs.Setup) -> None:
+    dispatch = runner.section("idle_dispatch")
+    count = args.dispatch_tasks
+    if "tqhpc" in args.peers:
+        _keep(
+            dispatch,
+            "tqhpc",
+            runner.run(f"tqhpc: idle dispatch x{count}", lambda: tqhpc_runs.idle_dispatch(setup, count)),
         )
-        if figures is not None:
-            runner.results["pending"] = figures
-    if "idle" in cases:
-        figures = runner.run(
-            f"tqhpc: server CPU with {args.idle_workers} idle workers",
-            lambda: tqhpc_runs.idle_server_cpu(setup, args.idle_workers, args.idle_seconds, args.heartbeat_seconds),
+    if "hq" in args.peers:
+        hq_dispatch = functools.partial(hq_runs.idle_dispatch, runner.root / "hq", count, 2)
+        _keep(dispatch, "hq", runner.run(f"hq: idle dispatch x{count}", hq_dispatch))
+
+
+def measure_tqhpc_alone(args: argparse.Namespace, runner: Runner, setup: tqhpc_runs.Setup) -> None:
+    """What only tqhpc has figures for: tasks pending at scale, idle workers' cost."""
+    if "scale" in args.case_list:
+        pending = functools.partial(tqhpc_runs.pending_scale, setup, args.scale, args.scale_probes, args.pending_kind)
+        _keep(runner.results, "pending", runner.run(f"tqhpc: {args.scale:,} tasks pending", pending))
+    if "idle" in args.case_list:
+        idle = functools.partial(
+            tqhpc_runs.idle_server_cpu, setup, args.idle_workers, args.idle_seconds, args.heartbeat_seconds
         )
-        if figures is not None:
-            runner.results["idle_workers"] = figures
+        _keep(
+            runner.results, "idle_workers", runner.run(f"tqhpc: server CPU with {args.idle_workers} idle workers", idle)
+        )
 
 
 def measure_throughput(args: argparse.Namespace, runner: Runner, setup: tqhpc_runs.Setup) -> None:
@@ -301,19 +322,22 @@ def measure_seed_worker(args: argparse.Namespace, runner: Runner, setup: tqhpc_r
                 print(f"   {figures['tasks_per_s']:,.0f} tasks/s", file=sys.stderr)
 
 
+def work_directory(keep: Path | None) -> tuple[tempfile.TemporaryDirectory[str] | None, Path]:
+    """Where the runs keep their state: `keep` (made new, and kept), else a temporary directory removed at the end."""
+    if keep is not None:
+        keep.mkdir(parents=True)
+        return None, keep.resolve()
+    work = tempfile.TemporaryDirectory(prefix="tqhpc-compare-")
+    return work, Path(work.name)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     isolate_if_needed(args, argv)
     require_peer_packages(args.peers)
     # Parsl starts `process_worker_pool.py` and `interchange.py` by name: they live beside this interpreter.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    if args.keep is not None:
-        args.keep.mkdir(parents=True)
-        work = None
-        root = args.keep.resolve()
-    else:
-        work = tempfile.TemporaryDirectory(prefix="tqhpc-compare-")
-        root = Path(work.name)
+    work, root = work_directory(args.keep)
     runner = Runner(root)
     runner.results["machine"] = machine()
     runner.results["machine"]["loopback_only_namespace"] = namespace.loopback_only()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+
 import grpc
 import pytest
 
@@ -252,3 +256,64 @@ def test_a_database_error_is_a_clear_error(server, stub, stored) -> None:
     conn.close()
     _unchanged(stub, stored)
     assert stub.SubmitTask(pb.TaskRequest(command="echo y")).task_id == stored[-1] + 1
+
+
+@contextlib.contextmanager
+def _broken_store(server, how: str, undo: str) -> Iterator[None]:
+    """Change the server's database from another connection so that SQLite fails the server's next operations."""
+    conn = sqlite3.connect(server.state_dir / "tqhpc.db")
+    conn.execute(how)
+    conn.commit()
+    try:
+        yield
+    finally:
+        conn.execute(undo)
+        conn.commit()
+        conn.close()
+
+
+def _refusing_task_changes(server):
+    """Every change of a task refused by SQLite (a trigger stands in for a full disk or a corrupt page)."""
+    refuse = "CREATE TRIGGER refuse BEFORE UPDATE ON tasks BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+    return _broken_store(server, refuse, "DROP TRIGGER refuse")
+
+
+def _tasks_unreadable(server):
+    """The tasks table gone from under the server (renamed away): every read of a task fails in SQLite."""
+    return _broken_store(server, "ALTER TABLE tasks RENAME TO tasks_away", "ALTER TABLE tasks_away RENAME TO tasks")
+
+
+def _storage_failure_logged(server, rpc: str) -> bool:
+    return f"{rpc} failed on the server's storage" in (server.state_dir / "server.log").read_text()
+
+
+def test_a_database_error_on_a_status_report_is_a_clear_error(server, stub, stored) -> None:
+    worker_id, (task_id,) = _worker_holding(stub)
+    running = pb.TaskStatusUpdate(task_id=task_id, new_status="R", worker_id=worker_id)
+    with _refusing_task_changes(server):
+        code, details = _code_and_details(stub.UpdateTaskStatus, running)
+    assert code == grpc.StatusCode.INTERNAL
+    assert details == "the server could not store or read data (IntegrityError: disk on fire); see its server.log"
+    assert _storage_failure_logged(server, "UpdateTaskStatus")
+    assert stub.GetTask(pb.TaskId(task_id=task_id)).status == "A"
+    assert stub.UpdateTaskStatus(running).success  # the server goes on
+
+
+def test_a_database_error_while_taking_output_is_a_clear_error(server, stub, client, stored) -> None:
+    chunks = [pb.TaskLog(task_id=stored[0], log_type="O", log_text="lost?\n")]
+    with _tasks_unreadable(server):
+        code, details = _code_and_details(stub.SendTaskLogs, iter(chunks))
+    assert code == grpc.StatusCode.INTERNAL
+    assert details.startswith("the server could not store or read data (OperationalError: no such table: tasks)")
+    assert _storage_failure_logged(server, "SendTaskLogs")
+    assert stub.SendTaskLogs(iter(chunks)).success  # the server goes on
+    assert b"".join(c.data for c in client.logs(stored[0])) == b"lost?\n"
+
+
+def test_a_database_error_while_following_output_is_a_clear_error(server, stub, stored) -> None:
+    with _tasks_unreadable(server):
+        code, details = _code_and_details(lambda r: list(stub.StreamTaskLogs(r)), pb.TaskId(task_id=stored[0]))
+    assert code == grpc.StatusCode.INTERNAL
+    assert details.startswith("the server could not store or read data (OperationalError: no such table: tasks)")
+    assert _storage_failure_logged(server, "StreamTaskLogs")
+    _unchanged(stub, stored)

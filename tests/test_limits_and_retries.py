@@ -39,6 +39,15 @@ def test_a_retried_task_keeps_every_attempts_usage(client: Client, workers, tmp_
     assert task.failure == ""  # the failure kind of attempt 1 does not stick to the successful attempt
 
 
+def test_a_short_failing_task_is_retried_at_once_on_the_same_worker(client: Client, workers) -> None:
+    """Its start and its failure go in one report, and it is assigned to the same worker again in that report's
+    store operation: the worker must still be sent each new attempt."""
+    ids = [client.submit("exit 3", retry=3) for _ in range(4)]
+    workers.start("--concurrency", "1", "--ping-interval", "30")
+    tasks = _all_finished(client, ids, timeout=30)
+    assert [(t.status, t.attempts) for t in tasks] == [(Status.FAILED, 4)] * 4, tasks
+
+
 def test_the_last_failed_attempt_gives_the_failure_kind(client: Client, workers) -> None:
     task_id = client.submit("sleep 30", retry=1, timeout=0.5)
     workers.start("--concurrency", "1")

@@ -11,8 +11,10 @@ from tqhpc.store.workers import Dispatch
 from tqhpc.worker.agent import RecentAttempts
 
 
-def _assigned(*task_ids: int) -> list[TaskInfo]:
-    return [TaskInfo(task_id, "true", "", Status.ASSIGNED, 1, None, 1, 0.0, None, None, "") for task_id in task_ids]
+def _assigned(*task_ids: int, attempt: int = 1) -> list[TaskInfo]:
+    return [
+        TaskInfo(task_id, "true", "", Status.ASSIGNED, 1, None, attempt, 0.0, None, None, "") for task_id in task_ids
+    ]
 
 
 def test_a_dispatch_read_before_one_already_offered_is_dropped() -> None:
@@ -30,6 +32,23 @@ def test_a_dispatch_read_before_one_already_offered_is_dropped() -> None:
         return pushed
 
     assert asyncio.run(scenario()) == [8]  # task 7 is not sent again
+
+
+def test_a_task_assigned_again_for_its_next_attempt_is_pushed_again() -> None:
+    """R and F of a task with retries in one report: it fails, goes back and is assigned again in that one store
+    operation, so no dispatch in between saw it leave; its second attempt must still be sent."""
+
+    async def scenario() -> list[tuple[int, int]]:
+        outbox: asyncio.Queue = asyncio.Queue()
+        pusher = Pusher(1, run=None, outbox=outbox)  # type: ignore[arg-type]
+        pusher.offer(Dispatch(_assigned(7, attempt=1), 2, 2, []))
+        pusher.offer(Dispatch(_assigned(7, attempt=2), 2, 2, []))
+        pushed = []
+        while not outbox.empty():
+            pushed += [(task.task_id, task.attempts) for task in outbox.get_nowait().push.tasks]
+        return pushed
+
+    assert asyncio.run(scenario()) == [(7, 1), (7, 2)]
 
 
 def test_recent_attempts_remember_the_latest_and_forget_the_oldest() -> None:

@@ -95,39 +95,45 @@ def read_ahead(items: Iterator[T], depth: int) -> Iterator[T]:
     the server waiting; here the next pages travel meanwhile. An error of `items` is raised to the caller in turn.
     A caller that stops early must end `items` (cancel the call) for the thread to end.
     """
-    ready: queue.Queue[tuple[bool, Any]] = queue.Queue(depth)
-    stopped = threading.Event()
-
-    def hand_over(entry: tuple[bool, Any]) -> bool:
-        while not stopped.is_set():
-            try:
-                ready.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def receive() -> None:
-        try:
-            for item in items:
-                if not hand_over((True, item)):
-                    return
-        except BaseException as err:  # handed to the caller, who raises it
-            hand_over((False, err))
-        else:
-            hand_over((False, None))
-
-    threading.Thread(target=receive, name="tqhpc-read-ahead", daemon=True).start()
+    handoff = _Handoff(depth)
+    threading.Thread(target=handoff.receive, args=(items,), name="tqhpc-read-ahead", daemon=True).start()
     try:
         while True:
-            is_item, value = ready.get()
+            is_item, value = handoff.ready.get()
             if not is_item:
                 if value is not None:
                     raise value
                 return
             yield value
     finally:
-        stopped.set()
+        handoff.stopped.set()
+
+
+class _Handoff:
+    """The queue between `read_ahead`'s receiving thread and its caller: (True, item), then (False, error or None)."""
+
+    def __init__(self, depth: int) -> None:
+        self.ready: queue.Queue[tuple[bool, Any]] = queue.Queue(depth)
+        self.stopped = threading.Event()  # the caller is gone: the thread stops handing over
+
+    def receive(self, items: Iterator[Any]) -> None:
+        try:
+            for item in items:
+                if not self._hand_over((True, item)):
+                    return
+        except BaseException as err:  # handed to the caller, who raises it
+            self._hand_over((False, err))
+        else:
+            self._hand_over((False, None))
+
+    def _hand_over(self, entry: tuple[bool, Any]) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.ready.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
 
 def _caller_cwd(specs: Sequence[TaskSpec]) -> str:

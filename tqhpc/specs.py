@@ -46,28 +46,20 @@ class TaskSpec:
         cwd = task_directory(self.cwd, caller_cwd)
         if cwd:
             message.cwd = cwd
-        if self.container:
-            message.container = self.container
-        if self.name:
-            message.name = self.name
-        if self.retry:
-            message.retry = self.retry
-        if self.after:
-            message.after.extend(self.after)
+        for name in _SENT_WHEN_SET:
+            value = getattr(self, name)
+            if value:
+                setattr(message, name, value)
+        message.after.extend(self.after)
         if self.slots != 1:
             message.slots = self.slots
-        if self.array_id:
-            message.array_id = self.array_id
-        if self.timeout:
-            message.timeout = self.timeout
-        if self.memory_limit:
-            message.memory_limit = self.memory_limit
-        if self.time_request:
-            message.time_request = self.time_request
         for key, value in self.extra.items():
             setattr(message, key, value)
         return message
 
+
+_SENT_WHEN_SET = ("container", "name", "retry", "array_id", "timeout", "memory_limit", "time_request")
+"""TaskSpec fields that go into the request only when set: left out, the server's default (empty, 0) applies."""
 
 SpecLike = TaskSpec | str | Mapping[str, Any]
 

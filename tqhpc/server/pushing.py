@@ -37,7 +37,7 @@ class Pusher:
         self._run = run
         self._outbox = outbox
         self._kicked = asyncio.Event()
-        self._sent_tasks: set[int] = set()
+        self._sent_tasks: set[tuple[int, int]] = set()  # (task, attempt)
         self._sent_cancels: set[int] = set()
         self._sent_sizes: tuple[int, int] | None = None
         self._latest = 0  # the newest dispatch offered: an older one, offered late, would resend what is gone
@@ -94,8 +94,12 @@ class Pusher:
     def _news(self, found: worker_ops.Dispatch) -> pb.TaskPush | None:
         """What of `found` this session has not sent yet (None: nothing)."""
         push = pb.TaskPush()
-        assigned = {task.task_id for task in found.tasks}
-        push.tasks.extend(task.to_message() for task in found.tasks if task.task_id not in self._sent_tasks)
+        # By attempt: a task that failed and was assigned again within one report's operation is news again,
+        # though it never left this worker's assigned list between two dispatches.
+        assigned = {(task.task_id, task.attempts) for task in found.tasks}
+        push.tasks.extend(
+            task.to_message() for task in found.tasks if (task.task_id, task.attempts) not in self._sent_tasks
+        )
         self._sent_tasks = assigned  # accepted ones leave A; one requeued and assigned again is news again
         cancels = [task_id for task_id in found.cancel_ids if task_id not in self._sent_cancels]
         push.cancel_task_ids.extend(cancels)

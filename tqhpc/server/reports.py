@@ -18,16 +18,16 @@ from ..status import Status, parse_status
 from ..store import tasks as task_ops
 from ..store import usage as usage_ops
 from ..store import workers as worker_ops
+from ..store.changes import Changes
 from . import validate
 
 
 @dataclass
-class Applied:
-    """What one report changed, for the consequences the service draws after the store operation."""
+class Applied(Changes):
+    """What one report changed, for the consequences the service draws after the store operation, and the updates
+    refused, for the acknowledgement."""
 
     refused: dict[int, str] = field(default_factory=dict)
-    finished: list[int] = field(default_factory=list)  # terminal now: wake whoever follows their output
-    requeued: list[int] = field(default_factory=list)  # back to P (a failed attempt re-run, or handed back)
 
 
 def apply_status(conn: sqlite3.Connection, request: pb.TaskStatusUpdate, settled: list[int]) -> tuple[TaskInfo, Status]:
@@ -65,14 +65,12 @@ def apply_report(conn: sqlite3.Connection, worker_id: int, report: pb.WorkerRepo
             conn.execute("ROLLBACK TO report_update")
             applied.refused[update.task_id] = str(err)
         else:
-            if task.status.terminal:
-                applied.finished.append(task.task_id)
-            elif new.terminal and task.status == Status.PENDING:
-                applied.requeued.append(task.task_id)
+            applied.status_reported(task, new)
         conn.execute("RELEASE report_update")
     if report.released_task_ids:
         reason = report.release_reason or f"handed back by worker {worker_id}"
         applied.requeued += worker_ops.release(conn, worker_id, list(report.released_task_ids), reason)
+        applied.for_workers = True
     if report.HasField("stats"):
         usage_ops.store_stats(conn, worker_id, WorkerStats.from_message(report.stats))
     worker_ops.heartbeat(conn, worker_id, time.time(), report.sequence)

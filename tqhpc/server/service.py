@@ -17,16 +17,17 @@ from grpc import aio
 
 from .._proto import pb, rpc
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, TqhpcError
-from ..plural import plural
 from ..records import WorkerInfo, WorkerState, WorkerStats
-from ..status import Status, parse_status_filter
+from ..status import parse_status_filter
 from ..store import Database, taskflow
 from ..store import tasks as task_ops
 from ..store import usage as usage_ops
 from ..store import workers as worker_ops
+from ..store.changes import Changes
 from ..store.crashes import DEFAULT_CRASH_LIMIT
 from . import listing, reports, submission, validate
 from .autoalloc import NO_PROFILES, Autoallocator
+from .log_intake import LogIntake
 from .logs import LOG_TYPE_SPELLINGS, LOG_TYPES, LogStore
 from .pushing import Outgoing, Pusher, Pushers
 from .registration import Undecodable
@@ -34,12 +35,13 @@ from .sessions import SessionBook, SessionEnd
 
 log = logging.getLogger("tqhpc.server")
 
-LOG_BATCH_CHUNKS = 256
-LOG_BATCH_BYTES = 1 << 20
 FOLLOW_POLL_SECONDS = 5.0
 MAX_WORKERS_PER_CREATE = 1000
 
 R = TypeVar("R")
+A = TypeVar("A")
+C = TypeVar("C", bound=Changes)
+M = TypeVar("M")
 
 
 class Provider(Protocol):
@@ -57,8 +59,21 @@ class Provider(Protocol):
     async def stop(self, worker_id: int) -> None: ...
 
 
+MAPPED_ERRORS = (TqhpcError, sqlite3.Error, OSError)
+"""What a handler may raise and the client sees as a clear status; anything else is a bug, and reaches the client
+as UNKNOWN with its traceback in the server's log."""
+
+
+def _status_of(what: str, err: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status a client gets for one of MAPPED_ERRORS raised in `what`: a domain error's own code and message,
+    or INTERNAL with one line saying the storage failed."""
+    if isinstance(err, TqhpcError):
+        return err.code, str(err)
+    return _storage_failure(what, err)
+
+
 def _unary(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-    """Turn the domain errors a handler raises into a gRPC status with the error's own message."""
+    """A handler with one answer (to one request or to a stream of them): its errors become a clear status."""
 
     @functools.wraps(method)
     async def handler(self: TaskQueueService, request: Any, context: aio.ServicerContext) -> R:
@@ -66,12 +81,26 @@ def _unary(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
         try:
             return await method(self, request, context)
-        except TqhpcError as err:
-            await context.abort(err.code, str(err))
+        except MAPPED_ERRORS as err:
+            await context.abort(*_status_of(method.__name__, err))
             raise  # unreachable: abort raises
-        except (sqlite3.Error, OSError) as err:
-            await context.abort(*_storage_failure(method.__name__, err))
-            raise
+
+    return handler
+
+
+def _streamed(method: Callable[..., AsyncIterator[M]]) -> Callable[..., AsyncIterator[M]]:
+    """A handler that answers with a stream: its errors end the stream with a clear status, as `_unary`'s do."""
+
+    @functools.wraps(method)
+    async def handler(self: TaskQueueService, request: Any, context: aio.ServicerContext) -> AsyncIterator[M]:
+        if isinstance(request, Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
+        try:
+            async with contextlib.aclosing(method(self, request, context)) as messages:
+                async for message in messages:
+                    yield message
+        except MAPPED_ERRORS as err:
+            await context.abort(*_status_of(method.__name__, err))
 
     return handler
 
@@ -109,8 +138,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
     @_unary
     async def SubmitTask(self, request: pb.TaskRequest, context: aio.ServicerContext) -> pb.TaskResponse:
         spec = submission.new_task(request)
-        ids = await self.db.run(lambda c: taskflow.insert_batch(c, [spec], time.time(), batch=False))
-        self.pushers.kick_all()
+        ids = await self._write(lambda c: _submitted(taskflow.insert_batch(c, [spec], time.time(), batch=False)))
         return pb.TaskResponse(task_id=ids[0])
 
     @_unary
@@ -128,29 +156,21 @@ class TaskQueueService(rpc.TaskQueueServicer):
             whole.tasks.extend(page.tasks)
         return whole
 
+    @_streamed
     async def StreamTasks(
         self, request: pb.ListTasksRequest, context: aio.ServicerContext
     ) -> AsyncIterator[pb.TaskPage]:
         """ListTasks in pages as they are read: the first rows leave at once, and no side holds the whole listing."""
-        if isinstance(request, Undecodable):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
-        try:
-            query, size = listing.task_filter(request), listing.page_size(request)
-        except TqhpcError as err:
-            await context.abort(err.code, str(err))
-        try:
-            async for page in listing.task_pages(self.db.path, query, size):
-                yield page
-        except (sqlite3.Error, OSError) as err:
-            await context.abort(*_storage_failure("StreamTasks", err))
+        query, size = listing.task_filter(request), listing.page_size(request)
+        async for page in listing.task_pages(self.db.path, query, size):
+            yield page
 
     # --- batches, statuses of many, cancel, retry --------------------------------------------------------------
 
     @_unary
     async def SubmitTasks(self, request: pb.TaskBatch, context: aio.ServicerContext) -> pb.TaskIds:
         specs = submission.new_tasks(request.tasks)
-        ids = await self.db.run(lambda c: taskflow.insert_batch(c, specs, time.time()))
-        self.pushers.kick_all()
+        ids = await self._write(lambda c: _submitted(taskflow.insert_batch(c, specs, time.time())))
         return pb.TaskIds(task_ids=ids)
 
     @_unary
@@ -166,130 +186,67 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
     @_unary
     async def CancelTasks(self, request: pb.TaskSelection, context: aio.ServicerContext) -> pb.TaskIds:
-        changes = await self._select_and(request, taskflow.cancel)
-        self.logs.notify(changes.finished)
-        self.pushers.kick_all()  # session workers holding them are told to kill them
-        if changes.ids:
-            log.info("cancelled %d tasks", len(changes.ids))
-        return pb.TaskIds(task_ids=changes.ids)
+        ids = await self._select_and(request, taskflow.cancel)
+        if ids:
+            log.info("cancelled %d tasks", len(ids))
+        return pb.TaskIds(task_ids=ids)
 
     @_unary
     async def RetryTasks(self, request: pb.TaskSelection, context: aio.ServicerContext) -> pb.TaskIds:
-        changes = await self._select_and(request, taskflow.retry)
-        await self._requeued(changes.requeued)
-        self.pushers.kick_all()
-        return pb.TaskIds(task_ids=changes.ids)
+        return pb.TaskIds(task_ids=await self._select_and(request, taskflow.retry))
 
-    async def _select_and(self, request: pb.TaskSelection, action: Callable[..., taskflow.Changes]) -> taskflow.Changes:
+    async def _select_and(self, request: pb.TaskSelection, action: Callable[..., Changes]) -> list[int]:
+        """Run `action` on the tasks the selection names; the ids it acted on."""
         statuses = parse_status_filter(request.status_filter)
         ids = list(request.task_ids)
         name = validate.name(request.name, "task name")
 
-        def run(conn: sqlite3.Connection) -> taskflow.Changes:
-            return action(conn, taskflow.select_ids(conn, ids, name, statuses), time.time())
+        def run(conn: sqlite3.Connection) -> tuple[list[int], Changes]:
+            changes = action(conn, taskflow.select_ids(conn, ids, name, statuses), time.time())
+            return changes.ids, changes
 
-        return await self.db.run(run)
+        return await self._write(run)
 
     @_unary
     async def UpdateTaskStatus(self, request: pb.TaskStatusUpdate, context: aio.ServicerContext) -> pb.Ack:
-        settled: list[int] = []  # dependents the report cancelled
-        task, new = await self.db.run(lambda c: reports.apply_status(c, request, settled))
-        self.logs.notify(settled)
-        if task.status.terminal:
-            self.logs.notify([task.task_id])
-        elif new.terminal and task.status == Status.PENDING:
-            await self._requeued([task.task_id])  # a failed attempt re-run; its logs are kept aside
-        if new.terminal:
-            self.pushers.kick_all()  # room freed, dependents perhaps released
+
+        def apply(conn: sqlite3.Connection) -> tuple[None, Changes]:
+            changes = Changes()
+            task, new = reports.apply_status(conn, request, changes.finished)  # dependents it settled, finished
+            changes.status_reported(task, new)
+            return None, changes
+
+        await self._write(apply)
         return pb.Ack(success=True)
 
     # --- logs --------------------------------------------------------------------------------------------------
 
+    @_unary
     async def SendTaskLogs(self, request_iterator: AsyncIterator[pb.TaskLog], context: aio.ServicerContext) -> pb.Ack:
-        """Store chunks in batches; refuse bad ones one by one so the good ones of the same stream are kept.
-
-        `stdout` and `stderr` are taken for `O` and `E`: scitq's worker sends them and never reads the answer, so
-        refusing them would lose all its output without anyone noticing.
-        """
-        batch: list[tuple[int, str, bytes, int | None]] = []
-        size = stored = stale = 0
-        bad_types: set[str] = set()
-        unknown: set[int] = set()
-        undecodable: list[Undecodable] = []
-
-        async def flush() -> None:
-            nonlocal batch, size, stored, stale
-            if not batch:
-                return
-            ids = {task_id for task_id, _, _, _ in batch}
-            holders = await self.db.run(lambda c: task_ops.holders(c, ids))
-            unknown.update(ids - holders.keys())
-            good = []
-            for task_id, log_type, data, worker_id in batch:
-                if task_id not in holders:
-                    continue
-                if worker_id is not None and holders[task_id] != worker_id:
-                    stale += 1  # late output of a worker that lost the task: not this attempt's
-                    continue
-                good.append((task_id, log_type, data))
-            try:
-                await self.logs.append(good)
-            except OSError as err:
-                await context.abort(*_storage_failure("SendTaskLogs", err))
-            stored += len(good)
-            batch, size = [], 0
-
+        """Store chunks in batches; refuse bad ones one by one so the good ones of the same stream are kept."""
+        intake = LogIntake(self._holders, self.logs)
         async for chunk in request_iterator:
-            if isinstance(chunk, Undecodable):
-                undecodable.append(chunk)
-                continue
-            log_type = LOG_TYPE_SPELLINGS.get(chunk.log_type)
-            if log_type is None:
-                bad_types.add(chunk.log_type)
-                continue
-            data = chunk.log_bytes or chunk.log_text.encode()
-            if not data:
-                continue
-            batch.append((chunk.task_id, log_type, data, chunk.worker_id if chunk.HasField("worker_id") else None))
-            size += len(data)
-            if len(batch) >= LOG_BATCH_CHUNKS or size >= LOG_BATCH_BYTES:
-                await flush()
-        await flush()
-        if stale:
-            log.info("dropped %d output chunks from workers that no longer hold their tasks", stale)
-        if undecodable:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"{plural(len(undecodable), 'chunk')} dropped, {undecodable[0].describe()}; "
-                f"{plural(stored, 'other')} stored",
-            )
-        if bad_types:
-            letters = ", ".join(repr(t) for t in sorted(bad_types))
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"log_type must be 'O' or 'stdout', 'E' or 'stderr', not {letters}; "
-                f"{plural(stored, 'other chunk')} stored",
-            )
-        if unknown:
-            ids = ", ".join(str(i) for i in sorted(unknown)[:10])
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"no task {ids}: their chunks were dropped; {plural(stored, 'other')} stored"
-            )
+            await intake.take(chunk)
+        await intake.flush()
+        if intake.stale:
+            log.info("dropped %d output chunks from workers that no longer hold their tasks", intake.stale)
+        refusal = intake.refusal()
+        if refusal is not None:
+            await context.abort(*refusal)
         return pb.Ack(success=True)
 
+    async def _holders(self, task_ids: set[int]) -> dict[int, int | None]:
+        return await self.db.run(lambda c: task_ops.holders(c, task_ids))
+
+    @_streamed
     async def StreamTaskLogs(self, request: pb.TaskId, context: aio.ServicerContext) -> AsyncIterator[pb.TaskLog]:
         """Replay what is stored, then follow; end once the task is terminal and every byte has been sent."""
-        if isinstance(request, Undecodable):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.describe())
         task_id = request.task_id
         offsets = dict.fromkeys(LOG_TYPES, 0)
         with self.logs.waiter(task_id) as wakeup:
             while True:
                 wakeup.clear()
-                try:
-                    task = await self.db.run(lambda c: task_ops.get_task(c, task_id))
-                except NotFound as err:
-                    await context.abort(err.code, str(err))
+                task = await self.db.run(lambda c: task_ops.get_task(c, task_id))
                 # Read only after the status: output sent before a terminal status is on disk before it.
                 for message in self._read_new(task_id, offsets, final=task.status.terminal):
                     yield message
@@ -364,8 +321,12 @@ class TaskQueueService(rpc.TaskQueueServicer):
     @_unary
     async def ReleaseTasks(self, request: pb.TaskRelease, context: aio.ServicerContext) -> pb.Ack:
         reason = request.reason or f"handed back by worker {request.worker_id}"
-        released = await self.db.run(lambda c: worker_ops.release(c, request.worker_id, list(request.task_ids), reason))
-        await self._requeued(released)
+
+        def release(conn: sqlite3.Connection) -> tuple[list[int], Changes]:
+            released = worker_ops.release(conn, request.worker_id, list(request.task_ids), reason)
+            return released, Changes(requeued=released)
+
+        released = await self._write(release)
         if released:
             log.info("worker %d handed back tasks %s: %s", request.worker_id, released, reason)
         return pb.Ack(success=True)
@@ -388,11 +349,12 @@ class TaskQueueService(rpc.TaskQueueServicer):
     async def UpdateWorker(self, request: pb.WorkerUpdate, context: aio.ServicerContext) -> pb.Worker:
         concurrency = request.concurrency if request.HasField("concurrency") else None
         prefetch = request.prefetch if request.HasField("prefetch") else None
-        worker = await self.db.run(
-            lambda c: worker_ops.update_worker(c, request.worker_id, concurrency=concurrency, prefetch=prefetch)
-        )
-        self.pushers.kick_all()  # a session worker is told its new concurrency at once
-        return worker.to_message()
+
+        def update(conn: sqlite3.Connection) -> tuple[WorkerInfo, Changes]:
+            worker = worker_ops.update_worker(conn, request.worker_id, concurrency=concurrency, prefetch=prefetch)
+            return worker, Changes(for_workers=True)  # a session worker is told its new concurrency at once
+
+        return (await self._write(update)).to_message()
 
     @_unary
     async def CreateWorker(self, request: pb.WorkerRequest, context: aio.ServicerContext) -> pb.WorkerIds:
@@ -427,15 +389,15 @@ class TaskQueueService(rpc.TaskQueueServicer):
         """Stop a worker; a worker that deletes itself while draining is leaving on its own, so it is `stopped`."""
         worker_id = request.worker_id
 
-        def retire(conn: Any) -> tuple[Any, list[int]]:
+        def retire(conn: sqlite3.Connection) -> tuple[tuple[WorkerInfo, list[int]], Changes]:
             worker = worker_ops.get_worker(conn, worker_id)
             leaving = request.draining and worker.state in WorkerState.LIVE
             state = WorkerState.STOPPED if leaving else WorkerState.DELETED
             reason = f"worker {worker_id} stopped" if leaving else f"worker {worker_id} was deleted"
-            return worker_ops.retire(conn, worker_id, state, reason)
+            worker, requeued = worker_ops.retire(conn, worker_id, state, reason)
+            return (worker, requeued), Changes(requeued=requeued)
 
-        worker, requeued = await self.db.run(retire)
-        await self._requeued(requeued)
+        worker, requeued = await self._write(retire)
         log.info("worker %d is %s; tasks back to pending: %s", worker_id, worker.state, requeued)
         provider = self.providers.get(worker.provider)
         if provider is not None and worker.state == WorkerState.DELETED:
@@ -450,10 +412,8 @@ class TaskQueueService(rpc.TaskQueueServicer):
         worker_id = hello.worker_id
         try:
             await self.db.run(lambda c: _check_session_worker(c, worker_id))
-        except TqhpcError as err:
-            await context.abort(err.code, str(err))
-        except (sqlite3.Error, OSError) as err:
-            await context.abort(*_storage_failure("WorkerSession", err))
+        except MAPPED_ERRORS as err:
+            await context.abort(*_status_of("WorkerSession", err))
         self.sessions.opened(worker_id)
         log.info("worker %d: session open", worker_id)
         # Without a goodbye, the end of the stream is the end of the worker: grpc shows a peer's cancelled call or
@@ -524,10 +484,8 @@ class TaskQueueService(rpc.TaskQueueServicer):
         if kind == "report":
             try:
                 outbox.put_nowait(await self._take_report(worker_id, message.report, pusher))
-            except TqhpcError as err:
-                return SessionEnd.REFUSED, (err.code, str(err))
-            except (sqlite3.Error, OSError) as err:
-                return SessionEnd.REFUSED, _storage_failure("WorkerSession", err)
+            except MAPPED_ERRORS as err:
+                return SessionEnd.REFUSED, _status_of("WorkerSession", err)
         return None  # any other kind comes from a newer worker: ignored, so that both keep working
 
     async def _take_report(self, worker_id: int, report: pb.WorkerReport, pusher: Pusher) -> pb.ServerMessage:
@@ -540,25 +498,21 @@ class TaskQueueService(rpc.TaskQueueServicer):
             self._last_report[worker_id] = report.sequence
             return reports.ack(report.sequence, {})
 
-        def apply(conn: sqlite3.Connection) -> tuple[reports.Applied, worker_ops.Dispatch | None]:
+        def apply(conn: sqlite3.Connection) -> tuple[worker_ops.Dispatch | None, reports.Applied]:
             applied = reports.apply_report(conn, worker_id, report)
             if applied.requeued:  # their output is moved aside first, or a new attempt could write into it
-                return applied, None
+                return None, applied
             with contextlib.suppress(TqhpcError):  # a retired worker: its pusher ends the session
-                return applied, worker_ops.dispatch(conn, worker_id, time.time())
-            return applied, None
+                return worker_ops.dispatch(conn, worker_id, time.time()), applied
+            return None, applied
 
         if report.logs:
             await self._store_session_output(worker_id, report.logs)
-        applied, found = await self.db.run(apply)
+        found, applied = await self._store(apply)
         self._last_report[worker_id] = report.sequence
-        self.logs.notify(applied.finished)
-        if applied.requeued:
-            await self._requeued(applied.requeued)  # then every pusher runs, this one too
-        elif found is None:
-            pusher.kick()
-        if applied.finished or report.released_task_ids:
-            self.pushers.kick_all(but=pusher)  # dependents may have been released, for any worker
+        if found is None and not applied.requeued:
+            pusher.kick()  # no dispatch ran with the report: this session's own runs
+        await self._follow_up(applied, served=pusher if found is not None else None)
         # Computed last, with no wait before the acknowledgement is queued: pushes reach the worker in the order read.
         push = pusher.news(found) if found is not None else None
         return reports.ack(report.sequence, applied.refused, push)
@@ -588,10 +542,10 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
         heartbeats = self.sessions.take_seen()
 
-        def reap(conn: Any) -> dict[int, list[int]]:
+        def reap(conn: sqlite3.Connection) -> tuple[dict[int, list[int]], Changes]:
             # Found and retired in one transaction: a ping landing in between cannot be overruled.
             worker_ops.seen(conn, heartbeats)
-            return {
+            lost = {
                 worker_id: worker_ops.retire(
                     conn,
                     worker_id,
@@ -601,25 +555,23 @@ class TaskQueueService(rpc.TaskQueueServicer):
                 )[1]
                 for worker_id in worker_ops.silent_workers(conn, deadline)
             }
+            return lost, Changes(requeued=[task_id for requeued in lost.values() for task_id in requeued])
 
-        lost = await self.db.run(reap)
+        lost = await self._write(reap)
         for worker_id, requeued in lost.items():
-            await self._requeued(requeued)
             log.warning("worker %d lost: no ping for %g s; tasks back to pending: %s", worker_id, timeout, requeued)
         return list(lost)
 
     async def retire_if_live(self, worker_id: int, state: str, reason: str) -> list[int] | None:
         """Retire a worker still counted as live; return the tasks that went back to pending (None: it was not live)."""
 
-        def retire(conn: Any) -> list[int] | None:
+        def retire(conn: sqlite3.Connection) -> tuple[list[int] | None, Changes]:
             if worker_ops.get_worker(conn, worker_id).state not in WorkerState.LIVE:
-                return None
-            return worker_ops.retire(conn, worker_id, state, reason, self.crash_limit)[1]
+                return None, Changes()
+            requeued = worker_ops.retire(conn, worker_id, state, reason, self.crash_limit)[1]
+            return requeued, Changes(requeued=requeued)
 
-        requeued = await self.db.run(retire)
-        if requeued:
-            await self._requeued(requeued)
-        return requeued
+        return await self._write(retire)
 
     # --- Slurm pools -------------------------------------------------------------------------------------------
 
@@ -635,13 +587,41 @@ class TaskQueueService(rpc.TaskQueueServicer):
             raise NotFound(NO_PROFILES)
         return await self.pools.resume(request.name)
 
-    async def _requeued(self, task_ids: list[int]) -> None:
-        """A task going back to the queue keeps the output of the attempt that ended as `ID.N.out` and `.err`."""
-        if task_ids:
-            attempts = await self.db.run(lambda c: task_ops.attempt_numbers(c, task_ids))
-            await asyncio.to_thread(self.logs.rotate, attempts)
-            self.logs.notify(task_ids)
+    # --- the consequences of a store change ------------------------------------------------------------------
+
+    async def _write(self, op: Callable[[sqlite3.Connection], tuple[A, C]]) -> A:
+        """Run a store operation that returns (its answer, what it changed), draw the consequences, then answer."""
+        answer, changes = await self._store(op)
+        await self._follow_up(changes)
+        return answer
+
+    async def _store(self, op: Callable[[sqlite3.Connection], tuple[A, C]]) -> tuple[A, C]:
+        """Run a store operation that returns (its answer, what it changed); the attempt each requeued task ended
+        is read in the same operation, before a worker can start the next one."""
+
+        def run(conn: sqlite3.Connection) -> tuple[A, C]:
+            answer, changes = op(conn)
+            if changes.requeued:
+                changes.attempts = task_ops.attempt_numbers(conn, changes.requeued)
+            return answer, changes
+
+        return await self.db.run(run)
+
+    async def _follow_up(self, changes: Changes, *, served: Pusher | None = None) -> None:
+        """Every consequence of a store change, in one place.
+
+        Followers of finished tasks are woken. A task going back to the queue keeps the output of the attempt that
+        ended as `ID.N.out` and `.err`, moved aside before any worker is told of it; then every pusher looks again.
+        Otherwise the pushers look when a worker may have something new to do, but for `served`, a session whose
+        dispatch ran in the store operation itself.
+        """
+        self.logs.notify(changes.finished)
+        if changes.requeued:
+            await asyncio.to_thread(self.logs.rotate, changes.attempts)
+            self.logs.notify(changes.requeued)
             self.pushers.kick_all()
+        elif changes.for_workers:
+            self.pushers.kick_all(but=served)
 
 
 _READER_DONE = object()
@@ -686,6 +666,11 @@ def _check_session_worker(conn: sqlite3.Connection, worker_id: int) -> None:
         raise FailedPrecondition(
             f"worker {worker_id} is {worker.state}; its tasks went back to the queue: stop, or register again"
         )
+
+
+def _submitted(ids: list[int]) -> tuple[list[int], Changes]:
+    """New tasks: pending work, perhaps for a worker waiting for some."""
+    return ids, Changes(ids=ids, for_workers=True)
 
 
 def _peer_host(context: aio.ServicerContext) -> str:

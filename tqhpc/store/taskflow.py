@@ -11,12 +11,13 @@ import bisect
 import sqlite3
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from ..errors import InvalidArgument
 from ..plural import plural
 from ..records import TaskInfo
 from ..status import CANCELLABLE, HELD, RETRYABLE, Status, after_failed_attempt, from_dependencies
+from .changes import Changes
 
 CHUNK = 500
 """Ids per `IN (...)` list: well under SQLite's limit on bound parameters."""
@@ -41,15 +42,6 @@ class NewTask:
     memory_limit: int = 0  # RSS ceiling in bytes, 0: none
     time_request: float = 0.0  # declared run time in seconds, 0: not declared
     cwd: str = ""  # the absolute directory the task runs in; "": a scratch directory per attempt
-
-
-@dataclass
-class Changes:
-    """What an operation did, for the server's follow-up work (log rotation, waking log followers)."""
-
-    ids: list[int] = field(default_factory=list)
-    requeued: list[int] = field(default_factory=list)  # back to P for a new attempt: their logs are rotated
-    finished: list[int] = field(default_factory=list)  # became terminal: their followers are woken
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
@@ -96,28 +88,9 @@ def insert_batch(conn: sqlite3.Connection, specs: Sequence[NewTask], now: float,
     initial: list[Status] = []
     for index, spec in enumerate(specs):
         task_id = first + index
-        status, reason = Status.PENDING, ""
-        if spec.after or spec.after_index:
-            dep_status: dict[int, Status] = {}
-            for dep in spec.after:
-                if dep not in external:
-                    where = f"task {index + 1} of the batch: " if batch else ""
-                    raise InvalidArgument(f"{where}no task {dep} to wait for")
-                dep_status[dep] = external[dep][0]
-            for position in spec.after_index:
-                if position >= index:
-                    what = "itself" if position == index else f"task {position + 1} of the batch, which comes later"
-                    raise InvalidArgument(
-                        f"task {index + 1} of the batch depends on {what}: a task may only wait for earlier ones"
-                    )
-                dep_status[first + position] = initial[position]
-            status = from_dependencies(dep_status.values())
-            if status == Status.CANCELLED:
-                culprit = next(d for d, s in dep_status.items() if s in (Status.FAILED, Status.CANCELLED))
-                reason = _dependency_reason(culprit, dep_status[culprit])
-            elif status == Status.WAITING:
-                reason = "waiting for " + _id_list(sorted(d for d, s in dep_status.items() if s != Status.SUCCEEDED))
-            deps.extend((task_id, dep) for dep in dep_status)
+        dep_status = _dependency_statuses(spec, index, first, external, initial, batch)
+        status, reason = _initial_status(dep_status)
+        deps.extend((task_id, dep) for dep in dep_status)
         initial.append(status)
         rows.append(
             (
@@ -134,6 +107,45 @@ def insert_batch(conn: sqlite3.Connection, specs: Sequence[NewTask], now: float,
     if deps:
         conn.executemany("INSERT OR IGNORE INTO task_deps (task_id, dep_id) VALUES (?, ?)", deps)
     return list(range(first, first + len(specs)))
+
+
+def _dependency_statuses(
+    spec: NewTask,
+    index: int,
+    first: int,
+    external: dict[int, tuple[Status, int | None]],
+    initial: list[Status],
+    batch: bool,
+) -> dict[int, Status]:
+    """The status of each task the batch's `index`-th task waits for, by id; refuses an unknown one and a task of
+    the batch that is not earlier (`first` is the batch's first id, `initial` the statuses of its earlier tasks)."""
+    dep_status: dict[int, Status] = {}
+    for dep in spec.after:
+        if dep not in external:
+            where = f"task {index + 1} of the batch: " if batch else ""
+            raise InvalidArgument(f"{where}no task {dep} to wait for")
+        dep_status[dep] = external[dep][0]
+    for position in spec.after_index:
+        if position >= index:
+            what = "itself" if position == index else f"task {position + 1} of the batch, which comes later"
+            raise InvalidArgument(
+                f"task {index + 1} of the batch depends on {what}: a task may only wait for earlier ones"
+            )
+        dep_status[first + position] = initial[position]
+    return dep_status
+
+
+def _initial_status(dep_status: dict[int, Status]) -> tuple[Status, str]:
+    """A new task's status and reason given its dependencies' statuses (P without any)."""
+    if not dep_status:
+        return Status.PENDING, ""
+    status = from_dependencies(dep_status.values())
+    if status == Status.CANCELLED:
+        culprit = next(d for d, s in dep_status.items() if s in (Status.FAILED, Status.CANCELLED))
+        return status, _dependency_reason(culprit, dep_status[culprit])
+    if status == Status.WAITING:
+        return status, "waiting for " + _id_list(sorted(d for d, s in dep_status.items() if s != Status.SUCCEEDED))
+    return status, ""
 
 
 def _dependency_reason(dep: int, status: Status) -> str:
@@ -259,6 +271,7 @@ def cancel(conn: sqlite3.Connection, task_ids: Sequence[int], now: float) -> Cha
         changes.ids.append(task_id)
         changes.finished.append(task_id)
         changes.finished.extend(settle_dependents(conn, task_id, Status.CANCELLED, now))
+    changes.for_workers = bool(changes.ids)  # the workers holding them are told to kill them
     return changes
 
 

@@ -42,6 +42,7 @@ from .process import KILL_ESCALATION_SECONDS, Failure, Limits, Outcome, TaskProc
 from .reporter import Reporter
 from .retry import ServerGone
 from .session import Session
+from .slot import SETTLED, STARTED, Ending, Fate, Slot, TaskState
 from .taskdirs import DirectoryChecks, ScratchSpace
 from .usage import attempt_start, placed
 from .walltime import Walltime
@@ -73,26 +74,6 @@ def default_name() -> str:
 
 
 @dataclass
-class Slot:
-    """A task this worker holds, from acceptance to its final report."""
-
-    task: pb.Task
-    process: TaskProcess | None = None
-    runner: asyncio.Task[None] | None = None
-    handed_back: bool = False  # killed for shutdown: goes back to the queue, not to F
-    disowned: bool = False  # the server no longer counts it as ours: kill, report nothing
-    hit: bool = False  # running when Slurm signalled every process of the job: its end is not trusted
-    final_sent: bool = False  # its S or F report is on its way: it ended before any signal came
-    cancelled: bool = False  # cancelled by the user; killed, its final report only ends the kill
-    running_report: asyncio.Future[bool] | None = None  # the server's answer to R, which the task does not wait for
-
-    @property
-    def size(self) -> int:
-        """How much of the concurrency the task takes."""
-        return self.task.slots or 1
-
-
-@dataclass
 class Summary:
     succeeded: int = 0
     failed: int = 0
@@ -100,6 +81,15 @@ class Summary:
     killed_on_stop: int = 0
     disowned: int = 0
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """How a prepared task is started: where, with which environment, and the argv when it is not `sh -c`."""
+
+    workdir: Path
+    env: dict[str, str]
+    argv: list[str] | None = None
 
 
 class RecentAttempts:
@@ -190,20 +180,20 @@ class Worker:
             return 0
         except WorkerStopped as err:
             log.warning("%s", err)
-            await self._kill_all(disown=True)
+            await self._kill_all()
             await self.session.close(str(err))
             return 0
         except ServerGone as err:
             log.error("%s; stopping and killing %d tasks", err, len(self.slots))
-            await self._kill_all(disown=True)
+            await self._kill_all()
             return 1
         except grpc.aio.AioRpcError as err:  # refused outright: a wrong token, a reserved id already taken
             log.error("the server refused this worker (%s): %s", err.code().name, err.details())
-            await self._kill_all(disown=True)
+            await self._kill_all()
             return 1
         except Exception:
             log.exception("the worker failed; killing %d tasks (the server will requeue them)", len(self.slots))
-            await self._kill_all(disown=True)
+            await self._kill_all()
             return 1
         finally:
             # Without a goodbye, the server takes us as gone and requeues what we held: our tasks are dead by now.
@@ -288,7 +278,7 @@ class Worker:
                 if self._draining or await self._my_state() != WorkerState.LOST:
                     raise
                 log.warning("%s; killing our copies of its tasks and registering again", err)
-                await self._kill_all(disown=True)
+                await self._kill_all()
                 self.reserved_id = None
                 await self._register()
 
@@ -397,12 +387,13 @@ class Worker:
         return size <= free or (free >= self.concurrency and self._running() == 0)
 
     def _start(self, slot: Slot) -> None:
+        slot.move(TaskState.RUNNING)
         slot.runner = asyncio.create_task(self._run_task(slot))
 
     def _start_ready(self) -> None:
         while self.ready and not self._draining:
             slot = self.slots.get(self.ready[0])
-            if slot is None or slot.runner is not None:
+            if slot is None or slot.state is not TaskState.ACCEPTED:
                 self.ready.popleft()
                 continue
             if not self._fits(slot.size, self.concurrency - self._running()):
@@ -416,13 +407,13 @@ class Worker:
         for task_id in task_ids:
             slot = self.slots.get(task_id)
             if slot is not None and slot.runner is not None:
-                if slot.process is not None and not slot.cancelled:
-                    slot.cancelled = True
+                if slot.move(TaskState.CANCELLED):
                     log.info("task %d was cancelled: killing it", task_id)
-                    await slot.process.kill()
+                    await self._kill([slot])
                 continue
             if slot is not None:
-                self.slots.pop(task_id, None)
+                slot.move(TaskState.REPORTED)
+                self._forget(slot)
                 with contextlib.suppress(ValueError):
                     self.ready.remove(task_id)
             await self._report(task_id, Status.FAILED, reason="cancelled before it started")
@@ -430,101 +421,137 @@ class Worker:
     # --- one task ----------------------------------------------------------------------------------------------
 
     async def _run_task(self, slot: Slot) -> None:
-        task_id = slot.task.task_id
+        """Run the task, then act on what became of it."""
         started = attempt_start(slot.task.attempts, self.worker_id, self.name)
-        scratch: Path | None = None  # the attempt's own directory, when the task names none
         try:
             # The task starts without waiting for the server's answer to R, which then travels with its end; a
             # refusal (the task is no longer ours) kills it.
-            slot.running_report = asyncio.ensure_future(
-                self._settle(task_id, Status.RUNNING, self._send_status(task_id, Status.RUNNING, usage=started))
-            )
-
-            async def sink(log_type: str, data: bytes) -> None:
-                await self.reporter.add(task_id, log_type, data)
-
-            async def first_sample(usage: ResourceUsage) -> None:
-                await self._report(task_id, Status.RUNNING, usage=placed(usage, started))
-
-            if slot.task.cwd:
-                problem = await self.directories.problem(slot.task.cwd)
-                workdir = Path(slot.task.cwd)
-            else:
-                try:
-                    workdir = scratch = await asyncio.to_thread(self.scratch.attempt, task_id, slot.task.attempts)
-                    problem = ""
-                except OSError as err:
-                    problem = f"cannot make a scratch directory for the task in {self.scratch_root}: {err}"
-            if problem:  # never run it somewhere else: its relative paths would mean other files
-                await self._finish(slot, _not_started(Outcome(None, problem, Failure.CWD), started))
-                return
-            env = dict(os.environ, TQHPC_TASK_ID=str(task_id), TQHPC_WORKER_ID=str(self.worker_id), PWD=str(workdir))
-            if slot.task.array_id:
-                env["TQHPC_ARRAY_ID"] = slot.task.array_id  # `tqhpc submit --array`
-            argv = None
-            if slot.task.container:
-                # Never run a container task bare: it would run with the wrong software, and quietly.
-                prepared = await self.containers.command(slot.task.container, slot.task.command, workdir, env)
-                if isinstance(prepared, Outcome):
-                    await self._finish(slot, _not_started(prepared, started))
-                    return
-                argv = prepared
-            if slot.hit:
-                return  # the job is being stopped: do not start it at all, _drain hands it back
-            limits = Limits.of(slot.task, self.settings)
-            slot.process = TaskProcess(
-                slot.task.command, workdir, env, sink, argv=argv, limits=limits, on_first_sample=first_sample
-            )
-            outcome = await slot.process.run()
-            if slot.task.container:
-                outcome = self.containers.judge(slot.task.container, outcome, slot.process.stderr_tail)
-            if outcome.usage is not None:
-                outcome.usage = placed(outcome.usage, started)
-            if slot.disowned or slot.handed_back or slot.hit:
-                return
-            # A stop signal we did not send ourselves (a cancel or a limit) may be the batch system stopping the job.
-            signalled = outcome.exit_code in _STOP_SIGNALS and not slot.cancelled and not outcome.failure
-            if signalled and not self._draining:
-                await asyncio.sleep(STOP_SIGNAL_WAIT_SECONDS)  # the same signal may be on its way to us
-            if slot.hit:
-                return
-            if self._draining and signalled:
-                # The batch system signals every process of a job it stops, our tasks too: that is the
-                # job's end, not the task's failure, so the task goes back to the queue.
-                await self.reporter.flush()
-                await self._hand_back(
-                    [task_id], f"worker {self.worker_id} was stopping: {_exit_reason(outcome.exit_code)}"
-                )
-                return
-            await self._finish(slot, outcome)
+            answer = self._send_status(slot.task_id, Status.RUNNING, usage=started)
+            slot.running_report = asyncio.ensure_future(self._settle(slot.task_id, Status.RUNNING, answer))
+            await self._conclude(slot, await self._attempt(slot, started))
         except ServerGone:
             raise
         except Exception:
-            log.exception("task %d: the worker failed around it", task_id)
+            log.exception("task %d: the worker failed around it", slot.task_id)
             with contextlib.suppress(Exception):
                 failed = Outcome(None, "the worker failed while running the task; see its log", Failure.WORKER_ERROR)
                 await self._finish(slot, failed)
         finally:
-            self.finished.add((task_id, slot.task.attempts))
-            if not slot.handed_back and not slot.hit:  # held until _drain hands it back
-                self.slots.pop(task_id, None)
-            self._start_ready()
-            self._wake.set()
-            if scratch is not None:  # the attempt is over and its output read: what it left there goes
-                await self.scratch.remove(scratch)
+            await self._runner_done(slot)
+
+    async def _attempt(self, slot: Slot, started: ResourceUsage) -> Ending:
+        """Prepare the task and run it, unless something came first; what became of it."""
+        launch = await self._prepare(slot, started)
+        if isinstance(launch, Outcome):
+            return Ending.report(launch)
+        if slot.state is TaskState.CANCELLED:
+            return Ending.report(_not_started(Outcome(None, "cancelled before it started"), started))
+        if slot.state is not TaskState.RUNNING:
+            return SETTLED  # handed back, hit by the job's end or disowned while it was prepared: never started
+        return await self._judge(slot, await self._launch(slot, launch, started))
+
+    async def _prepare(self, slot: Slot, started: ResourceUsage) -> _Launch | Outcome:
+        """Where and how the task runs; the Outcome of a task that cannot start (its directory, its container)."""
+        workdir = await self._workdir(slot)
+        if isinstance(workdir, str):  # never run it somewhere else: its relative paths would mean other files
+            return _not_started(Outcome(None, workdir, Failure.CWD), started)
+        env = dict(os.environ, TQHPC_TASK_ID=str(slot.task_id), TQHPC_WORKER_ID=str(self.worker_id), PWD=str(workdir))
+        if slot.task.array_id:
+            env["TQHPC_ARRAY_ID"] = slot.task.array_id  # `tqhpc submit --array`
+        if not slot.task.container:
+            return _Launch(workdir, env)
+        # Never run a container task bare: it would run with the wrong software, and quietly.
+        prepared = await self.containers.command(slot.task.container, slot.task.command, workdir, env)
+        if isinstance(prepared, Outcome):
+            return _not_started(prepared, started)
+        return _Launch(workdir, env, prepared)
+
+    async def _workdir(self, slot: Slot) -> Path | str:
+        """The directory the task runs in (the one it names, else a scratch one of its own), or why it cannot."""
+        if slot.task.cwd:
+            problem = await self.directories.problem(slot.task.cwd)
+            return problem or Path(slot.task.cwd)
+        try:
+            slot.scratch = await asyncio.to_thread(self.scratch.attempt, slot.task_id, slot.task.attempts)
+        except OSError as err:
+            return f"cannot make a scratch directory for the task in {self.scratch_root}: {err}"
+        return slot.scratch
+
+    async def _launch(self, slot: Slot, launch: _Launch, started: ResourceUsage) -> Outcome:
+        """Run the task's process to its end; its output goes to the reporter as it comes."""
+        task_id = slot.task_id
+
+        async def sink(log_type: str, data: bytes) -> None:
+            await self.reporter.add(task_id, log_type, data)
+
+        async def first_sample(usage: ResourceUsage) -> None:
+            await self._report(task_id, Status.RUNNING, usage=placed(usage, started))
+
+        limits = Limits.of(slot.task, self.settings)
+        slot.process = TaskProcess(
+            slot.task.command, launch.workdir, launch.env, sink, argv=launch.argv, limits=limits,
+            on_first_sample=first_sample,
+        )  # fmt: skip
+        outcome = await slot.process.run()
+        if slot.task.container:
+            outcome = self.containers.judge(slot.task.container, outcome, slot.process.stderr_tail)
+        if outcome.usage is not None:
+            outcome.usage = placed(outcome.usage, started)
+        return outcome
+
+    async def _judge(self, slot: Slot, outcome: Outcome) -> Ending:
+        """Whether the task's end is its own, or the batch system's stopping the job it ran in."""
+        if slot.state not in STARTED:
+            return SETTLED  # handed back, hit or disowned while it ran: that decides, not how it ended
+        # A stop signal we did not send ourselves (a cancel or a limit) may be the batch system stopping the job.
+        signalled = outcome.exit_code in _STOP_SIGNALS and slot.state is not TaskState.CANCELLED and not outcome.failure
+        if signalled and not self._draining:
+            await asyncio.sleep(STOP_SIGNAL_WAIT_SECONDS)  # the same signal may be on its way to us
+            if slot.state not in STARTED:
+                return SETTLED
+        if self._draining and signalled:
+            # The batch system signals every process of a job it stops, our tasks too: that is the
+            # job's end, not the task's failure, so the task goes back to the queue.
+            return Ending(
+                Fate.HAND_BACK, reason=f"worker {self.worker_id} was stopping: {_exit_reason(outcome.exit_code)}"
+            )
+        return Ending.report(outcome)
+
+    async def _conclude(self, slot: Slot, ending: Ending) -> None:
+        """Act on what became of a task: report its end, or hand it back; a settled one needs nothing more."""
+        if ending.fate is Fate.REPORT:
+            assert ending.outcome is not None
+            await self._finish(slot, ending.outcome)
+        elif ending.fate is Fate.HAND_BACK and slot.move(TaskState.HANDED_BACK):
+            await self.reporter.flush()
+            await self._hand_back([slot.task_id], ending.reason)
+
+    async def _runner_done(self, slot: Slot) -> None:
+        """The runner's end: the room it took is free, unless the task waits in its slot to be handed back."""
+        self.finished.add((slot.task_id, slot.task.attempts))
+        if slot.state not in (TaskState.HANDED_BACK, TaskState.HIT):  # held until _drain hands it back
+            self._forget(slot)
+        self._start_ready()
+        self._wake.set()
+        if slot.scratch is not None:  # the attempt is over and its output read: what it left there goes
+            await self.scratch.remove(slot.scratch)
+
+    def _forget(self, slot: Slot) -> None:
+        if self.slots.get(slot.task_id) is slot:
+            del self.slots[slot.task_id]
 
     async def _finish(self, slot: Slot, outcome: Outcome) -> None:
-        task_id = slot.task.task_id
-        if slot.running_report is not None and slot.running_report.done() and not slot.running_report.result():
+        """Queue the final S or F report; the slot is free as soon as it is queued, its answer is awaited aside."""
+        task_id = slot.task_id
+        if slot.state is TaskState.DISOWNED:
             return  # refused: the task was not ours to run
         if outcome.error:
             await self.reporter.add(task_id, "E", f"tqhpc: {outcome.error}\n".encode())
         # No flush here: the status report carries the task's remaining output, which the server stores first.
         if self.slurm_job:
             await _handle_pending_signals()
-        if slot.hit:
+        if not slot.move(TaskState.REPORTED):
             return  # the task ended as Slurm stopped the job: its end is not trusted, _drain hands it back
-        slot.final_sent = True
         ok = outcome.exit_code == 0 and not outcome.failure
         status = Status.SUCCEEDED if ok else Status.FAILED
         reason = outcome.error or ("" if ok else _exit_reason(outcome.exit_code))
@@ -532,7 +559,7 @@ class Worker:
         usage = outcome.usage
         if usage is not None:
             usage = dataclasses.replace(usage, exit_code=outcome.exit_code, failure=failure, final=True)
-        # The slot is free as soon as the report is queued; its answer is awaited aside (and before the worker leaves).
+        # Awaited before the worker leaves (see _drain).
         answer = self._send_status(
             task_id, status, exit_code=outcome.exit_code, reason=reason, failure=failure, usage=usage
         )
@@ -583,18 +610,11 @@ class Worker:
         return self.reporter.submit(update)
 
     async def _settle(self, task_id: int, status: Status, answer: asyncio.Future[bool]) -> bool:
-        """Wait for the server's answer to a status; a refusal means the task is no longer ours: kill and drop it."""
+        """Wait for the server's answer to a status; a refusal means the task is no longer ours."""
         if await answer:
             return True
         log.warning("task %d: the server refused %s; dropping the task", task_id, status.value)
-        slot = self.slots.get(task_id)
-        if slot is not None:
-            slot.disowned = True
-            self.summary.disowned += 1
-            if slot.process is not None:
-                await slot.process.kill()
-        if status != Status.RUNNING:
-            self.slots.pop(task_id, None)
+        await self._disown(task_id)
         return False
 
     # --- stopping ----------------------------------------------------------------------------------------------
@@ -603,21 +623,14 @@ class Worker:
         why = self._job_end_note() if self._job_ending else self._stop_reason or f"worker {self.worker_id} is stopping"
         with contextlib.suppress(WorkerStopped):  # draining first: tasks handed back are not pushed to us again
             await self._ping(draining=True)
-        not_started = [task_id for task_id, slot in self.slots.items() if slot.runner is None]
-        await self._hand_back(not_started, f"{why}; the task had not started")
+        not_started = [slot for slot in self.slots.values() if slot.state is TaskState.ACCEPTED]
+        for slot in not_started:
+            slot.move(TaskState.HANDED_BACK)
+        await self._hand_back([slot.task_id for slot in not_started], f"{why}; the task had not started")
         running = [slot for slot in self.slots.values() if slot.runner is not None]
         grace = min(self.settings.grace_period, self.walltime.grace())
         if running and not self._job_ending:
-            log.info("stopping: waiting up to %g s for %d running tasks", grace, len(running))
-            deadline = time.monotonic() + grace
-            while any(not slot.runner.done() for slot in running if slot.runner) and time.monotonic() < deadline:
-                if self._hurry.is_set():
-                    break
-                await self._ping(draining=True)  # keep the heartbeat while we wait
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._hurry.wait(), min(self.settings.ping_interval, deadline - time.monotonic())
-                    )
+            await self._let_finish(running, grace)
         if self._job_ending:  # also when Slurm's signal came while we waited for the walltime or a grace period
             await self._kill_and_hand_back(
                 self._mark_hit(),
@@ -626,7 +639,7 @@ class Worker:
                 JOB_END_KILL_GRACE_SECONDS,
             )
             # Tasks that ended before the signal: their reports finish before we leave, which would requeue them.
-            sending = [slot.runner for slot in self.slots.values() if slot.final_sent and slot.runner]
+            sending = [slot.runner for slot in self.slots.values() if slot.state is TaskState.REPORTED and slot.runner]
             await asyncio.gather(*sending, return_exceptions=True)
         else:
             await self._kill_and_hand_back(
@@ -640,12 +653,25 @@ class Worker:
         with contextlib.suppress(grpc.aio.AioRpcError, ServerGone):
             await self._call("DeleteWorker", pb.WorkerId(worker_id=self.worker_id, draining=True), "leaving")
 
+    async def _let_finish(self, running: list[Slot], grace: float) -> None:
+        """Give running tasks up to `grace` seconds to end by themselves, pinging meanwhile; a hurry cuts it short."""
+        log.info("stopping: waiting up to %g s for %d running tasks", grace, len(running))
+        deadline = time.monotonic() + grace
+        while any(not slot.runner.done() for slot in running if slot.runner) and time.monotonic() < deadline:
+            if self._hurry.is_set():
+                break
+            await self._ping(draining=True)  # keep the heartbeat while we wait
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._hurry.wait(), min(self.settings.ping_interval, deadline - time.monotonic())
+                )
+
     def _mark_hit(self) -> list[Slot]:
         """The tasks running as the Slurm job is stopped, marked so that none of them is reported done."""
-        hit = [slot for slot in self.slots.values() if slot.runner is not None and not slot.final_sent]
-        for slot in hit:
-            slot.hit = True
-        return hit
+        for slot in self.slots.values():
+            if slot.state in STARTED:
+                slot.move(TaskState.HIT)
+        return [slot for slot in self.slots.values() if slot.state is TaskState.HIT]
 
     def _job_end_note(self) -> str:
         return f"worker {self.worker_id} got SIGTERM in Slurm job {self.slurm_job}"
@@ -653,16 +679,16 @@ class Worker:
     async def _kill_and_hand_back(
         self, slots: list[Slot], reason: str, kill_grace: float = KILL_ESCALATION_SECONDS
     ) -> None:
-        """Kill these running tasks (whole trees), keep their output as this attempt's log, and hand them back."""
-        if not slots:
+        """Kill these running tasks (whole trees), keep their output as this attempt's log, and hand them back;
+        one that was reported done or handed back meanwhile is left as it is."""
+        going = [slot for slot in slots if slot.move(TaskState.HANDED_BACK)]
+        if not going:
             return
-        for slot in slots:
-            slot.handed_back = True
-        await asyncio.gather(*(slot.process.kill(kill_grace) for slot in slots if slot.process))
-        await asyncio.gather(*(slot.runner for slot in slots if slot.runner), return_exceptions=True)
-        self.summary.killed_on_stop += len(slots)
+        await self._kill(going, kill_grace)
+        await asyncio.gather(*(slot.runner for slot in going if slot.runner), return_exceptions=True)
+        self.summary.killed_on_stop += len(going)
         await self.reporter.flush()  # the cut attempt's output goes to its own log before the task is requeued
-        await self._hand_back([slot.task.task_id for slot in slots], reason)
+        await self._hand_back([slot.task_id for slot in going], reason)
 
     async def _hand_back(self, task_ids: list[int], reason: str) -> None:
         if not task_ids:
@@ -674,15 +700,29 @@ class Worker:
             await self._call("ReleaseTasks", request, "handing tasks back")
         self.summary.handed_back += len(task_ids)
 
-    async def _kill_all(self, *, disown: bool) -> None:
+    async def _disown(self, task_id: int) -> None:
+        """The server refused a report of this task: it is no longer ours. Killed if it runs, and forgotten."""
+        slot = self.slots.get(task_id)
+        if slot is None or not slot.move(TaskState.DISOWNED):
+            return
+        self.summary.disowned += 1
+        if slot.runner is None:
+            self._forget(slot)  # not started: no runner will free its place
+        await self._kill([slot])
+
+    async def _kill_all(self) -> None:
+        """This worker was disowned, or cannot go on: every task it holds is killed and dropped, none reported."""
         self.reporter.abandon()  # their reports would speak for tasks that are no longer ours
         slots = list(self.slots.values())
-        for slot in slots:
-            slot.disowned = disown
-        await asyncio.gather(*(slot.process.kill() for slot in slots if slot.process))
+        self.summary.disowned += sum(slot.move(TaskState.DISOWNED) for slot in slots)
+        await self._kill(slots)
         await asyncio.gather(*(slot.runner for slot in slots if slot.runner), return_exceptions=True)
-        self.summary.disowned += len(slots)
         self.slots.clear()
+
+    @staticmethod
+    async def _kill(slots: Iterable[Slot], grace: float = KILL_ESCALATION_SECONDS) -> None:
+        """The one place tasks' processes are killed: each whole tree, SIGTERM and after `grace` seconds SIGKILL."""
+        await asyncio.gather(*(slot.process.kill(grace) for slot in slots if slot.process is not None))
 
     def _report_summary(self) -> None:
         s = self.summary

@@ -144,25 +144,32 @@ class Session:
                 message = await call.read()
                 if message is grpc.aio.EOF:
                     return
-                kind = message.WhichOneof("kind")
-                if kind == "welcome":
-                    if not self.opened.is_set():
-                        log.info("worker %d: session open", worker_id)
-                    self.opened.set()
-                    if self.listener is not None:
-                        self.listener.opened(message.welcome)
-                elif kind == "push" and self.on_push is not None:
-                    self.on_push(message.push)
-                elif kind == "ack":
-                    if message.ack.HasField("push") and self.on_push is not None:
-                        self.on_push(message.ack.push)  # work the report made room for, sent with its answer
-                    if self.listener is not None:
-                        self.listener.acknowledged(message.ack)
-                # Other kinds come from a newer server: ignored.
+                self._take(worker_id, message)
         finally:
             if self.listener is not None:
                 self.listener.closed()
             outbox.put_nowait(None)
+
+    def _take(self, worker_id: int, message: pb.ServerMessage) -> None:
+        kind = message.WhichOneof("kind")
+        if kind == "welcome":
+            if not self.opened.is_set():
+                log.info("worker %d: session open", worker_id)
+            self.opened.set()
+            if self.listener is not None:
+                self.listener.opened(message.welcome)
+        elif kind == "push":
+            self._pushed(message.push)
+        elif kind == "ack":
+            if message.ack.HasField("push"):
+                self._pushed(message.ack.push)  # work the report made room for, sent with its answer
+            if self.listener is not None:
+                self.listener.acknowledged(message.ack)
+        # Other kinds come from a newer server: ignored.
+
+    def _pushed(self, push: pb.TaskPush) -> None:
+        if self.on_push is not None:
+            self.on_push(push)
 
 
 async def _sent_from(outbox: asyncio.Queue[pb.WorkerMessage | None]) -> AsyncIterator[pb.WorkerMessage]:
