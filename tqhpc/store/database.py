@@ -123,9 +123,41 @@ class Database:
             if batch:
                 self._run_batch(batch)
 
+    def _run_alone(self, op: Operation[object], future: Future[object]) -> None:
+        """One operation, its own transaction: no savepoint needed to undo it alone."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = op(conn)
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except Exception as err:  # the operation refused, or the commit itself failed (disk full, I/O error)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._settle(future, False, err)
+        else:
+            self._settle(future, True, result)
+        finally:
+            self.batches += 1
+            self.operations += 1
+
+    @staticmethod
+    def _settle(future: Future[object], ok: bool, value: object) -> None:
+        if future.set_running_or_notify_cancel():
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)  # type: ignore[arg-type]
+
     def _run_batch(self, batch: list) -> None:
         conn = self._conn
         outcomes: list[tuple[Future, bool, object]] = []
+        if len(batch) == 1:
+            self._run_alone(*batch[0])
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op, future in batch:
@@ -147,8 +179,4 @@ class Database:
         self.batches += 1
         self.operations += len(batch)
         for future, ok, value in outcomes:
-            if future.set_running_or_notify_cancel():
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)  # type: ignore[arg-type]
+            self._settle(future, ok, value)

@@ -148,6 +148,7 @@ class Worker:
         self._draining = False
         self._hurry = asyncio.Event()
         self.slurm_job = os.environ.get("SLURM_JOB_ID", "")
+        self.environment = dict(os.environ)  # what tasks inherit; os.environ decodes every entry on each copy
         self._job_ending = False  # SIGTERM inside a Slurm job: Slurm is stopping the whole job, our tasks too
         self.walltime = Walltime.from_environment(settings.walltime_margin)
         self._stop_reason = ""  # why the worker drains by itself (walltime, idle), for the handed-back tasks
@@ -455,7 +456,8 @@ class Worker:
         workdir = await self._workdir(slot)
         if isinstance(workdir, str):  # never run it somewhere else: its relative paths would mean other files
             return _not_started(Outcome(None, workdir, Failure.CWD), started)
-        env = dict(os.environ, TQHPC_TASK_ID=str(slot.task_id), TQHPC_WORKER_ID=str(self.worker_id), PWD=str(workdir))
+        env = dict(self.environment, TQHPC_TASK_ID=str(slot.task_id), TQHPC_WORKER_ID=str(self.worker_id))
+        env["PWD"] = str(workdir)
         if slot.task.array_id:
             env["TQHPC_ARRAY_ID"] = slot.task.array_id  # `tqhpc submit --array`
         if not slot.task.container:
