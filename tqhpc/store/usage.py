@@ -46,16 +46,18 @@ def record_update(
         conn.execute("UPDATE tasks SET failure = ? WHERE task_id = ?", (failure, task.task_id))
     if usage is None:
         return
-    values = dataclasses.replace(usage, failure=usage.failure or failure).to_dict()
+    values = usage.to_dict()
+    values["failure"] = usage.failure or failure
     values["final"] = int(values["final"])
-    columns = ", ".join(_USAGE_COLUMNS)
-    marks = ", ".join("?" * (len(_USAGE_COLUMNS) + 2))
-    updates = ", ".join(f"{c} = excluded.{c}" for c in _USAGE_COLUMNS)
-    conn.execute(
-        f"INSERT INTO task_attempts (task_id, attempt, {columns}) VALUES ({marks}) "
-        f"ON CONFLICT (task_id, attempt) DO UPDATE SET {updates}",
-        (task.task_id, before.attempts, *(values[c] for c in _USAGE_COLUMNS)),
-    )
+    conn.execute(_RECORD_ATTEMPT, (task.task_id, before.attempts, *(values[c] for c in _USAGE_COLUMNS)))
+
+
+_RECORD_ATTEMPT = (
+    f"INSERT INTO task_attempts (task_id, attempt, {', '.join(_USAGE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * (len(_USAGE_COLUMNS) + 2))}) "
+    f"ON CONFLICT (task_id, attempt) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _USAGE_COLUMNS)}"
+)
+"""An attempt's usage record, new or replacing the one its earlier report made (built once: it is on every report)."""
 
 
 class CutShort:

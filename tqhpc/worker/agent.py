@@ -56,6 +56,8 @@ GIVE_UP_WHILE_STOPPING_SECONDS = 30.0
 JOB_END_KILL_GRACE_SECONDS = 2.0
 """When the Slurm job is being stopped: how long a hit task gets between our SIGTERM and SIGKILL, so that it is
 gone and handed back well within Slurm's KillWait (30 s by default), before Slurm's own SIGKILL takes the worker."""
+ACCEPTED_REPORT_DELAY = 0.05
+"""How long a task accepted beyond the free slots waits before the worker reports it C (see `_accept`)."""
 NOTE_BYTES = 200
 """The server takes notes of at most 256 bytes."""
 REFUSED = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
@@ -372,11 +374,19 @@ class Worker:
             raise
 
     def _accept(self, task: pb.Task) -> None:
-        """Take a task that must wait for room: it is ready at once, its C report goes with the next batch (a refusal
-        drops it, or kills it if it has started meanwhile)."""
+        """Take a task that must wait for room: it is ready at once. Its C report is sent only if it is still
+        waiting after ACCEPTED_REPORT_DELAY: a prefetched short task starts within milliseconds, and its R says it
+        was accepted; a C for it would cost the server a store update for every task of a burst."""
         self.ready.append(task.task_id)
-        answer = self._send_status(task.task_id, Status.ACCEPTED)
-        self._settling.add(asyncio.ensure_future(self._settle(task.task_id, Status.ACCEPTED, answer)))
+        asyncio.get_running_loop().call_later(ACCEPTED_REPORT_DELAY, self._report_waiting, task.task_id, task.attempts)
+
+    def _report_waiting(self, task_id: int, attempt: int) -> None:
+        """A task still waiting for room is reported C (a refusal drops it, or kills it if it started meanwhile)."""
+        slot = self.slots.get(task_id)
+        if slot is None or slot.task.attempts != attempt or slot.state is not TaskState.ACCEPTED:
+            return  # started (its R goes or went), or no longer ours
+        answer = self._send_status(task_id, Status.ACCEPTED)
+        self._settling.add(asyncio.ensure_future(self._settle(task_id, Status.ACCEPTED, answer)))
         self._settling = {future for future in self._settling if not future.done()}
 
     def _running(self) -> int:
