@@ -17,15 +17,19 @@ def _assigned(*task_ids: int, attempt: int = 1) -> list[TaskInfo]:
     ]
 
 
+def _dispatch(tasks: list[TaskInfo]) -> Dispatch:
+    return Dispatch(tasks, {(task.task_id, task.attempts) for task in tasks}, 2, 2, [])
+
+
 def test_a_dispatch_read_before_one_already_offered_is_dropped() -> None:
     async def scenario() -> list[int]:
         outbox: asyncio.Queue = asyncio.Queue()
         pusher = Pusher(1, run=None, outbox=outbox)  # type: ignore[arg-type]  # offer() never runs the store
-        stale = Dispatch(_assigned(7), 2, 2, [])  # read while task 7 was still assigned
-        fresh = Dispatch(_assigned(), 2, 2, [])  # read after task 7 started (and perhaps ended)
+        stale = _dispatch(_assigned(7))  # read while task 7 was still assigned
+        fresh = _dispatch(_assigned())  # read after task 7 started (and perhaps ended)
         pusher.offer(fresh)
         pusher.offer(stale)
-        pusher.offer(Dispatch(_assigned(8), 2, 2, []))
+        pusher.offer(_dispatch(_assigned(8)))
         pushed = []
         while not outbox.empty():
             pushed += [task.task_id for task in outbox.get_nowait().push.tasks]
@@ -41,8 +45,8 @@ def test_a_task_assigned_again_for_its_next_attempt_is_pushed_again() -> None:
     async def scenario() -> list[tuple[int, int]]:
         outbox: asyncio.Queue = asyncio.Queue()
         pusher = Pusher(1, run=None, outbox=outbox)  # type: ignore[arg-type]
-        pusher.offer(Dispatch(_assigned(7, attempt=1), 2, 2, []))
-        pusher.offer(Dispatch(_assigned(7, attempt=2), 2, 2, []))
+        pusher.offer(_dispatch(_assigned(7, attempt=1)))
+        pusher.offer(_dispatch(_assigned(7, attempt=2)))
         pushed = []
         while not outbox.empty():
             pushed += [(task.task_id, task.attempts) for task in outbox.get_nowait().push.tasks]

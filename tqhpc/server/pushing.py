@@ -37,7 +37,7 @@ class Pusher:
         self._run = run
         self._outbox = outbox
         self._kicked = asyncio.Event()
-        self._sent_tasks: set[tuple[int, int]] = set()  # (task, attempt)
+        self._sent_tasks: frozenset[tuple[int, int]] = frozenset()  # (task, attempt)
         self._sent_cancels: set[int] = set()
         self._sent_sizes: tuple[int, int] | None = None
         self._latest = 0  # the newest dispatch offered: an older one, offered late, would resend what is gone
@@ -89,18 +89,23 @@ class Pusher:
         return self._news(found)
 
     def _dispatch(self, conn: sqlite3.Connection) -> worker_ops.Dispatch:
-        return worker_ops.dispatch(conn, self.worker_id, time.time())
+        return worker_ops.dispatch(conn, self.worker_id, time.time(), self.sent)
+
+    @property
+    def sent(self) -> frozenset[tuple[int, int]]:
+        """The assigned tasks (task, attempt) this session has sent; a dispatch need not read them again."""
+        return self._sent_tasks
 
     def _news(self, found: worker_ops.Dispatch) -> pb.TaskPush | None:
         """What of `found` this session has not sent yet (None: nothing)."""
         push = pb.TaskPush()
         # By attempt: a task that failed and was assigned again within one report's operation is news again,
         # though it never left this worker's assigned list between two dispatches.
-        assigned = {(task.task_id, task.attempts) for task in found.tasks}
         push.tasks.extend(
             task.to_message() for task in found.tasks if (task.task_id, task.attempts) not in self._sent_tasks
         )
-        self._sent_tasks = assigned  # accepted ones leave A; one requeued and assigned again is news again
+        # Accepted ones leave A; one requeued and assigned again is news again.
+        self._sent_tasks = frozenset(found.assigned)
         cancels = [task_id for task_id in found.cancel_ids if task_id not in self._sent_cancels]
         push.cancel_task_ids.extend(cancels)
         self._sent_cancels = set(found.cancel_ids)

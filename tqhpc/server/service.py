@@ -498,12 +498,14 @@ class TaskQueueService(rpc.TaskQueueServicer):
             self._last_report[worker_id] = report.sequence
             return reports.ack(report.sequence, {})
 
+        sent = pusher.sent
+
         def apply(conn: sqlite3.Connection) -> tuple[worker_ops.Dispatch | None, reports.Applied]:
             applied = reports.apply_report(conn, worker_id, report)
             if applied.requeued:  # their output is moved aside first, or a new attempt could write into it
                 return None, applied
             with contextlib.suppress(TqhpcError):  # a retired worker: its pusher ends the session
-                return worker_ops.dispatch(conn, worker_id, time.time()), applied
+                return worker_ops.dispatch(conn, worker_id, time.time(), sent), applied
             return None, applied
 
         if report.logs:

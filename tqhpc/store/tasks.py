@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 
 from ..errors import FailedPrecondition, NotFound
 from ..records import TaskInfo
@@ -88,9 +88,19 @@ def update_status(
     return get_task(conn, task_id)
 
 
-def assigned_tasks(conn: sqlite3.Connection, worker_id: int) -> list[TaskInfo]:
+def assigned_tasks(
+    conn: sqlite3.Connection, worker_id: int, known: Set[tuple[int, int]] = frozenset()
+) -> tuple[list[TaskInfo], set[tuple[int, int]]]:
+    """The tasks assigned to the worker and not yet accepted, as (records of those not in `known`, the (task,
+    attempt) of every one): a session's dispatch runs with each report, and most of what it finds was sent before."""
     rows = conn.execute("SELECT * FROM tasks WHERE worker_id = ? AND status = 'A' ORDER BY task_id", (worker_id,))
-    return [TaskInfo.from_row(row) for row in rows]
+    new, assigned = [], set()
+    for row in rows:
+        key = (row["task_id"], row["attempts"])
+        assigned.add(key)
+        if key not in known:
+            new.append(TaskInfo.from_row(row))
+    return new, assigned
 
 
 def assign_pending(

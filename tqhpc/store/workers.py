@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+from collections.abc import Set
 from dataclasses import dataclass, field
 
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
@@ -135,7 +136,7 @@ def ping(conn: sqlite3.Connection, worker_id: int, now: float, *, draining: bool
         time_left = None if worker.walltime_end is None else worker.walltime_end - now
         tasks.assign_pending(conn, worker_id, room, largest=worker.concurrency, time_left=time_left)
     return PingResult(
-        tasks=tasks.assigned_tasks(conn, worker_id),
+        tasks=tasks.assigned_tasks(conn, worker_id)[0],
         concurrency=worker.concurrency,
         cancel_ids=taskflow.cancel_requests(conn, worker_id),
     )
@@ -207,7 +208,8 @@ def silent_workers(conn: sqlite3.Connection, deadline: float) -> list[int]:
 class Dispatch:
     """What a session stream pushes to its worker: the tasks assigned to it and not accepted, its cancels, sizes."""
 
-    tasks: list[TaskInfo]
+    tasks: list[TaskInfo]  # the assigned tasks not sent yet (all of them, for a dispatch told of none sent)
+    assigned: set[tuple[int, int]]  # (task, attempt) of every task assigned to the worker and not yet accepted
     concurrency: int
     prefetch: int
     cancel_ids: list[int]
@@ -218,10 +220,13 @@ class Dispatch:
 _DISPATCHES = itertools.count(1)
 
 
-def dispatch(conn: sqlite3.Connection, worker_id: int, now: float) -> Dispatch:
+def dispatch(
+    conn: sqlite3.Connection, worker_id: int, now: float, sent: Set[tuple[int, int]] = frozenset()
+) -> Dispatch:
     """Top a session worker up to concurrency + prefetch held slots, as `ping` does, but without a heartbeat.
 
-    A draining worker is given nothing new; a retired one is refused (its session then ends).
+    A draining worker is given nothing new; a retired one is refused (its session then ends). Of the assigned
+    tasks, only those not in `sent` (task, attempt) come as records.
     """
     worker = get_worker(conn, worker_id, REGISTER_FIRST)
     if worker.state not in WorkerState.LIVE or worker.state == WorkerState.STARTING:
@@ -232,8 +237,10 @@ def dispatch(conn: sqlite3.Connection, worker_id: int, now: float) -> Dispatch:
         room = worker.concurrency + worker.prefetch - taskflow.held_slots(conn, worker_id)
         time_left = None if worker.walltime_end is None else worker.walltime_end - now
         tasks.assign_pending(conn, worker_id, room, largest=worker.concurrency, time_left=time_left)
+    new, assigned = tasks.assigned_tasks(conn, worker_id, sent)
     return Dispatch(
-        tasks=tasks.assigned_tasks(conn, worker_id),
+        tasks=new,
+        assigned=assigned,
         concurrency=worker.concurrency,
         prefetch=worker.prefetch,
         cancel_ids=taskflow.cancel_requests(conn, worker_id),
