@@ -52,9 +52,9 @@ FOOTNOTES = {
     (LocalCluster) and the client polling them. The tasks' own processes are not counted for either.""",
     "(2)": """\
 (2) Idle workers, all in-process clients of one process, each on a connection of its own. Stream: what an idle
-    `tqhpc worker` does on its session (a heartbeat report each ping interval after the previous one was
-    acknowledged, the host's state in one every 5 s). Seed protocol: RegisterWorker, then PingAndTakeNewTasks
-    with the worker's id alone each ping interval.
+    `tqhpc worker` does on its session (a heartbeat report each heartbeat interval, 5 s, after the previous one
+    was acknowledged, the host's state in one every 5 s). Seed protocol: RegisterWorker, then
+    PingAndTakeNewTasks with the worker's id alone each ping interval, 1 s.
     Heartbeats a second as the server saw them: one idle `tqhpc worker` and one stream client side by side.""",
     "(3)": """\
 (3) comparison/seed_worker.py: RegisterWorker (concurrency 2, prefetch 2), PingAndTakeNewTasks (at once when a
