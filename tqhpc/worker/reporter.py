@@ -22,6 +22,8 @@ log = logging.getLogger("tqhpc.worker")
 MAX_MESSAGE_DATA = 1 << 20
 """The most output bytes one log message carries; a larger chunk is cut, so no message nears gRPC's size cap."""
 
+START_COALESCE_SECONDS = 0.02
+"""How long a report of tasks that only started waits for more (a short task's end goes with its start)."""
 HIGH_WATER_BYTES = 8 * 1024 * 1024
 """Output waiting beyond this slows the task that writes it (its pipe fills) until a report takes it."""
 
@@ -154,11 +156,24 @@ class Reporter:
             return
         if self._updates:
             # A status leaves at once: what else is ready in this turn of the loop joins it, and whatever happens
-            # while it is in flight goes in the next report. Waiting here would hold the server's next push back.
+            # while it is in flight goes in the next report. Waiting here would hold the server's next push back,
+            # but for tasks that only started: they free no room, and a short one's end then goes with its start.
             await asyncio.sleep(0)
+            await self._while_only_starts()
         elif self._logs and not self._barriers and self._log_bytes < HIGH_WATER_BYTES // 8:
             await asyncio.sleep(self.log_interval)  # pure output may wait, unless a status comes meanwhile
         self._send_pending()
+
+    async def _while_only_starts(self) -> None:
+        """Wait up to START_COALESCE_SECONDS while everything to report is tasks starting (R)."""
+        deadline = self._loop_time() + START_COALESCE_SECONDS
+        while not self._barriers and all(update.new_status == "R" for update, _ in self._updates):
+            left = deadline - self._loop_time()
+            if left <= 0:
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), left)
 
     @staticmethod
     def _loop_time() -> float:
