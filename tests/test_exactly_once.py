@@ -1,4 +1,4 @@
-"""Output arrives exactly once and in order, through crashes and broken calls.
+"""Output and hand-backs arrive exactly once and in order, through crashes and broken calls.
 
 A session worker's report carries output whose chunks say where they start in their attempt's stream, so a report
 resent after the server stored its output but not the rest (it died in between, or its store failed) does not store
@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import ServerProcess, Workers, start_server, wait_until
+from conftest import ServerProcess, Workers, output_of, start_server, wait_until
 from test_seed_worker import channel, seed, seed_modules  # noqa: F401 - fixtures
 
 from tqhpc import Client, Status
@@ -249,3 +249,37 @@ def test_send_task_logs_chunks_with_offsets_are_stored_once(server, stub, client
     assert stub.SendTaskLogs(iter([*first, _chunk(task_id, "O", "b\nc\n", 2)])).success
     assert _output(client, task_id) == b"a\nb\nc\n"
     assert _output(client, task_id, "E") == b"e\n"
+
+
+# --- handing tasks back --------------------------------------------------------------------------------------------
+
+
+def test_a_worker_stopped_with_no_grace_hands_its_tasks_back_in_its_report(servers, tmp_path: Path) -> None:
+    """SIGTERM, grace 0: the running tasks are killed and go back to P with their cut attempt's output kept as
+    that attempt's log, the prefetched one too, each with its reason; the release rode the worker's reports
+    (which the server logs as such), not the separate ReleaseTasks call."""
+    server = servers[-1]
+    pool = Workers(server, tmp_path)
+    never = tmp_path / "never"
+    with Client(server.access_file) as client:
+        ids = client.submit_many([f"echo cut-$TQHPC_TASK_ID; while [ ! -e {never} ]; do sleep 0.05; done"] * 3)
+        worker = pool.start("--concurrency", "2", "--prefetch", "1", "--grace-period", "0")
+        wait_until(
+            lambda: client.letters(ids) == "RRC", what=lambda: f"two running, one accepted: {client.letters(ids)}"
+        )
+        wait_until(lambda: all(_output(client, t) for t in ids[:2]), what="the running tasks' first output")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(20) == 0
+        assert client.letters(ids) == "PPP"
+        logs = server.state_dir / "logs" / "0000"
+        for task_id in ids[:2]:
+            task = client.task(task_id)
+            assert "the task was killed after the 0 s grace period" in task.reason
+            assert task.crash_count == 0
+            assert (logs / f"{task_id}.1.out").read_text() == f"cut-{task_id}\n"
+        assert "the task had not started" in client.task(ids[2]).reason
+    log = (server.state_dir / "server.log").read_text()
+    assert f"worker 1 handed back tasks {ids[2:]} in its report: worker 1 is stopping; the task had not started" in log
+    assert f"worker 1 handed back tasks {ids[:2]} in its report: worker 1 is stopping; the task was killed" in log
+    assert f"worker 1 handed back tasks {ids[:2]}: " not in log  # no ReleaseTasks call
+    assert "Traceback" not in output_of(worker)

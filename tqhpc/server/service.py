@@ -535,6 +535,9 @@ class TaskQueueService(rpc.TaskQueueServicer):
         self._last_report[worker_id] = report.sequence
         if found is None and not applied.requeued:
             pusher.kick()  # no dispatch ran with the report: this session's own runs
+        if report.released_task_ids:
+            released = list(report.released_task_ids)
+            log.info("worker %d handed back tasks %s in its report: %s", worker_id, released, report.release_reason)
         await self._follow_up(applied, served=pusher if found is not None else None)
         # Computed last, with no wait before the acknowledgement is queued: pushes reach the worker in the order read.
         push = pusher.news(found) if found is not None else None

@@ -707,9 +707,15 @@ class Worker:
             return
         for task_id in task_ids:
             self.slots.pop(task_id, None)
-        request = pb.TaskRelease(worker_id=self.worker_id, task_ids=task_ids, reason=reason)
-        with contextlib.suppress(grpc.aio.AioRpcError):
-            await self._call("ReleaseTasks", request, "handing tasks back")
+        if self.session.opened.is_set():
+            # In a report: after the tasks' output and statuses, acknowledged, and sent again after a break.
+            answer = self.reporter.release(task_ids, reason)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(answer), max(self.connection.give_up_after, 1.0))
+        else:  # no session open: the call a worker without one makes
+            request = pb.TaskRelease(worker_id=self.worker_id, task_ids=task_ids, reason=reason)
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await self._call("ReleaseTasks", request, "handing tasks back")
         self.summary.handed_back += len(task_ids)
 
     async def _disown(self, task_id: int) -> None:

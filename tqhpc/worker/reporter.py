@@ -8,7 +8,7 @@ when the session is reopened after a break or a server restart.
 
 Each output chunk says where it starts in its attempt's stream (counted here from 0 at the attempt's first status),
 so a report the server stored the output of but not the rest (it died in between) is resent without doubling that
-output.
+output. Tasks handed back ride the reports too, after their output and statuses.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class Reporter:
         self._logs: list[_Output] = []
         self._written: dict[tuple[int, str], int] = {}  # bytes of each running attempt's streams so far
         self._attempts: set[int] = set()  # tasks whose attempt has begun here and not ended
+        self._releases: list[tuple[list[int], str, asyncio.Future[bool]]] = []
         self._log_bytes = 0
         self._barriers: list[asyncio.Future[bool]] = []
         self._sequence = 0
@@ -91,6 +92,15 @@ class Reporter:
         self._wake.set()
         return answer
 
+    def release(self, task_ids: list[int], reason: str) -> asyncio.Future[bool]:
+        """Hand these tasks back to the queue with the next report, after everything queued before; the future
+        says True once the server applied it."""
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._releases.append((list(task_ids), reason, answer))
+        self._end_attempts(task_ids)
+        self._wake.set()
+        return answer
+
     async def add(self, task_id: int, log_type: str, data: bytes) -> None:
         """A task's output; it leaves with the next report (at the latest after the log interval)."""
         offset = self._written.get((task_id, log_type), 0)
@@ -103,7 +113,7 @@ class Reporter:
 
     async def flush(self) -> None:
         """Return once everything added so far has been acknowledged by the server."""
-        if not self._logs and not self._updates and not self._unacked:
+        if not self._logs and not self._updates and not self._releases and not self._unacked:
             return
         barrier: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._barriers.append(barrier)
@@ -113,12 +123,13 @@ class Reporter:
     def abandon(self) -> None:
         """The worker lost its tasks (disowned, or starting over as a new worker): nothing waiting is sent."""
         waiting = [answer for _, answer in self._updates] + self._barriers
+        waiting += [answer for _, _, answer in self._releases]
         for report in self._unacked.values():
             waiting += [answer for _, answer in report.waiting]
         for answer in waiting:
             if not answer.done():
                 answer.set_result(False)
-        self._updates, self._logs, self._log_bytes, self._barriers = [], [], 0, []
+        self._updates, self._logs, self._log_bytes, self._barriers, self._releases = [], [], 0, [], []
         self._written.clear()
         self._attempts.clear()
         self._unacked.clear()
@@ -169,10 +180,10 @@ class Reporter:
         self._wake.clear()
         if self._unacked or not self._open:  # one report in flight; none while the session is closed
             return
-        pending = self._updates or self._logs or self._barriers
+        pending = self._updates or self._logs or self._barriers or self._releases
         if not pending and self._loop_time() - self._last_sent < self.heartbeat_interval:
             return
-        if self._updates:
+        if self._updates or self._releases:
             # A status leaves at once: what else is ready in this turn of the loop joins it, and whatever happens
             # while it is in flight goes in the next report. Waiting here would hold the server's next push back.
             await asyncio.sleep(0)
@@ -202,6 +213,13 @@ class Reporter:
             report.waiting.append((update.task_id, answer))
         report.waiting += [(0, barrier) for barrier in self._barriers]
         self._updates, self._logs, self._log_bytes, self._barriers = [], [], 0, []
+        if self._releases:  # one reason per report: releases given another reason go in the next one
+            reason = self._releases[0][1]
+            message.release_reason = reason
+            for task_ids, _, answer in (r for r in self._releases if r[1] == reason):
+                message.released_task_ids.extend(task_ids)
+                report.waiting.append((0, answer))
+            self._releases = [r for r in self._releases if r[1] != reason]
         stats = self._stats()
         if stats is not None:
             message.stats.CopyFrom(stats)
