@@ -1,4 +1,4 @@
-"""Output and hand-backs arrive exactly once and in order, through crashes and broken calls.
+"""Output and hand-backs arrive exactly once and in order, through crashes, broken calls and a failing store.
 
 A session worker's report carries output whose chunks say where they start in their attempt's stream, so a report
 resent after the server stored its output but not the rest (it died in between, or its store failed) does not store
@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -283,3 +285,56 @@ def test_a_worker_stopped_with_no_grace_hands_its_tasks_back_in_its_report(serve
     assert f"worker 1 handed back tasks {ids[:2]} in its report: worker 1 is stopping; the task was killed" in log
     assert f"worker 1 handed back tasks {ids[:2]}: " not in log  # no ReleaseTasks call
     assert "Traceback" not in output_of(worker)
+
+
+# --- a store that fails for a while ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _failing_store(state_dir: Path) -> Iterator[None]:
+    """Every write to the server's database fails while this lasts: its write-ahead log is made immutable, which
+    stops writes through the file the server holds open (root included), and SQLite answers "disk I/O error"."""
+    wal = state_dir / "tqhpc.db-wal"
+    chattr = shutil.which("chattr")
+    if chattr is None:
+        pytest.skip("needs chattr to make the database's write-ahead log immutable")
+    made = subprocess.run([chattr, "+i", str(wal)], capture_output=True, text=True, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"cannot make the write-ahead log immutable here (needs root, ext4/xfs/btrfs): {made.stderr}")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(wal)], check=True)
+
+
+def test_a_final_report_the_store_fails_is_sent_again_until_it_is_applied(servers, tmp_path: Path) -> None:
+    """The store fails as a task ends: its final report (output and S) is refused with a storage failure, again and
+    again, until the store works; then the task is S with its output once, on the same worker, nothing counted
+    as a crash. While the store fails, the worker keeps its task and its session."""
+    server = servers[-1]
+    pool = Workers(server, tmp_path)
+    flag = tmp_path / "finish"
+    command = f"echo before; while [ ! -e {flag} ]; do sleep 0.05; done; seq 1 1000; echo after >&2"
+    try:
+        with Client(server.access_file) as client:
+            task_id = client.submit(command)
+            worker = pool.start("--concurrency", "1")
+            wait_until(lambda: _output(client, task_id) == b"before\n", what="the task's first output")
+            with _failing_store(server.state_dir):
+                flag.touch()
+                wait_until(lambda: "disk I/O error" in (server.state_dir / "server.log").read_text(),
+                           what="the store to fail the report")  # fmt: skip
+                time.sleep(2.0)  # the worker keeps sending it meanwhile
+                assert client.task(task_id).status == Status.RUNNING
+                assert worker.poll() is None, output_of(worker)
+            wait_until(lambda: client.task(task_id).status == Status.SUCCEEDED, timeout=15, what="the task to end")
+            task = client.task(task_id)
+            assert (task.worker_id, task.attempts, task.crash_count) == (1, 1, 0)
+            expected = b"before\n" + "".join(f"{i}\n" for i in range(1, 1001)).encode()
+            assert _output(client, task_id) == expected
+            assert _output(client, task_id, "E") == b"after\n"
+            assert [w.state for w in client.workers()] == ["running"]
+            assert worker.poll() is None
+            assert "refused this worker" not in output_of(worker)  # a failed ping is not a refusal
+    finally:
+        pool.stop_all()

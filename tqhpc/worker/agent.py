@@ -41,7 +41,7 @@ from .hoststats import HostStats
 from .process import KILL_ESCALATION_SECONDS, Failure, Limits, Outcome, TaskProcess
 from .reporter import Reporter
 from .retry import ServerGone
-from .session import Session
+from .session import SERVER_FAILED, Session
 from .slot import SETTLED, STARTED, Ending, Fate, Slot, TaskState
 from .taskdirs import DirectoryChecks, ScratchSpace
 from .usage import attempt_start, placed
@@ -371,6 +371,9 @@ class Worker:
         except grpc.aio.AioRpcError as err:
             if err.code() in REFUSED:
                 raise WorkerStopped(f"the server disowned worker {self.worker_id}: {err.details()}") from err
+            if err.code() in SERVER_FAILED:  # the next heartbeat tries again; reports wait until the server takes them
+                log.warning("pinging failed on the server (%s): %s; trying again", err.code().name, err.details())
+                return pb.TaskListAndOther()
             raise
 
     def _accept(self, task: pb.Task) -> None:
