@@ -223,6 +223,7 @@ def _blocking(messages: list[Any]) -> Iterator[Any]:
 
 def test_a_log_call_beyond_the_memory_bound_is_refused_and_stores_nothing(
     seed: Any,  # noqa: F811 - the fixture
+    server: ServerProcess,
     client: Client,
 ) -> None:
     worker_id = seed.register("chatty", concurrency=1)
@@ -237,6 +238,8 @@ def test_a_log_call_beyond_the_memory_bound_is_refused_and_stores_nothing(
         "this one carried more and none of it was stored: send the output in smaller calls"
     )
     assert _output(client, task_id) == b""
+    log = (server.state_dir / "server.log").read_text()
+    assert f"a SendTaskLogs call for tasks [{task_id}] carried more than {64 * MiB} bytes: refused" in log
     assert seed.call("SendTaskLogs", iter([seed.pb.TaskLog(task_id=task_id, log_type="O", log_text=line)])).success
     assert _output(client, task_id) == line.encode()
 

@@ -14,6 +14,7 @@ chunks of the same stream: they are stored, and the answer names what was droppe
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -24,6 +25,8 @@ from ..errors import ResourceExhausted
 from ..plural import plural
 from .logs import LOG_TYPE_SPELLINGS, Chunk, LogStore
 from .registration import Undecodable
+
+log = logging.getLogger("tqhpc.server")
 
 MAX_CALL_BYTES = 64 * 1024 * 1024
 """The most output one SendTaskLogs call may carry, as it is held in memory until the call ends."""
@@ -89,6 +92,10 @@ class LogIntake:
         joined = last is not None and last.continued_by(chunk.task_id, log_type, worker_id, offset)
         self._size += len(data) + (0 if joined else HELD_PIECE_BYTES)
         if self._size > self.limit:
+            # Logged too: scitq's worker never reads the answer, so this line may be all anyone sees of it.
+            tasks = sorted({piece.task_id for piece in self._pieces} | {chunk.task_id})
+            log.warning("a SendTaskLogs call for tasks %s carried more than %d bytes: refused, none of it stored",
+                        tasks[:10], self.limit)  # fmt: skip
             raise ResourceExhausted(
                 f"one SendTaskLogs call carries at most {self.limit // (1024 * 1024)} MiB of output, which the "
                 "server holds until the call ends; this one carried more and none of it was stored: "
