@@ -119,18 +119,20 @@ class TaskListAndOther(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., concurrency: _Optional[int] = ..., cancel_task_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class TaskLog(_message.Message):
-    __slots__ = ("task_id", "log_type", "log_text", "log_bytes", "worker_id")
+    __slots__ = ("task_id", "log_type", "log_text", "log_bytes", "worker_id", "offset")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     LOG_TYPE_FIELD_NUMBER: _ClassVar[int]
     LOG_TEXT_FIELD_NUMBER: _ClassVar[int]
     LOG_BYTES_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     log_type: str
     log_text: str
     log_bytes: bytes
     worker_id: int
-    def __init__(self, task_id: _Optional[int] = ..., log_type: _Optional[str] = ..., log_text: _Optional[str] = ..., log_bytes: _Optional[bytes] = ..., worker_id: _Optional[int] = ...) -> None: ...
+    offset: int
+    def __init__(self, task_id: _Optional[int] = ..., log_type: _Optional[str] = ..., log_text: _Optional[str] = ..., log_bytes: _Optional[bytes] = ..., worker_id: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class TaskRequest(_message.Message):
     __slots__ = ("command", "container", "name", "retry", "after", "after_batch_index", "slots", "array_id", "timeout", "memory_limit", "time_request", "cwd")

@@ -1,4 +1,12 @@
-"""What a SendTaskLogs stream brings in: good chunks stored in batches, bad ones refused one by one.
+"""What a SendTaskLogs stream brings in: good chunks held until the client ends the stream and then stored in one
+append, bad ones refused one by one.
+
+A seed client cannot tell which of its chunks the server stored: when its call breaks (cancelled, past its
+deadline, its connection cut) it sends the whole batch again. Storing chunks as they arrived would store the part
+that came before the break twice; holding them until the client has ended its stream stores a broken call's
+chunks not at all, and their resend once. What one call may hold is bounded, so that no client makes the server hold
+its memory without end. Chunks that say where they start in their stream (`offset`, from a newer client) are kept
+only beyond what is stored, as a worker's session reports are.
 
 A bad chunk (an unknown task, a log type no sender uses, a message protobuf cannot read) never costs the good
 chunks of the same stream: they are stored, and the answer names what was dropped and how much was kept.
@@ -6,37 +14,64 @@ chunks of the same stream: they are stored, and the answer names what was droppe
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
 
 from .._proto import pb
+from ..errors import ResourceExhausted
 from ..plural import plural
-from .logs import LOG_TYPE_SPELLINGS, LogStore
+from .logs import LOG_TYPE_SPELLINGS, Chunk, LogStore
 from .registration import Undecodable
 
-LOG_BATCH_CHUNKS = 256
-LOG_BATCH_BYTES = 1 << 20
+log = logging.getLogger("tqhpc.server")
+
+MAX_CALL_BYTES = 64 * 1024 * 1024
+"""The most output one SendTaskLogs call may carry, as it is held in memory until the call ends."""
+HELD_PIECE_BYTES = 128
+"""What holding one more piece costs beyond its bytes, counted against the bound: many tiny chunks count too."""
 
 Holders = Callable[[set[int]], Awaitable[dict[int, int | None]]]
 """The holding worker of each existing task among the ids (None: held by none); unknown ids are left out."""
 
 
 @dataclass
+class _Piece:
+    """Consecutive chunks of one task's stream from one sender, joined."""
+
+    task_id: int
+    log_type: str
+    worker_id: int | None
+    offset: int | None
+    data: bytearray
+    chunks: int = 1
+
+    def continued_by(self, task_id: int, log_type: str, worker_id: int | None, offset: int | None) -> bool:
+        """Whether a chunk with these fields continues this piece (the same stream, and where this one ends)."""
+        if (task_id, log_type, worker_id) != (self.task_id, self.log_type, self.worker_id):
+            return False
+        if self.offset is None or offset is None:
+            return self.offset is None and offset is None
+        return offset == self.offset + len(self.data)
+
+
+@dataclass
 class LogIntake:
     holders: Holders
     logs: LogStore
+    limit: int = MAX_CALL_BYTES
     stored: int = 0
     stale: int = 0  # chunks of a worker that no longer holds the task: dropped, not an error
-    _batch: list[tuple[int, str, bytes, int | None]] = field(default_factory=list)
+    _pieces: list[_Piece] = field(default_factory=list)
     _size: int = 0
     _bad_types: set[str] = field(default_factory=set)
     _unknown: set[int] = field(default_factory=set)
     _undecodable: list[Undecodable] = field(default_factory=list)
 
-    async def take(self, chunk: pb.TaskLog | Undecodable) -> None:
-        """One chunk of the stream; stores a batch once it is full.
+    def take(self, chunk: pb.TaskLog | Undecodable) -> None:
+        """Hold one chunk of the stream; ResourceExhausted once the call carries more than its bound.
 
         `stdout` and `stderr` are taken for `O` and `E`: scitq's worker sends them and never reads the answer, so
         refusing them would lose all its output without anyone noticing.
@@ -51,27 +86,44 @@ class LogIntake:
         data = chunk.log_bytes or chunk.log_text.encode()
         if not data:
             return
-        self._batch.append((chunk.task_id, log_type, data, chunk.worker_id if chunk.HasField("worker_id") else None))
-        self._size += len(data)
-        if len(self._batch) >= LOG_BATCH_CHUNKS or self._size >= LOG_BATCH_BYTES:
-            await self.flush()
+        offset = chunk.offset if chunk.HasField("offset") else None
+        worker_id = chunk.worker_id if chunk.HasField("worker_id") else None
+        last = self._pieces[-1] if self._pieces else None
+        joined = last is not None and last.continued_by(chunk.task_id, log_type, worker_id, offset)
+        self._size += len(data) + (0 if joined else HELD_PIECE_BYTES)
+        if self._size > self.limit:
+            # Logged too: scitq's worker never reads the answer, so this line may be all anyone sees of it.
+            tasks = sorted({piece.task_id for piece in self._pieces} | {chunk.task_id})
+            log.warning("a SendTaskLogs call for tasks %s carried more than %d bytes: refused, none of it stored",
+                        tasks[:10], self.limit)  # fmt: skip
+            raise ResourceExhausted(
+                f"one SendTaskLogs call carries at most {self.limit // (1024 * 1024)} MiB of output, which the "
+                "server holds until the call ends; this one carried more and none of it was stored: "
+                "send the output in smaller calls"
+            )
+        if last is not None and joined:
+            last.data.extend(data)
+            last.chunks += 1
+        else:
+            self._pieces.append(_Piece(chunk.task_id, log_type, worker_id, offset, bytearray(data)))
 
-    async def flush(self) -> None:
-        """Store the batch: chunks of known tasks, from their holder or from a sender that names no worker."""
-        if not self._batch:
+    async def store(self) -> None:
+        """Store what the call brought, in one append: chunks of known tasks, from their holder or from a sender
+        that names no worker."""
+        pieces, self._pieces = self._pieces, []
+        if not pieces:
             return
-        batch, self._batch, self._size = self._batch, [], 0
-        holders = await self.holders({task_id for task_id, _, _, _ in batch})
+        holders = await self.holders({piece.task_id for piece in pieces})
         good = []
-        for task_id, log_type, data, worker_id in batch:
-            if task_id not in holders:
-                self._unknown.add(task_id)
-            elif worker_id is not None and holders[task_id] != worker_id:
-                self.stale += 1  # late output of a worker that lost the task: not this attempt's
+        for piece in pieces:
+            if piece.task_id not in holders:
+                self._unknown.add(piece.task_id)
+            elif piece.worker_id is not None and holders[piece.task_id] != piece.worker_id:
+                self.stale += piece.chunks  # late output of a worker that lost the task: not this attempt's
             else:
-                good.append((task_id, log_type, data))
+                good.append(Chunk(piece.task_id, piece.log_type, piece.data, piece.offset))  # the bytes, not a copy
+                self.stored += piece.chunks
         await self.logs.append(good)
-        self.stored += len(good)
 
     def refusal(self) -> tuple[grpc.StatusCode, str] | None:
         """The stream's answer when some of it was dropped (None: all of it was stored)."""
@@ -97,4 +149,4 @@ class LogIntake:
         return None
 
 
-__all__ = ["LogIntake"]
+__all__ = ["MAX_CALL_BYTES", "LogIntake"]

@@ -2,15 +2,22 @@
 
 Output never goes into the database. Followers (StreamTaskLogs) read the files from their own offsets and sleep on
 an event that appends and terminal status changes set, so any number of readers follow one task at once.
+
+The current files hold the current attempt's output only (a requeue moves them aside), so a file's size is how much
+of that attempt's stream is stored. A chunk that says where it starts in the stream (its offset) is therefore kept
+only beyond that size: a chunk sent again after a crash, wholly or partly stored already, is not stored twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 STDOUT, STDERR = "O", "E"
@@ -20,34 +27,58 @@ LOG_TYPE_SPELLINGS = {STDOUT: STDOUT, STDERR: STDERR, "stdout": STDOUT, "stderr"
 _SUFFIX = {STDOUT: "out", STDERR: "err"}
 READ_CHUNK = 64 * 1024
 
+log = logging.getLogger("tqhpc.server")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Output of one task's stream; `offset` is where `data` starts in the attempt's stream (None: not said)."""
+
+    task_id: int
+    log_type: str
+    data: bytes | bytearray
+    offset: int | None = None
+
 
 class LogStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(mode=0o700, exist_ok=True)
         self._waiters: defaultdict[int, set[asyncio.Event]] = defaultdict(set)
+        self._lock = threading.Lock()
 
     def path(self, task_id: int, log_type: str) -> Path:
         return self.root / f"{task_id // 1000:04d}" / f"{task_id}.{_SUFFIX[log_type]}"
 
-    def write(self, chunks: Iterable[tuple[int, str, bytes]]) -> None:
-        """Append chunks in order, one open per file per call; blocking, so run it off the event loop."""
-        grouped: dict[tuple[int, str], list[bytes]] = {}
-        for task_id, log_type, data in chunks:
-            grouped.setdefault((task_id, log_type), []).append(data)
-        for (task_id, log_type), parts in grouped.items():
-            path = self.path(task_id, log_type)
-            try:
-                handle = open(path, "ab")  # noqa: SIM115 - closed below, after the parent is made on demand
-            except FileNotFoundError:
-                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                handle = open(path, "ab")  # noqa: SIM115
-            with handle:
-                handle.write(b"".join(parts))
+    def write(self, chunks: Iterable[Chunk]) -> None:
+        """Append chunks in order, one open per file per call; blocking, so run it off the event loop.
 
-    async def append(self, chunks: list[tuple[int, str, bytes]]) -> None:
+        A chunk with an offset is kept only beyond what its file holds: skipped when wholly stored, trimmed when it
+        overlaps. One that starts beyond the end (output lost on the way) is stored as it comes, and logged.
+        """
+        grouped: dict[tuple[int, str], list[Chunk]] = {}
+        for chunk in chunks:
+            grouped.setdefault((chunk.task_id, chunk.log_type), []).append(chunk)
+        with self._lock:  # the stored size read and the append it decides are one step
+            for (task_id, log_type), group in grouped.items():
+                path = self.path(task_id, log_type)
+                try:
+                    handle = open(path, "ab")  # noqa: SIM115 - closed below, after the parent is made on demand
+                except FileNotFoundError:
+                    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    handle = open(path, "ab")  # noqa: SIM115
+                with handle:
+                    stored = os.fstat(handle.fileno()).st_size
+                    parts: list[bytes | bytearray] = []
+                    for chunk in group:
+                        data = _beyond(stored, chunk)
+                        parts.append(data)
+                        stored += len(data)
+                    handle.write(b"".join(parts))
+
+    async def append(self, chunks: list[Chunk]) -> None:
         await asyncio.to_thread(self.write, chunks)
-        self.notify({task_id for task_id, _, _ in chunks})
+        self.notify({chunk.task_id for chunk in chunks})
 
     def rotate(self, attempts: Mapping[int, int]) -> None:
         """Move each task's current output aside as `ID.N.out` / `ID.N.err`, N the attempt that wrote it.
@@ -55,16 +86,20 @@ class LogStore:
         Naming by attempt lets a reader pair each file with that attempt's resource record; should that name be
         taken already (an attempt rotated twice), the next free number is used rather than overwrite anything.
         """
-        for task_id, attempt in attempts.items():
-            current = {t: self.path(task_id, t) for t in LOG_TYPES}
-            if not any(p.exists() for p in current.values()):
-                continue
-            number = max(attempt, 1)
-            while any(p.with_name(f"{task_id}.{number}.{_SUFFIX[t]}").exists() for t, p in current.items()):
-                number += 1
-            for log_type, path in current.items():
-                with contextlib.suppress(FileNotFoundError):
-                    path.rename(path.with_name(f"{task_id}.{number}.{_SUFFIX[log_type]}"))
+        with self._lock:
+            for task_id, attempt in attempts.items():
+                self._rotate(task_id, attempt)
+
+    def _rotate(self, task_id: int, attempt: int) -> None:
+        current = {t: self.path(task_id, t) for t in LOG_TYPES}
+        if not any(p.exists() for p in current.values()):
+            return
+        number = max(attempt, 1)
+        while any(p.with_name(f"{task_id}.{number}.{_SUFFIX[t]}").exists() for t, p in current.items()):
+            number += 1
+        for log_type, path in current.items():
+            with contextlib.suppress(FileNotFoundError):
+                path.rename(path.with_name(f"{task_id}.{number}.{_SUFFIX[log_type]}"))
 
     def notify(self, task_ids: Iterable[int]) -> None:
         for task_id in task_ids:
@@ -87,6 +122,19 @@ class LogStore:
 
     def waiter(self, task_id: int) -> _Waiter:
         return _Waiter(self, task_id)
+
+
+def _beyond(stored: int, chunk: Chunk) -> bytes | bytearray:
+    """What of `chunk` its stream does not hold yet, the stream holding `stored` bytes."""
+    if chunk.offset is None or chunk.offset == stored:
+        return chunk.data
+    if chunk.offset > stored:
+        log.warning(
+            "task %d: its %s output has %d bytes stored, the next chunk starts at byte %d: the bytes between never "
+            "arrived; storing the chunk as it came", chunk.task_id, chunk.log_type, stored, chunk.offset,
+        )  # fmt: skip
+        return chunk.data
+    return chunk.data[stored - chunk.offset :]  # empty when wholly stored already
 
 
 class _Waiter:

@@ -28,7 +28,7 @@ from ..store.crashes import DEFAULT_CRASH_LIMIT
 from . import listing, reports, submission, validate
 from .autoalloc import NO_PROFILES, Autoallocator
 from .log_intake import LogIntake
-from .logs import LOG_TYPE_SPELLINGS, LOG_TYPES, LogStore
+from .logs import LOG_TYPE_SPELLINGS, LOG_TYPES, Chunk, LogStore
 from .pushing import Outgoing, Pusher, Pushers
 from .registration import Undecodable
 from .sessions import SessionBook, SessionEnd
@@ -132,6 +132,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
         self.sessions = SessionBook(self._session_broke)
         self.pushers = Pushers()
         self._last_report: dict[int, int] = {}  # per session worker: the last report applied
+        self._storing: set[asyncio.Future[object]] = set()  # SendTaskLogs calls' output being stored
 
     # --- tasks -------------------------------------------------------------------------------------------------
 
@@ -223,17 +224,37 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
     @_unary
     async def SendTaskLogs(self, request_iterator: AsyncIterator[pb.TaskLog], context: aio.ServicerContext) -> pb.Ack:
-        """Store chunks in batches; refuse bad ones one by one so the good ones of the same stream are kept."""
+        """Store a call's chunks once the client has ended its stream, in one append; refuse bad ones one by one so
+        the good ones of the same stream are kept. A call cut short stores nothing (see log_intake)."""
         intake = LogIntake(self._holders, self.logs)
         async for chunk in request_iterator:
-            await intake.take(chunk)
-        await intake.flush()
+            intake.take(chunk)
+        # The end of the messages is also how grpc shows a call cancelled midway. A call still alive after this
+        # round trip through grpc's core was ended by its client; one cut short is cancelled here, storing nothing.
+        await context.send_initial_metadata(())
+        # Shielded: the call is complete, so a client that cancels it now (scitq's worker does, once it has reported
+        # the task's status) still has its output stored.
+        storing = asyncio.ensure_future(self._store_intake(intake))
+        self._storing.add(storing)  # held until done, even when this handler is cancelled meanwhile
+        storing.add_done_callback(self._storing.discard)
+        failure = await asyncio.shield(storing)
+        if failure is not None:
+            await context.abort(*failure)
         if intake.stale:
             log.info("dropped %d output chunks from workers that no longer hold their tasks", intake.stale)
         refusal = intake.refusal()
         if refusal is not None:
             await context.abort(*refusal)
         return pb.Ack(success=True)
+
+    async def _store_intake(self, intake: LogIntake) -> tuple[grpc.StatusCode, str] | None:
+        """Store a SendTaskLogs call's output; a storage failure is logged and returned, not raised (the call may be
+        gone by then, and nobody would see it)."""
+        try:
+            await intake.store()
+        except (sqlite3.Error, OSError) as err:
+            return _storage_failure("SendTaskLogs", err)
+        return None
 
     async def _holders(self, task_ids: set[int]) -> dict[int, int | None]:
         return await self.db.run(lambda c: task_ops.holders(c, task_ids))
@@ -514,22 +535,30 @@ class TaskQueueService(rpc.TaskQueueServicer):
         self._last_report[worker_id] = report.sequence
         if found is None and not applied.requeued:
             pusher.kick()  # no dispatch ran with the report: this session's own runs
+        if report.released_task_ids:
+            released = list(report.released_task_ids)
+            log.info("worker %d handed back tasks %s in its report: %s", worker_id, released, report.release_reason)
         await self._follow_up(applied, served=pusher if found is not None else None)
         # Computed last, with no wait before the acknowledgement is queued: pushes reach the worker in the order read.
         push = pusher.news(found) if found is not None else None
         return reports.ack(report.sequence, applied.refused, push)
 
     async def _store_session_output(self, worker_id: int, chunks: Iterable[pb.TaskLog]) -> None:
-        """Output of tasks this worker holds; late output of a task it lost is dropped, as with SendTaskLogs."""
+        """Output of tasks this worker holds; late output of a task it lost is dropped, as with SendTaskLogs.
+
+        A report resent after a crash between this and the store operation that records it carries its output
+        again: the chunks' offsets keep what is stored already from being stored twice.
+        """
         batch = []
         for chunk in chunks:
             log_type = LOG_TYPE_SPELLINGS.get(chunk.log_type)
             data = chunk.log_bytes or chunk.log_text.encode()
             if log_type is not None and data:
-                batch.append((chunk.task_id, log_type, data))
-        ids = {task_id for task_id, _, _ in batch}
+                offset = chunk.offset if chunk.HasField("offset") else None
+                batch.append(Chunk(chunk.task_id, log_type, data, offset))
+        ids = {chunk.task_id for chunk in batch}
         holders = await self.db.run(lambda c: task_ops.holders(c, ids))
-        await self.logs.append([chunk for chunk in batch if holders.get(chunk[0]) == worker_id])
+        await self.logs.append([chunk for chunk in batch if holders.get(chunk.task_id) == worker_id])
 
     async def _session_broke(self, worker_id: int, reason: str) -> None:
         """The worker's last session ended with its connection: retire it as the reaper would, crashes counted."""

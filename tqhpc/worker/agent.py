@@ -41,7 +41,7 @@ from .hoststats import HostStats
 from .process import KILL_ESCALATION_SECONDS, Failure, Limits, Outcome, TaskProcess
 from .reporter import Reporter
 from .retry import ServerGone
-from .session import Session
+from .session import SERVER_FAILED, Session
 from .slot import SETTLED, STARTED, Ending, Fate, Slot, TaskState
 from .taskdirs import DirectoryChecks, ScratchSpace
 from .usage import attempt_start, placed
@@ -371,6 +371,9 @@ class Worker:
         except grpc.aio.AioRpcError as err:
             if err.code() in REFUSED:
                 raise WorkerStopped(f"the server disowned worker {self.worker_id}: {err.details()}") from err
+            if err.code() in SERVER_FAILED:  # the next heartbeat tries again; reports wait until the server takes them
+                log.warning("pinging failed on the server (%s): %s; trying again", err.code().name, err.details())
+                return pb.TaskListAndOther()
             raise
 
     def _accept(self, task: pb.Task) -> None:
@@ -707,9 +710,15 @@ class Worker:
             return
         for task_id in task_ids:
             self.slots.pop(task_id, None)
-        request = pb.TaskRelease(worker_id=self.worker_id, task_ids=task_ids, reason=reason)
-        with contextlib.suppress(grpc.aio.AioRpcError):
-            await self._call("ReleaseTasks", request, "handing tasks back")
+        if self.session.opened.is_set():
+            # In a report: after the tasks' output and statuses, acknowledged, and sent again after a break.
+            answer = self.reporter.release(task_ids, reason)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(answer), max(self.connection.give_up_after, 1.0))
+        else:  # no session open: the call a worker without one makes
+            request = pb.TaskRelease(worker_id=self.worker_id, task_ids=task_ids, reason=reason)
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await self._call("ReleaseTasks", request, "handing tasks back")
         self.summary.handed_back += len(task_ids)
 
     async def _disown(self, task_id: int) -> None:

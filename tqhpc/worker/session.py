@@ -27,6 +27,10 @@ GOODBYE_SECONDS = 5.0
 """How long a leaving worker waits for the server to take its goodbye before it simply closes."""
 FIRST_REOPEN_DELAY = 0.1
 MAX_REOPEN_DELAY = 5.0
+SERVER_FAILED = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
+"""The server failed to answer (its storage failing, say): worth another try later, not the end of the worker."""
+STEADY_SECONDS = MAX_REOPEN_DELAY
+"""A session the server ended with a failure after being open this long is reopened at once, as after a break."""
 
 
 class Listener(Protocol):
@@ -58,6 +62,7 @@ class Session:
         self._leaving = False
         self.opened = asyncio.Event()
         """Set while the server has welcomed the current stream."""
+        self._opened_at = 0.0
 
     def send(self, message: pb.WorkerMessage) -> bool:
         """Put a message on the open stream; False when no stream is open (it is then not sent)."""
@@ -102,21 +107,37 @@ class Session:
     async def _keep_open(self, worker_id: int) -> None:
         delay = FIRST_REOPEN_DELAY
         while True:
+            ended: grpc.aio.AioRpcError | None = None
             try:
                 await self._hold(worker_id)
-                if self._leaving:
-                    return
-                log.warning("the server ended the session of worker %d; opening it again", worker_id)
             except grpc.aio.AioRpcError as err:
-                if self._leaving or not self._worth_reopening(worker_id, err, delay):
-                    return
+                ended = err
             finally:
-                if self.opened.is_set():
-                    delay = FIRST_REOPEN_DELAY  # it was open a while: a fresh break, not the same one again
+                fresh = self._fresh_break(ended)
                 self.opened.clear()
+            if fresh:
+                delay = FIRST_REOPEN_DELAY
+            if self._leaving:
+                return
+            if ended is None:
+                log.warning("the server ended the session of worker %d; opening it again", worker_id)
+            elif not self._worth_reopening(worker_id, ended, delay):
+                return
             await asyncio.sleep(delay)
             self.connection.refresh()  # the server may have moved: reopen where access.toml says it is now
             delay = min(delay * 2, MAX_REOPEN_DELAY)
+
+    def _fresh_break(self, ended: grpc.aio.AioRpcError | None) -> bool:
+        """Whether the session that just ended met a fresh trouble, to be tried again at once.
+
+        One the server ends with a failure of its own soon after welcoming it is likely to meet the same failure
+        again (a server whose store fails ends each session at its first report): the wait before the next try
+        keeps growing then, so such a server is not asked ten times a second.
+        """
+        if not self.opened.is_set():
+            return False  # never opened: the server is away, and the wait grows
+        failed = ended is not None and ended.code() in SERVER_FAILED
+        return not failed or _now() - self._opened_at >= STEADY_SECONDS
 
     def _worth_reopening(self, worker_id: int, err: grpc.aio.AioRpcError, delay: float) -> bool:
         code = err.code()
@@ -155,6 +176,7 @@ class Session:
         if kind == "welcome":
             if not self.opened.is_set():
                 log.info("worker %d: session open", worker_id)
+                self._opened_at = _now()
             self.opened.set()
             if self.listener is not None:
                 self.listener.opened(message.welcome)
@@ -178,8 +200,12 @@ async def _sent_from(outbox: asyncio.Queue[pb.WorkerMessage | None]) -> AsyncIte
         yield message
 
 
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
 def _why(err: grpc.aio.AioRpcError) -> str:
     return f"{err.code().name}: {err.details()}"
 
 
-__all__ = ["Session"]
+__all__ = ["SERVER_FAILED", "Session"]
