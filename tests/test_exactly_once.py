@@ -28,6 +28,7 @@ from test_seed_worker import channel, seed, seed_modules  # noqa: F401 - fixture
 from tqhpc import Client, Status
 from tqhpc._proto import pb, rpc
 from tqhpc.channel import sync_stub
+from tqhpc.server.log_intake import HOLD_BYTES, HOLD_SECONDS
 
 MiB = 1024 * 1024
 
@@ -221,27 +222,26 @@ def _blocking(messages: list[Any]) -> Iterator[Any]:
     time.sleep(5)
 
 
-def test_a_log_call_beyond_the_memory_bound_is_refused_and_stores_nothing(
+def test_a_call_kept_open_for_a_whole_task_has_its_lines_seen_as_they_come(
     seed: Any,  # noqa: F811 - the fixture
     server: ServerProcess,
     client: Client,
 ) -> None:
-    worker_id = seed.register("chatty", concurrency=1)
+    """scitq's worker keeps one SendTaskLogs call open while its task runs: after the hold, its lines are stored as
+    they come, long before the call ends, and a call carrying more than the server holds in memory is stored whole."""
+    worker_id = seed.register("scitq-like", concurrency=1)
     task_id = seed.submit("true")
     seed.ping(worker_id)
-    line = "x" * (MiB - 1) + "\n"
-    with pytest.raises(grpc.RpcError) as refused:
-        seed.call("SendTaskLogs", (seed.pb.TaskLog(task_id=task_id, log_type="O", log_text=line) for _ in range(65)))
-    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert refused.value.details() == (
-        "one SendTaskLogs call carries at most 64 MiB of output, which the server holds until the call ends; "
-        "this one carried more and none of it was stored: send the output in smaller calls"
-    )
-    assert _output(client, task_id) == b""
-    log = (server.state_dir / "server.log").read_text()
-    assert f"a SendTaskLogs call for tasks [{task_id}] carried more than {64 * MiB} bytes: refused" in log
-    assert seed.call("SendTaskLogs", iter([seed.pb.TaskLog(task_id=task_id, log_type="O", log_text=line)])).success
-    assert _output(client, task_id) == line.encode()
+    call, outbox = _held_call(seed, [seed.pb.TaskLog(task_id=task_id, log_type="stdout", log_text="first\n")])
+    wait_until(lambda: _output(client, task_id) == b"first\n", timeout=HOLD_SECONDS + 5, what="the held line")
+    outbox.put(seed.pb.TaskLog(task_id=task_id, log_type="stdout", log_text="second\n"))
+    wait_until(lambda: _output(client, task_id) == b"first\nsecond\n", timeout=3, what="a line as it comes")
+    big = "x" * (MiB - 1) + "\n"
+    for _ in range(HOLD_BYTES // MiB + 2):
+        outbox.put(seed.pb.TaskLog(task_id=task_id, log_type="stdout", log_text=big))
+    outbox.put(None)
+    assert call.result(timeout=30).success
+    assert _output(client, task_id) == b"first\nsecond\n" + big.encode() * (HOLD_BYTES // MiB + 2)
 
 
 def test_send_task_logs_chunks_with_offsets_are_stored_once(server, stub, client) -> None:

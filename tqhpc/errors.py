@@ -21,7 +21,3 @@ class NotFound(TqhpcError):
 
 class FailedPrecondition(TqhpcError):
     code = grpc.StatusCode.FAILED_PRECONDITION
-
-
-class ResourceExhausted(TqhpcError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED

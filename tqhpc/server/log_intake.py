@@ -1,12 +1,14 @@
-"""What a SendTaskLogs stream brings in: good chunks held until the client ends the stream and then stored in one
-append, bad ones refused one by one.
+"""What a SendTaskLogs stream brings in: good chunks held for a moment, then stored, bad ones refused one by one.
 
 A seed client cannot tell which of its chunks the server stored: when its call breaks (cancelled, past its
 deadline, its connection cut) it sends the whole batch again. Storing chunks as they arrived would store the part
-that came before the break twice; holding them until the client has ended its stream stores a broken call's
-chunks not at all, and their resend once. What one call may hold is bounded, so that no client makes the server hold
-its memory without end. Chunks that say where they start in their stream (`offset`, from a newer client) are kept
-only beyond what is stored, as a worker's session reports are.
+that came before the break twice. So a call's chunks are held, and stored in one append when the client ends its
+stream: a broken call stores nothing and its resend stores its chunks once. That covers a client sending batches,
+each call done within moments. A client that keeps one call open for a whole task and sends its lines as they come
+(scitq's worker does) must have them seen as they come, though: once a call has been open for HOLD_SECONDS, or
+holds HOLD_BYTES, what it holds is stored and every later chunk is stored as it arrives. Such a call, broken and
+sent again, stores its output twice; the seed protocol has no way to say where a chunk starts. Chunks that do say
+it (`offset`, from a newer client) are kept only beyond what is stored, as a worker's session reports are.
 
 A bad chunk (an unknown task, a log type no sender uses, a message protobuf cannot read) never costs the good
 chunks of the same stream: they are stored, and the answer names what was dropped and how much was kept.
@@ -14,6 +16,7 @@ chunks of the same stream: they are stored, and the answer names what was droppe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,17 +24,18 @@ from dataclasses import dataclass, field
 import grpc
 
 from .._proto import pb
-from ..errors import ResourceExhausted
 from ..plural import plural
 from .logs import LOG_TYPE_SPELLINGS, Chunk, LogStore
 from .registration import Undecodable
 
 log = logging.getLogger("tqhpc.server")
 
-MAX_CALL_BYTES = 64 * 1024 * 1024
-"""The most output one SendTaskLogs call may carry, as it is held in memory until the call ends."""
+HOLD_SECONDS = 2.0
+"""How long a call's chunks are held before they are stored as they come (see above)."""
+HOLD_BYTES = 8 * 1024 * 1024
+"""The most a call holds in memory; beyond it, its chunks are stored as they come."""
 HELD_PIECE_BYTES = 128
-"""What holding one more piece costs beyond its bytes, counted against the bound: many tiny chunks count too."""
+"""What holding one more piece costs beyond its bytes, counted against HOLD_BYTES: many tiny chunks count too."""
 
 Holders = Callable[[set[int]], Awaitable[dict[int, int | None]]]
 """The holding worker of each existing task among the ids (None: held by none); unknown ids are left out."""
@@ -61,7 +65,8 @@ class _Piece:
 class LogIntake:
     holders: Holders
     logs: LogStore
-    limit: int = MAX_CALL_BYTES
+    hold_bytes: int = HOLD_BYTES
+    live: bool = False  # the call went past its hold: chunks are stored as they come
     stored: int = 0
     stale: int = 0  # chunks of a worker that no longer holds the task: dropped, not an error
     _pieces: list[_Piece] = field(default_factory=list)
@@ -69,9 +74,10 @@ class LogIntake:
     _bad_types: set[str] = field(default_factory=set)
     _unknown: set[int] = field(default_factory=set)
     _undecodable: list[Undecodable] = field(default_factory=list)
+    _storing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def take(self, chunk: pb.TaskLog | Undecodable) -> None:
-        """Hold one chunk of the stream; ResourceExhausted once the call carries more than its bound.
+        """Hold one chunk of the stream (`should_store` then says whether it is time to store what is held).
 
         `stdout` and `stderr` are taken for `O` and `E`: scitq's worker sends them and never reads the answer, so
         refusing them would lose all its output without anyone noticing.
@@ -89,28 +95,28 @@ class LogIntake:
         offset = chunk.offset if chunk.HasField("offset") else None
         worker_id = chunk.worker_id if chunk.HasField("worker_id") else None
         last = self._pieces[-1] if self._pieces else None
-        joined = last is not None and last.continued_by(chunk.task_id, log_type, worker_id, offset)
-        self._size += len(data) + (0 if joined else HELD_PIECE_BYTES)
-        if self._size > self.limit:
-            # Logged too: scitq's worker never reads the answer, so this line may be all anyone sees of it.
-            tasks = sorted({piece.task_id for piece in self._pieces} | {chunk.task_id})
-            log.warning("a SendTaskLogs call for tasks %s carried more than %d bytes: refused, none of it stored",
-                        tasks[:10], self.limit)  # fmt: skip
-            raise ResourceExhausted(
-                f"one SendTaskLogs call carries at most {self.limit // (1024 * 1024)} MiB of output, which the "
-                "server holds until the call ends; this one carried more and none of it was stored: "
-                "send the output in smaller calls"
-            )
-        if last is not None and joined:
+        if last is not None and last.continued_by(chunk.task_id, log_type, worker_id, offset):
             last.data.extend(data)
             last.chunks += 1
+            self._size += len(data)
         else:
             self._pieces.append(_Piece(chunk.task_id, log_type, worker_id, offset, bytearray(data)))
+            self._size += len(data) + HELD_PIECE_BYTES
+        if self._size > self.hold_bytes:
+            self.live = True
+
+    @property
+    def should_store(self) -> bool:
+        return self.live and bool(self._pieces)
 
     async def store(self) -> None:
         """Store what the call brought, in one append: chunks of known tasks, from their holder or from a sender
         that names no worker."""
-        pieces, self._pieces = self._pieces, []
+        async with self._storing:  # in the order taken, when the hold's end and a new chunk both store
+            await self._store_held()
+
+    async def _store_held(self) -> None:
+        pieces, self._pieces, self._size = self._pieces, [], 0
         if not pieces:
             return
         holders = await self.holders({piece.task_id for piece in pieces})
@@ -149,4 +155,4 @@ class LogIntake:
         return None
 
 
-__all__ = ["MAX_CALL_BYTES", "LogIntake"]
+__all__ = ["HOLD_BYTES", "HOLD_SECONDS", "LogIntake"]

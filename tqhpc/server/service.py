@@ -27,7 +27,7 @@ from ..store.changes import Changes
 from ..store.crashes import DEFAULT_CRASH_LIMIT
 from . import listing, reports, submission, validate
 from .autoalloc import NO_PROFILES, Autoallocator
-from .log_intake import LogIntake
+from .log_intake import HOLD_SECONDS, LogIntake
 from .logs import LOG_TYPE_SPELLINGS, LOG_TYPES, Chunk, LogStore
 from .pushing import Outgoing, Pusher, Pushers
 from .registration import Undecodable
@@ -224,11 +224,18 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
     @_unary
     async def SendTaskLogs(self, request_iterator: AsyncIterator[pb.TaskLog], context: aio.ServicerContext) -> pb.Ack:
-        """Store a call's chunks once the client has ended its stream, in one append; refuse bad ones one by one so
-        the good ones of the same stream are kept. A call cut short stores nothing (see log_intake)."""
+        """Store a call's chunks once the client has ended its stream, in one append, or as they come once the call
+        has been open a while; refuse bad ones one by one so the good ones of the same stream are kept. A call cut
+        short before it went live stores nothing (see log_intake)."""
         intake = LogIntake(self._holders, self.logs)
-        async for chunk in request_iterator:
-            intake.take(chunk)
+        hold = asyncio.get_running_loop().call_later(HOLD_SECONDS, self._hold_over, intake)
+        try:
+            async for chunk in request_iterator:
+                intake.take(chunk)
+                if intake.should_store and (failure := await self._store_intake(intake)) is not None:
+                    await context.abort(*failure)
+        finally:
+            hold.cancel()
         # The end of the messages is also how grpc shows a call cancelled midway. A call still alive after this
         # round trip through grpc's core was ended by its client; one cut short is cancelled here, storing nothing.
         await context.send_initial_metadata(())
@@ -246,6 +253,14 @@ class TaskQueueService(rpc.TaskQueueServicer):
         if refusal is not None:
             await context.abort(*refusal)
         return pb.Ack(success=True)
+
+    def _hold_over(self, intake: LogIntake) -> None:
+        """A SendTaskLogs call open for HOLD_SECONDS: what it holds is stored now, what comes later as it comes."""
+        intake.live = True
+        if intake.should_store:
+            storing = asyncio.ensure_future(self._store_intake(intake))
+            self._storing.add(storing)
+            storing.add_done_callback(self._storing.discard)
 
     async def _store_intake(self, intake: LogIntake) -> tuple[grpc.StatusCode, str] | None:
         """Store a SendTaskLogs call's output; a storage failure is logged and returned, not raised (the call may be
