@@ -103,9 +103,10 @@ def server_and_worker(
 
 
 def _wait_finished(client: Client, ids: list[int], timeout: float) -> str:
-    """Poll one task cheaply (tasks start oldest first) until it is done, then all of them; their letters."""
+    """Poll one task's status letter (tasks start oldest first; `Client.wait` asks the same way) until it is done,
+    then all of them; their letters."""
     deadline = time.monotonic() + timeout
-    while not client.task(ids[-1]).status.terminal:
+    while client.letters(ids[-1:]) not in ("S", "F", "X"):
         if time.monotonic() > deadline:
             raise RuntimeError(f"tqhpc: the tasks were not finished within {timeout:g} s")
         time.sleep(0.01)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence, Set
@@ -70,7 +71,9 @@ def update_status(
             "UPDATE tasks SET status = 'R', started_at = ?, ended_at = NULL, exit_code = NULL WHERE task_id = ?",
             (now, task_id),
         )
-    elif new == Status.FAILED and taskflow.rerun_after_failure(conn, task, exit_code, reason, now):
+        # What the statement changed, without reading the row again: every running task reports R.
+        return dataclasses.replace(task, status=Status.RUNNING, started_at=now, ended_at=None, exit_code=None)
+    if new == Status.FAILED and taskflow.rerun_after_failure(conn, task, exit_code, reason, now):
         pass  # re-runs left, back to P
     elif new in TERMINAL:
         if new == Status.SUCCEEDED and exit_code is None:

@@ -228,21 +228,27 @@ def dispatch(
     A draining worker is given nothing new; a retired one is refused (its session then ends). Of the assigned
     tasks, only those not in `sent` (task, attempt) come as records.
     """
-    worker = get_worker(conn, worker_id, REGISTER_FIRST)
-    if worker.state not in WorkerState.LIVE or worker.state == WorkerState.STARTING:
+    # Only what dispatch needs: it runs with every report, and get_worker also counts the worker's tasks.
+    row = conn.execute(
+        "SELECT state, concurrency, prefetch, walltime_end FROM workers WHERE worker_id = ?", (worker_id,)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no worker {worker_id}{REGISTER_FIRST}")
+    state, concurrency, prefetch, walltime_end = row
+    if state not in WorkerState.LIVE or state == WorkerState.STARTING:
         raise FailedPrecondition(
-            f"worker {worker_id} is {worker.state}; its tasks went back to the queue: stop, or register again"
+            f"worker {worker_id} is {state}; its tasks went back to the queue: stop, or register again"
         )
-    if worker.state != WorkerState.DRAINING:
-        room = worker.concurrency + worker.prefetch - taskflow.held_slots(conn, worker_id)
-        time_left = None if worker.walltime_end is None else worker.walltime_end - now
-        tasks.assign_pending(conn, worker_id, room, largest=worker.concurrency, time_left=time_left)
+    if state != WorkerState.DRAINING:
+        room = concurrency + prefetch - taskflow.held_slots(conn, worker_id)
+        time_left = None if walltime_end is None else walltime_end - now
+        tasks.assign_pending(conn, worker_id, room, largest=concurrency, time_left=time_left)
     new, assigned = tasks.assigned_tasks(conn, worker_id, sent)
     return Dispatch(
         tasks=new,
         assigned=assigned,
-        concurrency=worker.concurrency,
-        prefetch=worker.prefetch,
+        concurrency=concurrency,
+        prefetch=prefetch,
         cancel_ids=taskflow.cancel_requests(conn, worker_id),
     )
 
