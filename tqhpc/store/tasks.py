@@ -68,11 +68,14 @@ def update_status(
         return task
     if new == Status.RUNNING:
         conn.execute(
-            "UPDATE tasks SET status = 'R', started_at = ?, ended_at = NULL, exit_code = NULL WHERE task_id = ?",
+            "UPDATE tasks SET status = 'R', started_at = ?, ended_at = NULL, exit_code = NULL, failure = '' "
+            "WHERE task_id = ?",
             (now, task_id),
         )
         # What the statement changed, without reading the row again: every running task reports R.
-        return dataclasses.replace(task, status=Status.RUNNING, started_at=now, ended_at=None, exit_code=None)
+        return dataclasses.replace(
+            task, status=Status.RUNNING, started_at=now, ended_at=None, exit_code=None, failure=""
+        )
     if new == Status.FAILED and taskflow.rerun_after_failure(conn, task, exit_code, reason, now):
         pass  # re-runs left, back to P
     elif new in TERMINAL:
@@ -112,21 +115,24 @@ def assign_pending(
     room: int,
     largest: int | None = None,
     time_left: float | None = None,
+    containers: bool | None = None,
 ) -> int:
     """Hand pending tasks, oldest first, to the worker while their slots fit in `room`; return how many.
 
     A task takes `slots` of the room, and one bigger than `largest` (the worker's concurrency) is never given to it
     (see taskflow.fitting_pending). Only tasks the worker can run are chosen: container tasks go to workers able to
     run containers, and a task with a declared run time only to a worker with at least `time_left` seconds of
-    walltime (None: unbounded).
+    walltime (None: unbounded). `containers`: whether the worker can run them, when the caller has read it already.
     """
     if room <= 0:
         return 0
+    if containers is None:
+        containers = usage.can_run_containers(conn, worker_id)
     chosen = taskflow.fitting_pending(
         conn,
         room,
         room if largest is None else largest,
-        bare_only=not usage.can_run_containers(conn, worker_id),
+        bare_only=not containers,
         time_left=time_left,
     )
     if not chosen:

@@ -40,9 +40,8 @@ def record_update(
         return
     if worker_id is not None and before.worker_id != worker_id:
         return
-    if task.status == Status.RUNNING and reported == Status.RUNNING:
-        conn.execute("UPDATE tasks SET failure = '' WHERE task_id = ? AND failure != ''", (task.task_id,))
-    elif reported in TERMINAL and task.status != Status.CANCELLED:
+    # A start clears the failure kind of an earlier attempt in its own update (tasks.update_status).
+    if reported in TERMINAL and task.status != Status.CANCELLED:
         conn.execute("UPDATE tasks SET failure = ? WHERE task_id = ?", (failure, task.task_id))
     if usage is None:
         return

@@ -230,11 +230,12 @@ def dispatch(
     """
     # Only what dispatch needs: it runs with every report, and get_worker also counts the worker's tasks.
     row = conn.execute(
-        "SELECT state, concurrency, prefetch, walltime_end FROM workers WHERE worker_id = ?", (worker_id,)
+        "SELECT state, concurrency, prefetch, walltime_end, container_capable FROM workers WHERE worker_id = ?",
+        (worker_id,),
     ).fetchone()
     if row is None:
         raise NotFound(f"no worker {worker_id}{REGISTER_FIRST}")
-    state, concurrency, prefetch, walltime_end = row
+    state, concurrency, prefetch, walltime_end, capable = row
     if state not in WorkerState.LIVE or state == WorkerState.STARTING:
         raise FailedPrecondition(
             f"worker {worker_id} is {state}; its tasks went back to the queue: stop, or register again"
@@ -242,7 +243,8 @@ def dispatch(
     if state != WorkerState.DRAINING:
         room = concurrency + prefetch - taskflow.held_slots(conn, worker_id)
         time_left = None if walltime_end is None else walltime_end - now
-        tasks.assign_pending(conn, worker_id, room, largest=concurrency, time_left=time_left)
+        containers = capable is None or capable != 0  # unknown counts as able, as usage.can_run_containers says
+        tasks.assign_pending(conn, worker_id, room, largest=concurrency, time_left=time_left, containers=containers)
     new, assigned = tasks.assigned_tasks(conn, worker_id, sent)
     return Dispatch(
         tasks=new,
