@@ -178,6 +178,13 @@ def test_a_negative_flag_is_refused(server) -> None:
                           "concurrency from --concurrency must not be negative")  # fmt: skip
 
 
+def test_a_zero_interval_is_refused_rather_than_spun_on(server, tmp_path) -> None:
+    assert_one_line_error(run("worker", "--heartbeat-interval", "0", access=server.access_file),
+                          "heartbeat_interval from --heartbeat-interval must be more than 0")  # fmt: skip
+    assert_one_line_error(run("server", "--state-dir", str(tmp_path / "s"), "--reap-interval", "0"),
+                          "reap_interval from --reap-interval must be more than 0")  # fmt: skip
+
+
 def test_pool_commands_on_a_server_without_pool_profiles(server) -> None:
     listed = run("pool", "list", access=server.access_file)
     assert listed.returncode == 0 and "no pools yet" in listed.stdout

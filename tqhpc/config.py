@@ -142,7 +142,16 @@ def _coerce(name: str, value: Any, kind: type, origin: str) -> Any:
         raise ConfigError(f"{name} from {origin} must be {kind_name(kind)}, not {value!r}") from None
     if isinstance(result, int | float) and not isinstance(result, bool) and result < 0:
         raise ConfigError(f"{name} from {origin} must not be negative, got {value!r}")
+    if name in PERIODS and result == 0:
+        raise ConfigError(f"{name} from {origin} must be more than 0: it is how often something is done")
     return result
+
+
+PERIODS = frozenset(
+    {"worker_timeout", "reap_interval", "local_worker_ping_interval", "slurm_poll_interval", "ping_interval",
+     "heartbeat_interval"}
+)  # fmt: skip
+"""Settings that pace a loop: 0 would make it spin."""
 
 
 def load_settings(cls: type[S], flags: dict[str, Any] | None = None, path: Path | None = None) -> S:
