@@ -152,18 +152,17 @@ def _paths() -> Iterator[tuple[str, Any]]:
         yield f"/{SERVICE.full_name}/{method.name}", method
 
 
-def _identity(data: bytes) -> bytes:
-    return data  # messages travel as the generator made them, valid or not
-
-
-def _call(channel: grpc.Channel, metadata: Any, path: str, method: Any, gen: Generator, out: Outcomes) -> None:
+def _call(
+    channel: grpc.Channel, metadata: Any, path: str, method: Any, wires: list[bytes], cut: bool, out: Outcomes
+) -> None:
+    """One call with these messages (a unary call takes the first); `cut`: the test cancels it midway."""
+    out.messages += len(wires)
     try:
         if method.client_streaming or method.server_streaming:
-            _streamed(channel, metadata, path, method, gen, out)
+            _streamed(channel, metadata, path, method, wires, cut)
         else:
-            out.messages += 1
             call = channel.unary_unary(path, request_serializer=_identity, response_deserializer=_identity)
-            call(gen.wire(method.input_type), metadata=metadata, timeout=10)
+            call(wires[0], metadata=metadata, timeout=10)
         out.note(method.name, grpc.StatusCode.OK, None)
     except grpc.FutureCancelledError:
         out.note(method.name, grpc.StatusCode.CANCELLED, None)
@@ -171,12 +170,7 @@ def _call(channel: grpc.Channel, metadata: Any, path: str, method: Any, gen: Gen
         out.note(method.name, err.code(), err.details())
 
 
-def _streamed(channel: grpc.Channel, metadata: Any, path: str, method: Any, gen: Generator, out: Outcomes) -> None:
-    """A streaming call with 1-6 generated messages; cut off by the test three times in ten."""
-    count = gen.random.randint(1, 6) if method.client_streaming else 1
-    messages = [gen.wire(method.input_type) for _ in range(count)]
-    out.messages += len(messages)
-    cut = gen.random.random() < 0.3
+def _streamed(channel: grpc.Channel, metadata: Any, path: str, method: Any, wires: list[bytes], cut: bool) -> None:
     kinds = {
         (True, True): channel.stream_stream,
         (True, False): channel.stream_unary,
@@ -186,17 +180,28 @@ def _streamed(channel: grpc.Channel, metadata: Any, path: str, method: Any, gen:
         path, request_serializer=_identity, response_deserializer=_identity
     )
     if not method.server_streaming:
-        future = multi.future(iter(messages), metadata=metadata, timeout=10)
+        future = multi.future(iter(wires), metadata=metadata, timeout=10)
         if cut:
             future.cancel()
         future.result()
         return
-    request = iter(messages) if method.client_streaming else messages[0]
-    responses = multi(request, metadata=metadata, timeout=1.5)
+    responses = multi(iter(wires) if method.client_streaming else wires[0], metadata=metadata, timeout=1.5)
     for number, _ in enumerate(responses):
         if cut or number > 50:
             responses.cancel()
             break
+
+
+def _generated(gen: Generator, method: Any) -> tuple[list[bytes], bool]:
+    """1-6 messages for a streaming call, one for a unary one; a streaming call is cut off three times in ten."""
+    count = gen.random.randint(1, 6) if method.client_streaming else 1
+    wires = [gen.wire(method.input_type) for _ in range(count)]
+    streaming = method.client_streaming or method.server_streaming
+    return wires, streaming and gen.random.random() < 0.3
+
+
+def _identity(data: bytes) -> bytes:
+    return data  # messages travel as the generator made them, valid or not
 
 
 def test_ten_thousand_hostile_messages_on_every_rpc(server: ServerProcess) -> None:
@@ -208,7 +213,7 @@ def test_ten_thousand_hostile_messages_on_every_rpc(server: ServerProcess) -> No
     try:
         while out.messages < MESSAGES:
             for path, method in methods:
-                _call(channel, server.access.metadata, path, method, gen, out)
+                _call(channel, server.access.metadata, path, method, *_generated(gen, method), out)
     finally:
         channel.close()
     assert out.bad == [], f"{len(out.bad)} calls answered badly (codes: {out.codes})"
@@ -225,3 +230,22 @@ def test_ten_thousand_hostile_messages_on_every_rpc(server: ServerProcess) -> No
     task_id = stub.SubmitTask(pb.TaskRequest(command="true"), metadata=server.access.metadata).task_id
     assert stub.GetTask(pb.TaskId(task_id=task_id), metadata=server.access.metadata).task_id == task_id
     stub_channel.close()
+
+
+def test_every_rpc_refuses_a_caller_without_the_token_or_with_a_wrong_one(server: ServerProcess) -> None:
+    """Each RPC of the service, streams included, found from the service descriptor so a new one cannot be missed;
+    the request is a valid empty message, so only the missing or wrong token can be why it is refused."""
+    wrong = (("authorization", "bearer not-the-token"),)
+    refused: dict[str, set[str]] = {}
+    channel = grpc.insecure_channel(server.access.address, options=CHANNEL_OPTIONS)
+    try:
+        for metadata, what in ((None, "none"), (wrong, "wrong")):
+            for path, method in _paths():
+                out = Outcomes()
+                _call(channel, metadata, path, method, [b""], False, out)
+                refused.setdefault(method.name, set()).update(f"{what}:{code}" for code in out.codes)
+    finally:
+        channel.close()
+    assert len(refused) == len(SERVICE.methods)
+    for name, codes in refused.items():
+        assert codes == {"none:UNAUTHENTICATED", "wrong:UNAUTHENTICATED"}, f"{name}: {codes}"
