@@ -317,6 +317,12 @@ class Client:
         request = pb.TaskSelection(task_ids=list(task_ids), name=name, status_filter=status)
         return list(self._call(self._stub.RetryTasks, request).task_ids)
 
+    def prune(self, older_than: float, *, name: str = "", status: str = "") -> list[int]:
+        """Remove ended tasks (S, F, X; or those of `status`) that ended more than `older_than` seconds ago, with
+        their output; a task that unfinished tasks depend on is kept. Return the ids removed."""
+        request = pb.PruneRequest(older_than_seconds=older_than, name=name, status=status)
+        return list(self._call(self._stub.PruneTasks, request).task_ids)
+
     def task(self, task_id: int) -> TaskInfo:
         return TaskInfo.from_message(self._call(self._stub.GetTask, pb.TaskId(task_id=task_id)))
 

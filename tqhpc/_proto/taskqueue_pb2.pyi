@@ -533,3 +533,13 @@ class SessionWelcome(_message.Message):
     worker_id: int
     heartbeat_seconds: float
     def __init__(self, worker_id: _Optional[int] = ..., heartbeat_seconds: _Optional[float] = ...) -> None: ...
+
+class PruneRequest(_message.Message):
+    __slots__ = ("older_than_seconds", "name", "status")
+    OLDER_THAN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    older_than_seconds: float
+    name: str
+    status: str
+    def __init__(self, older_than_seconds: _Optional[float] = ..., name: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...

@@ -139,6 +139,11 @@ class TaskQueueStub:
                 request_serializer=taskqueue__pb2.ListTasksRequest.SerializeToString,
                 response_deserializer=taskqueue__pb2.TaskPage.FromString,
                 _registered_method=True)
+        self.PruneTasks = channel.unary_unary(
+                '/taskqueue.TaskQueue/PruneTasks',
+                request_serializer=taskqueue__pb2.PruneRequest.SerializeToString,
+                response_deserializer=taskqueue__pb2.TaskIds.FromString,
+                _registered_method=True)
 
 
 class TaskQueueServicer:
@@ -278,6 +283,14 @@ class TaskQueueServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PruneTasks(self, request, context):
+        """tqhpc: removes ended tasks (S, F, X) that ended longer ago than asked, with their output and usage records; a
+        task that unfinished tasks depend on is kept. Answers with the ids removed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskQueueServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -385,6 +398,11 @@ def add_TaskQueueServicer_to_server(servicer, server):
                     servicer.StreamTasks,
                     request_deserializer=taskqueue__pb2.ListTasksRequest.FromString,
                     response_serializer=taskqueue__pb2.TaskPage.SerializeToString,
+            ),
+            'PruneTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneTasks,
+                    request_deserializer=taskqueue__pb2.PruneRequest.FromString,
+                    response_serializer=taskqueue__pb2.TaskIds.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -954,6 +972,33 @@ class TaskQueue:
             '/taskqueue.TaskQueue/StreamTasks',
             taskqueue__pb2.ListTasksRequest.SerializeToString,
             taskqueue__pb2.TaskPage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskqueue.TaskQueue/PruneTasks',
+            taskqueue__pb2.PruneRequest.SerializeToString,
+            taskqueue__pb2.TaskIds.FromString,
             options,
             channel_credentials,
             insecure,

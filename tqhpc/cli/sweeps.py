@@ -289,6 +289,21 @@ def retry(access: str | None, task_ids: tuple[str, ...], failed: bool, name: str
     click.echo(f"{plural(len(done), 'task')} back in the queue")
 
 
+@click.command()
+@access_option
+@click.option("--older-than", required=True, type=DurationType(), help="Only tasks that ended this long ago: 30d, 12h.")
+@click.option("--name", default="", help="Only tasks with this name.")
+@click.option("--status", default="SFX", show_default=True, help="Which ended tasks: letters of S, F and X.")
+def prune(access: str | None, older_than: float, name: str, status: str) -> None:
+    """Remove ended tasks and their output for good; a task that unfinished tasks depend on is kept."""
+    letters = status.upper()
+    if not letters or not set(letters) <= set("SFX"):
+        raise click.UsageError(f"--status: only ended tasks are pruned, so letters of S, F and X, not {status!r}")
+    with connect(access) as client:
+        removed = client.prune(older_than, name=name, status=letters)
+    click.echo(f"removed {plural(len(removed), 'task')}")
+
+
 def _stopped_waiting(ids: Sequence[int], name: str) -> NoReturn:
     """Ctrl-C stops this command only: say so, lest the user think the tasks were stopped or lost."""
     which = f"--name {shlex.quote(name)}" if name else _id_ranges(ids)
@@ -301,4 +316,4 @@ def _stopped_waiting(ids: Sequence[int], name: str) -> NoReturn:
     sys.exit(130)
 
 
-COMMANDS = [submit, wait_command, cancel, retry]
+COMMANDS = [submit, wait_command, cancel, retry, prune]

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from .statelock import StateDirLock
 log = logging.getLogger("tqhpc.server")
 
 DATABASE_FILE = "tqhpc.db"
+PRUNE_EVERY_SECONDS = 60.0
+"""How often `prune_after` is applied at most (with the look for lost workers; more often when it is shorter)."""
 SERVER_LOG = "server.log"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 SHUTDOWN_GRACE_SECONDS = 5.0
@@ -169,12 +172,20 @@ class Server:
         raise ServerStartError(f"cannot listen on {listen.host}:{listen.port}: the address is in use or not local")
 
     async def _reap_lost_workers(self) -> None:
+        pruned_at = time.monotonic()
         while True:
             await asyncio.sleep(self.settings.reap_interval)
             try:
                 await self.service.mark_lost_workers(self.settings.worker_timeout)
             except Exception:
                 log.exception("looking for lost workers failed")
+            every = min(PRUNE_EVERY_SECONDS, self.settings.prune_after)
+            if self.settings.prune_after and time.monotonic() - pruned_at >= every:
+                pruned_at = time.monotonic()
+                try:
+                    await self.service.prune(time.time() - self.settings.prune_after)
+                except Exception:
+                    log.exception("pruning ended tasks failed")
 
     async def _watch_slurm(self) -> None:
         """The reconciliation loop: squeue against live Slurm workers, then automatic allocation."""

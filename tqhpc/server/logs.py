@@ -40,6 +40,10 @@ class Chunk:
     offset: int | None = None
 
 
+ROTATION_SLACK = 4
+"""How far past its attempts a task's moved-aside output may be numbered (an attempt rotated twice takes the next)."""
+
+
 class LogStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -100,6 +104,16 @@ class LogStore:
         for log_type, path in current.items():
             with contextlib.suppress(FileNotFoundError):
                 path.rename(path.with_name(f"{task_id}.{number}.{_SUFFIX[log_type]}"))
+
+    def remove(self, attempts: Mapping[int, int]) -> None:
+        """Delete the output of pruned tasks: the current files and every attempt's moved aside (blocking)."""
+        with self._lock:
+            for task_id, attempt in attempts.items():
+                for log_type, path in ((t, self.path(task_id, t)) for t in LOG_TYPES):
+                    path.unlink(missing_ok=True)
+                    # Moved aside as ID.N.*, N at most a few past the attempts when a name was taken (see _rotate).
+                    for number in range(1, attempt + ROTATION_SLACK):
+                        path.with_name(f"{task_id}.{number}.{_SUFFIX[log_type]}").unlink(missing_ok=True)
 
     def notify(self, task_ids: Iterable[int]) -> None:
         for task_id in task_ids:

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import math
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -19,7 +20,7 @@ from .._proto import pb, rpc
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, TqhpcError
 from ..records import WorkerInfo, WorkerState, WorkerStats
 from ..status import parse_status_filter
-from ..store import Database, taskflow
+from ..store import Database, pruning, taskflow
 from ..store import tasks as task_ops
 from ..store import usage as usage_ops
 from ..store import workers as worker_ops
@@ -195,6 +196,30 @@ class TaskQueueService(rpc.TaskQueueServicer):
     @_unary
     async def RetryTasks(self, request: pb.TaskSelection, context: aio.ServicerContext) -> pb.TaskIds:
         return pb.TaskIds(task_ids=await self._select_and(request, taskflow.retry))
+
+    @_unary
+    async def PruneTasks(self, request: pb.PruneRequest, context: aio.ServicerContext) -> pb.TaskIds:
+        age = request.older_than_seconds
+        if not math.isfinite(age) or age < 0:
+            raise InvalidArgument(f"older_than_seconds must be a finite number of seconds, 0 or more, not {age}")
+        letters = request.status or "SFX"
+        if not set(letters) <= {"S", "F", "X"}:
+            raise InvalidArgument(f"only ended tasks are pruned: status takes letters of S, F and X, not {letters!r}")
+        name = validate.name(request.name, "task name")
+        removed = await self.prune(time.time() - age, name, letters)
+        return pb.TaskIds(task_ids=removed)
+
+    async def prune(self, ended_before: float, name: str = "", letters: str = "SFX") -> list[int]:
+        """Remove ended tasks (see store.pruning), then their output; the ids removed."""
+
+        def run(conn: sqlite3.Connection) -> dict[int, int]:
+            return pruning.remove(conn, pruning.prunable(conn, ended_before, name, letters))
+
+        attempts = await self.db.run(run)
+        if attempts:
+            await asyncio.to_thread(self.logs.remove, attempts)
+            log.info("pruned %d ended tasks and their output", len(attempts))
+        return sorted(attempts)
 
     async def _select_and(self, request: pb.TaskSelection, action: Callable[..., Changes]) -> list[int]:
         """Run `action` on the tasks the selection names; the ids it acted on."""

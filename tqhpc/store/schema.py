@@ -132,6 +132,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE workers ADD COLUMN last_report INTEGER NOT NULL DEFAULT 0;
     """,
+    # Ended tasks by when they ended, for pruning them without reading the whole table.
+    """
+    CREATE INDEX tasks_ended ON tasks(ended_at) WHERE status IN ('S', 'F', 'X');
+    """,
 ]
 
 
