@@ -93,3 +93,26 @@ def test_the_server_prunes_by_itself_with_prune_after(tmp_path: Path) -> None:
     finally:
         workers.stop_all()
         server.stop()
+
+
+def test_a_runaway_task_has_its_output_cut_at_max_task_output_with_a_note(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "state", "--max-task-output", "1000")
+    workers = Workers(server, tmp_path)
+    try:
+        with Client(server.access_file) as client:
+            task_id = client.submit("for i in $(seq 1 600); do echo line-$i; echo err-$i >&2; done")
+            workers.start()
+            _finished(client, [task_id])
+            assert client.task(task_id).status == Status.SUCCEEDED  # cutting its output does not fail the task
+            for stream, first in (("O", b"line-1\n"), ("E", b"err-1\n")):
+                data = b"".join(c.data for c in client.logs(task_id) if c.stream == stream)
+                kept, note = data[:1000], data[1000:]
+                assert kept.startswith(first) and len(data) < 1200
+                assert (
+                    note == b"\n[tqhpc: this output was cut at 1000 bytes (the server's max_task_output); "
+                    b"the rest was dropped]\n"
+                )
+            assert "output reached max_task_output (1000 bytes)" in (server.state_dir / "server.log").read_text()
+    finally:
+        workers.stop_all()
+        server.stop()

@@ -37,6 +37,9 @@ class ServerSettings:
     local_worker_ping_interval: float = _setting(1.0, "Ping interval of the workers `workers create` starts.")
     slurm_poll_interval: float = _setting(5.0, "Seconds between looks at squeue for the Slurm jobs of workers.")
     crash_limit: int = _setting(5, "A task whose worker is lost this many times while running it fails (0: never).")
+    max_task_output: int = _setting(
+        4 * 1024**3, "Bytes of stdout (and of stderr) kept per attempt of a task, then a note says it was cut (0: all)."
+    )
     prune_after: float = _setting(
         0.0, "Remove ended tasks and their output this many seconds after they ended (0: keep them; see `prune`)."
     )

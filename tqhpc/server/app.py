@@ -110,7 +110,7 @@ class Server:
         _setup_logging(self.state_dir)
         token, previous_port = _previous_token_and_port(self.state_dir)
         self.db = Database(self.state_dir / DATABASE_FILE)
-        self.logs = LogStore(self.state_dir / "logs")
+        self.logs = LogStore(self.state_dir / "logs", cap=self.settings.max_task_output)
         self.local = LocalProvider(
             self.state_dir,
             self.state_dir / ACCESS_FILE,

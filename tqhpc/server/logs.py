@@ -45,8 +45,9 @@ ROTATION_SLACK = 4
 
 
 class LogStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cap: int = 0) -> None:
         self.root = root
+        self.cap = cap  # the most bytes one attempt's stdout (or stderr) keeps, then a note; 0: no limit
         root.mkdir(mode=0o700, exist_ok=True)
         self._waiters: defaultdict[int, set[asyncio.Event]] = defaultdict(set)
         self._lock = threading.Lock()
@@ -75,10 +76,21 @@ class LogStore:
                     stored = os.fstat(handle.fileno()).st_size
                     parts: list[bytes | bytearray] = []
                     for chunk in group:
+                        if self.cap and stored >= self.cap:
+                            break  # cut already: the rest of this attempt's stream is dropped
                         data = _beyond(stored, chunk)
+                        if self.cap and stored + len(data) >= self.cap:
+                            data = bytes(data[: self.cap - stored]) + self._cut_note(task_id, log_type)
                         parts.append(data)
                         stored += len(data)
                     handle.write(b"".join(parts))
+
+    def _cut_note(self, task_id: int, log_type: str) -> bytes:
+        log.warning("task %d: its %s output reached max_task_output (%d bytes): the rest is dropped",
+                    task_id, log_type, self.cap)  # fmt: skip
+        return (
+            f"\n[tqhpc: this output was cut at {self.cap} bytes (the server's max_task_output); the rest was dropped]\n"
+        ).encode()
 
     async def append(self, chunks: list[Chunk]) -> None:
         await asyncio.to_thread(self.write, chunks)
