@@ -13,10 +13,12 @@ import math
 import random
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
+import pytest
 from conftest import ServerProcess
 from google.protobuf.descriptor import FieldDescriptor as F
 
@@ -185,7 +187,7 @@ def _streamed(channel: grpc.Channel, metadata: Any, path: str, method: Any, wire
             future.cancel()
         future.result()
         return
-    responses = multi(iter(wires) if method.client_streaming else wires[0], metadata=metadata, timeout=1.5)
+    responses = multi(iter(wires) if method.client_streaming else wires[0], metadata=metadata, timeout=0.5)
     for number, _ in enumerate(responses):
         if cut or number > 50:
             responses.cancel()
@@ -249,3 +251,23 @@ def test_every_rpc_refuses_a_caller_without_the_token_or_with_a_wrong_one(server
     assert len(refused) == len(SERVICE.methods)
     for name, codes in refused.items():
         assert codes == {"none:UNAUTHENTICATED", "wrong:UNAUTHENTICATED"}, f"{name}: {codes}"
+
+
+def test_a_worker_claiming_a_huge_concurrency_gets_its_tasks_at_once(server: ServerProcess, stub) -> None:
+    """The dispatch looks up only the sizes pending tasks have: a concurrency of 2**32 - 1 once cost a ping four
+    billion index lookups, and the server's store thread hung on it (the fuzz test found it)."""
+    worker_id = stub.RegisterWorker(pb.WorkerInfo(name="huge", concurrency=2**32 - 1)).worker_id
+    ids = [stub.SubmitTask(pb.TaskRequest(command="true", slots=slots)).task_id for slots in (1, 3, 1000)]
+    started = time.monotonic()
+    tasks = stub.PingAndTakeNewTasks(pb.WorkerId(worker_id=worker_id), timeout=10).tasks
+    assert sorted(task.task_id for task in tasks) == ids
+    assert time.monotonic() - started < 2
+
+
+def test_figures_past_what_the_store_holds_are_refused_by_name(server: ServerProcess, stub) -> None:
+    """uint64 on the wire, signed 64-bit integers in SQLite: such a ping answered UNKNOWN (an OverflowError)."""
+    worker_id = stub.RegisterWorker(pb.WorkerInfo(name="w", concurrency=1)).worker_id
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.PingAndTakeNewTasks(pb.WorkerId(worker_id=worker_id, stats=pb.WorkerStats(memory_used=2**64 - 1)))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "stats: memory_used = 18446744073709551615 is out of range" in refused.value.details()

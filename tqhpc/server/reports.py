@@ -35,7 +35,7 @@ def apply_status(conn: sqlite3.Connection, request: pb.TaskStatusUpdate, settled
     new = parse_status(request.new_status)
     exit_code = request.exit_code if request.HasField("exit_code") else None
     worker_id = request.worker_id if request.HasField("worker_id") else None
-    usage = ResourceUsage.from_message(request.usage) if request.HasField("usage") else None
+    usage = validate.storable(ResourceUsage.from_message(request.usage), "usage") if request.HasField("usage") else None
     failure = validate.name(request.failure, "failure")
     before = task_ops.get_task(conn, request.task_id)
     task = task_ops.update_status(
@@ -72,7 +72,7 @@ def apply_report(conn: sqlite3.Connection, worker_id: int, report: pb.WorkerRepo
         applied.requeued += worker_ops.release(conn, worker_id, list(report.released_task_ids), reason)
         applied.for_workers = True
     if report.HasField("stats"):
-        usage_ops.store_stats(conn, worker_id, WorkerStats.from_message(report.stats))
+        usage_ops.store_stats(conn, worker_id, validate.storable(WorkerStats.from_message(report.stats), "stats"))
     worker_ops.heartbeat(conn, worker_id, time.time(), report.sequence)
     return applied
 

@@ -364,7 +364,9 @@ class TaskQueueService(rpc.TaskQueueServicer):
 
     @_unary
     async def PingAndTakeNewTasks(self, request: pb.WorkerId, context: aio.ServicerContext) -> pb.TaskListAndOther:
-        stats = WorkerStats.from_message(request.stats) if request.HasField("stats") else None
+        stats = (
+            validate.storable(WorkerStats.from_message(request.stats), "stats") if request.HasField("stats") else None
+        )
 
         def ping(conn: Any) -> worker_ops.PingResult:
             result = worker_ops.ping(conn, request.worker_id, time.time(), draining=request.draining)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 from ..errors import InvalidArgument
+
+R = TypeVar("R")
 
 MAX_COMMAND_BYTES = 128 * 1024 - 1
 """A task runs as `sh -c COMMAND`; Linux refuses any single argument of 128 KiB or more (MAX_ARG_STRLEN)."""
@@ -72,3 +75,15 @@ def time_request(seconds: float) -> float:
     if not math.isfinite(seconds) or seconds < 0:
         raise InvalidArgument(f"time_request must be a number of seconds, 0 or more, not {seconds!r}")
     return seconds
+
+
+SQLITE_INTEGER_MAX = 2**63 - 1
+
+
+def storable(record: R, what: str) -> R:
+    """A worker's figures (usage, host state) as the store can keep them: protobuf's uint64 goes past SQLite's
+    signed 64-bit integers, and no real count of bytes does."""
+    for name, value in vars(record).items():
+        if isinstance(value, int) and not isinstance(value, bool) and value > SQLITE_INTEGER_MAX:
+            raise InvalidArgument(f"{what}: {name} = {value} is out of range (at most {SQLITE_INTEGER_MAX})")
+    return record

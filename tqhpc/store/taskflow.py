@@ -369,8 +369,12 @@ def fitting_pending(
     source = "tasks INDEXED BY tasks_pending_bare" if bare_only else "tasks INDEXED BY tasks_pending"
     bare = " AND container = ''" if bare_only else ""
     sql = f"SELECT task_id, time_request FROM {source} WHERE status = 'P'{bare} AND slots = ? ORDER BY task_id LIMIT ?"
+    sizes = f"SELECT MIN(slots) FROM {source} WHERE status = 'P'{bare} AND slots > ? AND slots <= ?"
     candidates: list[tuple[int, int]] = []
-    for slots in range(1, biggest + 1):
+    slots = 0
+    # Only the sizes pending tasks have, each found by one index seek: a worker claiming a concurrency of four
+    # billion must not cost four billion lookups.
+    while (slots := conn.execute(sizes, (slots, biggest)).fetchone()[0]) is not None:
         wanted = room // slots  # the most tasks of this size that can ever be taken together
         window = wanted if time_left is None else max(wanted, SCAN_LIMIT // biggest)
         taken = 0
