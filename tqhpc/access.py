@@ -19,7 +19,19 @@ TOKEN_BYTES = 32
 
 
 class AccessError(RuntimeError):
-    """The access file is missing, unreadable or malformed; the message says which file and what to do."""
+    """The access file is missing, unreadable, malformed or open to others, or the state directory is not private;
+    the message says which file and what to do."""
+
+
+class AccessExposed(AccessError):
+    """The access file is open to others: its token may have been copied."""
+
+    @classmethod
+    def of(cls, path: Path, mode: int) -> AccessExposed:
+        return cls(
+            f"the access file {path} is open to others (mode {mode:04o}): anyone could copy its token; "
+            f"run `chmod 600 {path}` (or delete it and restart `tqhpc server` for a new token)"
+        )
 
 
 def default_state_dir() -> Path:
@@ -29,12 +41,29 @@ def default_state_dir() -> Path:
 
 
 def prepare_state_dir(state_dir: Path) -> Path:
-    """Create the state directory private to its owner, and refuse one that others can read."""
+    """Create the state directory private to its owner; close one that others can only read, and refuse one that
+    others can write or that belongs to someone else: they could have replaced its access file, certificate or
+    database, so nothing in it can be trusted until its owner has looked. An access file open to others is refused
+    as clients refuse it."""
     state_dir = state_dir.expanduser().resolve()
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    mode = state_dir.stat().st_mode & 0o777
+    info = state_dir.stat()
+    mode = info.st_mode & 0o777
+    if info.st_uid != os.getuid():
+        raise AccessError(
+            f"the state directory {state_dir} belongs to user id {info.st_uid}, not to you: "
+            "use a state directory of your own (--state-dir or $TQHPC_HOME)"
+        )
+    if mode & 0o022:
+        raise AccessError(
+            f"the state directory {state_dir} is writable by others (mode {mode:04o}): they could replace its "
+            f"access file or database; check its files, then run `chmod 700 {state_dir}`"
+        )
     if mode & 0o077:
         os.chmod(state_dir, mode & 0o700)
+    access = state_dir / ACCESS_FILE
+    if access.exists() and access.stat().st_mode & 0o077:  # the server would go on with a token others may hold
+        raise AccessExposed.of(access, access.stat().st_mode & 0o777)
     return state_dir
 
 
@@ -71,8 +100,14 @@ def new_token() -> str:
 
 
 def read_access(path: Path) -> Access:
+    """The address and token in `path`, refused if others may read or change it: the token lets anyone who copies it
+    submit as you, so a leaked one must be noticed, not used."""
     try:
-        data = tomli.loads(path.read_text())
+        with open(path, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode & 0o777
+            if mode & 0o077:
+                raise AccessExposed.of(path, mode)
+            data = tomli.loads(handle.read().decode())
     except FileNotFoundError:
         raise AccessError(
             f"no access file at {path}: start `tqhpc server` first, or point --access / $TQHPC_ACCESS at its "

@@ -8,7 +8,9 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-MAX_ARRAY = 1_000_000
+from .limits import MAX_SWEEP_TASKS
+
+MAX_ARRAY = MAX_SWEEP_TASKS
 
 
 class ExpandError(ValueError):
@@ -22,7 +24,10 @@ class Expanded:
 
 
 def parse_array(text: str) -> list[int]:
-    """`1-1000`, `0-99:10` (a step), `3,7,9`, or a mix: `1-3,10`."""
+    """`1-1000`, `0-99:10` (a step), `3,7,9`, or a mix: `1-3,10`.
+
+    Each range is counted before it is built, so `1-100000000` is refused at once instead of after filling memory.
+    """
     values: list[int] = []
     for raw in text.split(","):
         part = raw.strip()
@@ -33,15 +38,16 @@ def parse_array(text: str) -> list[int]:
                 first, last, step = int(first_text), int(last_text), int(step_text or 1)
                 if step < 1 or last < first:
                     raise ExpandError(f"--array range {part!r} must go up, with a step of at least 1")
-                values.extend(range(first, last + 1, step))
+                ids = range(first, last + 1, step)
             else:
-                values.append(int(part))
+                ids = range(int(part), int(part) + 1)
         except ValueError as err:
             if isinstance(err, ExpandError):
                 raise
             raise ExpandError(f"--array takes ranges like 1-1000, 0-99:10 or 3,7,9, not {text!r}") from None
-        if len(values) > MAX_ARRAY:
-            raise ExpandError(f"--array gives more than {MAX_ARRAY} tasks")
+        if len(values) + len(ids) > MAX_ARRAY:
+            raise ExpandError(f"--array gives more than {MAX_ARRAY} tasks, the most one sweep may make")
+        values.extend(ids)
     if any(v < 0 for v in values):
         raise ExpandError("--array ids must not be negative")
     return values

@@ -38,6 +38,7 @@ def server(state_dir: Path | None, listen: str | None, **options: Any) -> None:
     """
     from ..server.app import ServerStartError, serve
     from ..server.statelock import StateDirBusy
+    from ..store.schema import SchemaError
 
     state_dir = state_dir or default_state_dir()
     config = config_path(state_dir)
@@ -46,6 +47,8 @@ def server(state_dir: Path | None, listen: str | None, **options: Any) -> None:
         asyncio.run(serve(state_dir, listen, settings, config=config))
     except (StateDirBusy, ServerStartError) as err:
         raise click.ClickException(str(err)) from None
+    except SchemaError as err:  # a database written by a newer tqhpc: never write into a schema it does not know
+        raise click.ClickException(f"cannot use the state directory {state_dir}: {err}") from None
 
 
 @click.group(invoke_without_command=True)

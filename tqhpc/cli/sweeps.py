@@ -13,7 +13,6 @@ import click
 
 from ..client import Client
 from ..expand import (
-    MAX_ARRAY,
     Expanded,
     ExpandError,
     from_array,
@@ -23,6 +22,7 @@ from ..expand import (
     parse_params,
     read_lines,
 )
+from ..limits import MAX_DEPENDENCIES, MAX_SWEEP_TASKS, MAX_TASK_ID
 from ..plural import plural
 from ..specs import TaskSpec
 from ..status import Status
@@ -31,10 +31,11 @@ from .options import access_option, connect, status_filter
 from .units import DurationType, SizeType
 
 
-def _ids(values: Sequence[str], what: str = "TASK_IDS") -> list[int]:
+def _ids(values: Sequence[str], what: str = "TASK_IDS", limit: int = MAX_SWEEP_TASKS, why: str = "") -> list[int]:
     """Task ids from arguments such as `12`, `3-10` or `4,5`.
 
     A range that names no id (`5-3`) is a slip, never "no task": taken as nothing, `--after 5-3` would run at once.
+    Each range is counted before it is built, so a slip like `1-100000000` is refused at once, naming the limit.
     """
     ids: list[int] = []
     for value in values:
@@ -53,8 +54,13 @@ def _ids(values: Sequence[str], what: str = "TASK_IDS") -> list[int]:
                 raise click.BadParameter(
                     f"the range {part.strip()!r} names no task: a range goes up, as in {end}-{start}", param_hint=what
                 )
-            if len(ids) + end - start >= MAX_ARRAY:
-                raise click.BadParameter(f"more than {MAX_ARRAY} task ids", param_hint=what)
+            if end > MAX_TASK_ID:
+                raise click.BadParameter(f"task ids are at most {MAX_TASK_ID}, not {end}", param_hint=what)
+            if len(ids) + end - start + 1 > limit:
+                raise click.BadParameter(
+                    f"{len(ids) + end - start + 1} task ids, more than {limit}{why or ', the most one sweep makes'}",
+                    param_hint=what,
+                )
             ids.extend(range(start, end + 1))
     return ids
 
@@ -191,7 +197,7 @@ def submit(
 
     Tasks run in the current directory, or in --cwd DIR; it must exist on the workers' nodes.
     """
-    depends = tuple(_ids(after, "--after"))
+    depends = tuple(_ids(after, "--after", MAX_DEPENDENCIES, ", the most one task may wait for"))
     expanded = _expand(command, array, each_line, params)
     with connect(access) as client:
         if not expanded:

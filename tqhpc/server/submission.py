@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from .._proto import pb
 from ..errors import InvalidArgument
+from ..limits import MAX_DEPENDENCIES
 from ..store.taskflow import NewTask
 from . import validate
 
@@ -17,7 +18,6 @@ MAX_BATCH_TASKS = 100_000
 """Tasks in one SubmitTasks call; the client sends bigger lists in several calls."""
 MAX_SLOTS = 4096
 MAX_RETRY = 1000
-MAX_DEPENDENCIES = 10_000
 
 
 def new_task(request: pb.TaskRequest, index: int | None = None) -> NewTask:

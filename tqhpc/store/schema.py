@@ -156,8 +156,8 @@ def migrate(conn: sqlite3.Connection) -> int:
         version = current_version(conn)
         if version > len(MIGRATIONS):
             raise SchemaError(
-                f"the database has schema version {version}, newer than this tqhpc knows ({len(MIGRATIONS)}); "
-                "upgrade tqhpc"
+                f"the database has schema version {version}, newer than this tqhpc knows ({len(MIGRATIONS)}): "
+                "a newer tqhpc wrote it; run that one, or upgrade tqhpc"
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             for statement in filter(str.strip, script.split(";")):

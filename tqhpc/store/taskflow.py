@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
-from ..errors import InvalidArgument
+from ..errors import FailedPrecondition, InvalidArgument
 from ..plural import plural
 from ..records import TaskInfo
 from ..status import CANCELLABLE, HELD, RETRYABLE, Status, after_failed_attempt, from_dependencies
@@ -277,8 +277,14 @@ def cancel(conn: sqlite3.Connection, task_ids: Sequence[int], now: float) -> Cha
 
 def retry(conn: sqlite3.Connection, task_ids: Sequence[int], now: float) -> Changes:
     """Failed and cancelled tasks go back to the queue for a new attempt (P, or W if a dependency has not finished);
-    dependents cancelled because of them wait again. A cancelled task still being killed on its worker, or one whose
-    own dependency failed, is left as it is."""
+    dependents cancelled because of them wait again. One whose own dependency failed is left as it is.
+
+    A retry by the user is a fresh start: the crash count starts again at 0, so the task gets the whole crash limit.
+    A cancelled task still being killed on its worker is refused, and with it the whole call: run twice at once, the
+    old and the new attempt would write the same outputs. Its mark ends when the worker reports the kill, or when
+    the worker is retired (see `drop_kills`).
+    """
+    refuse_while_killed(conn, task_ids)
     changes = Changes()
     todo = deque(sorted(task_ids))
     seen: set[int] = set()
@@ -295,7 +301,7 @@ def retry(conn: sqlite3.Connection, task_ids: Sequence[int], now: float) -> Chan
             continue
         conn.execute(
             "UPDATE tasks SET status = ?, worker_id = NULL, exit_code = NULL, started_at = NULL, ended_at = NULL, "
-            "reason = ? WHERE task_id = ?",
+            "reason = ?, crash_count = 0 WHERE task_id = ?",
             (new.value, "re-run on request", task_id),
         )
         changes.ids.append(task_id)
@@ -309,6 +315,32 @@ def retry(conn: sqlite3.Connection, task_ids: Sequence[int], now: float) -> Chan
             )
         )
     return changes
+
+
+def refuse_while_killed(conn: sqlite3.Connection, task_ids: Sequence[int]) -> None:
+    """Refuse a retry of tasks whose worker has not killed them yet. Few tasks are ever being killed, so they are
+    read from their partial index and matched against the selection, however large."""
+    wanted = set(task_ids)
+    killing = [
+        (task_id, worker_id)
+        for task_id, worker_id in conn.execute(
+            "SELECT task_id, worker_id FROM tasks WHERE kill_pending = 1 AND status = 'X' ORDER BY task_id"
+        )
+        if task_id in wanted
+    ]
+    if killing:
+        task_id, worker_id = killing[0]
+        more = f" (and {plural(len(killing) - 1, 'more task')})" if len(killing) > 1 else ""
+        raise FailedPrecondition(
+            f"task {task_id}{more} is still being killed on worker {worker_id}: retry once the worker has stopped it "
+            "(or is deleted or lost); nothing was retried"
+        )
+
+
+def drop_kills(conn: sqlite3.Connection, worker_id: int) -> None:
+    """A retired worker (deleted, stopped or lost) will never report the kills it owes: its cancelled tasks are
+    free to be retried."""
+    conn.execute("UPDATE tasks SET kill_pending = 0 WHERE worker_id = ? AND kill_pending = 1", (worker_id,))
 
 
 def cancel_requests(conn: sqlite3.Connection, worker_id: int) -> list[int]:

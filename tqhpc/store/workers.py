@@ -173,7 +173,8 @@ def retire(
 ) -> tuple[WorkerInfo, list[int]]:
     """Mark a worker deleted, stopped or lost and send its unfinished tasks back to pending.
 
-    A lost worker's running tasks count a crash each; at `crash_limit` they fail instead.
+    A lost worker's running tasks count a crash each; at `crash_limit` they fail instead. The kills it still owes
+    end with it, so its cancelled tasks can be retried.
     """
     worker = get_worker(conn, worker_id)
     held = tasks.held_task_ids(conn, worker_id)
@@ -182,6 +183,7 @@ def retire(
     else:
         cut = usage.CutShort.WORKER_DELETED if state == WorkerState.DELETED else usage.CutShort.HANDED_BACK
         requeued = tasks.requeue(conn, held, reason, cut)
+    taskflow.drop_kills(conn, worker_id)
     if worker.state in WorkerState.LIVE:
         conn.execute("UPDATE workers SET state = ? WHERE worker_id = ?", (state, worker_id))
     return get_worker(conn, worker_id), requeued
