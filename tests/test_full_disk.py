@@ -1,0 +1,193 @@
+"""A storage that fails for a while (a full disk, a database another process holds locked) loses nothing.
+
+Real server, real worker: the server's state directory sits on a small tmpfs that the test fills, or its database is
+held under `BEGIN EXCLUSIVE` by another connection. The worker keeps what it could not report and sends it again
+until it is stored; the server stays up, answers reads, says so once in its log, and takes up again when the
+storage comes back.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ServerProcess, Workers, output_of, start_server, wait_until
+
+from tqhpc import Client
+
+TMPFS_SIZE = "40m"
+OUTPUT_LINES = 3_000_000  # `seq` of these: about 23 MB, most of which cannot be stored until space comes back
+STORAGE_FAILURE = "the server's storage is failing"
+
+
+def _expected_output() -> bytes:
+    return "".join(f"{n}\n" for n in range(1, OUTPUT_LINES + 1)).encode()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 40 MiB tmpfs of the test's own, unmounted afterwards: the server's state directory itself, so that what the
+    server prints (kept next to it) is not on it."""
+    mount_point = tmp_path / "disk" / "state"
+    mount_point.mkdir(parents=True)
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command on this machine")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (root needed): {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def _fill(disk: Path, leave: int) -> Path:
+    """Write a filler file until only about `leave` bytes of `disk` are free; return it (deleting it frees space)."""
+    filler = disk / "filler"
+    free = shutil.disk_usage(disk).free
+    with open(filler, "wb") as handle:
+        handle.truncate(0)
+        block = b"\0" * (1 << 20)
+        while free - handle.tell() > leave + len(block):
+            handle.write(block)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return filler
+
+
+def _said(server: ServerProcess) -> str:
+    """What the server said: its server.log and what it printed (where it says what the full disk kept out of it)."""
+    log = server.state_dir / "server.log"
+    return (log.read_text(errors="replace") if log.exists() else "") + server.log()
+
+
+def _stored_output(client: Client, task_id: int) -> bytes:
+    return b"".join(chunk.data for chunk in client.logs(task_id) if chunk.stream == "O")
+
+
+@pytest.fixture
+def disk_server(small_disk: Path) -> Iterator[ServerProcess]:
+    proc = start_server(small_disk, "--worker-timeout", "3", "--reap-interval", "0.5")
+    yield proc
+    if proc.process.poll() is None:
+        proc.stop()
+
+
+def test_a_full_disk_holds_the_output_back_until_space_comes_back(
+    small_disk: Path, disk_server: ServerProcess, tmp_path: Path
+) -> None:
+    pool = Workers(disk_server, tmp_path)
+    try:
+        with Client(disk_server.access_file) as client:
+            worker = pool.start("--concurrency", "1")
+            warmup = client.submit("echo ready")
+            assert client.wait([warmup], timeout=30)[0].status == "S"
+            filler = _fill(small_disk, leave=2 << 20)
+
+            task_id = client.submit(f"seq 1 {OUTPUT_LINES}")
+            wait_until(
+                lambda: STORAGE_FAILURE in _said(disk_server),
+                30,
+                what=lambda: f"the failure said: {_said(disk_server)}",
+            )
+            time.sleep(3)  # several reports refused meanwhile
+            # The server is up and answers reads; the worker holds the task and its output.
+            assert disk_server.process.poll() is None
+            # Its start is stored after the output that came with it: the task may still show as assigned.
+            assert client.task(task_id).status in {"A", "R"}
+            assert worker.poll() is None, output_of(worker)
+            assert len(client.tasks()) == 2
+
+            filler.unlink()
+            results = client.wait([task_id], timeout=60)
+            assert results[0].status == "S", output_of(worker)
+            assert _stored_output(client, task_id) == _expected_output()
+            assert worker.poll() is None, output_of(worker)
+
+            later = client.submit("echo after")
+            assert client.wait([later], timeout=30)[0].status == "S"
+            back = "the server's storage works again"
+            wait_until(lambda: back in _said(disk_server), 30, what="the end of the outage to be logged")
+    finally:
+        pool.stop_all()
+    log = _said(disk_server)
+    assert "--- Logging error ---" not in log
+    assert "Traceback" not in log
+    assert log.count(STORAGE_FAILURE) == 1, log
+
+
+def test_a_disk_that_stays_full_pauses_the_task_and_drops_nothing(
+    small_disk: Path, disk_server: ServerProcess, tmp_path: Path
+) -> None:
+    """Output that cannot be stored is not thrown away: the worker holds a bounded amount, then the task's writes
+    wait (its pipe fills) until the server stores again; the task is not failed nor finished with a cut output."""
+    pool = Workers(disk_server, tmp_path)
+    try:
+        with Client(disk_server.access_file) as client:
+            worker = pool.start("--concurrency", "1")
+            filler = _fill(small_disk, leave=1 << 20)
+            task_id = client.submit(f"seq 1 {OUTPUT_LINES}")
+            wait_until(lambda: STORAGE_FAILURE in _said(disk_server), 30, what="the storage failure to be logged")
+            time.sleep(4)
+            assert client.task(task_id).status in {"A", "R"}
+            assert worker.poll() is None, output_of(worker)
+            stored = len(_stored_output(client, task_id))
+            assert stored < len(_expected_output())
+            filler.unlink()
+            assert client.wait([task_id], timeout=60)[0].status == "S"
+            assert _stored_output(client, task_id) == _expected_output()
+    finally:
+        pool.stop_all()
+
+
+def test_a_database_held_locked_by_another_process_delays_reports_and_loses_nothing(
+    disk_server: ServerProcess, tmp_path: Path
+) -> None:
+    pool = Workers(disk_server, tmp_path)
+    try:
+        with Client(disk_server.access_file) as client:
+            worker = pool.start("--concurrency", "1")
+            warmup = client.submit("echo ready")
+            assert client.wait([warmup], timeout=30)[0].status == "S"
+            task_id = client.submit("sleep 1; seq 1 200000")
+
+            held = threading.Event()
+            release = threading.Event()
+
+            def hold_lock() -> None:
+                conn = sqlite3.connect(disk_server.state_dir / "tqhpc.db", isolation_level=None, timeout=30)
+                conn.execute("BEGIN EXCLUSIVE")
+                held.set()
+                release.wait(30)
+                conn.execute("ROLLBACK")
+                conn.close()
+
+            holder = threading.Thread(target=hold_lock)
+            holder.start()
+            try:
+                assert held.wait(30)
+                time.sleep(6)  # the task ends meanwhile; its report cannot be stored
+                assert disk_server.process.poll() is None
+                assert worker.poll() is None, output_of(worker)
+            finally:
+                release.set()
+                holder.join()
+            results = client.wait([task_id], timeout=60)
+            assert results[0].status == "S", output_of(worker)
+            expected = "".join(f"{n}\n" for n in range(1, 200_001)).encode()
+            assert _stored_output(client, task_id) == expected
+    finally:
+        pool.stop_all()
+    assert "--- Logging error ---" not in _said(disk_server)
