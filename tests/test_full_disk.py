@@ -8,7 +8,8 @@ storage comes back.
 
 from __future__ import annotations
 
-import os
+import contextlib
+import logging
 import shutil
 import sqlite3
 import subprocess
@@ -21,6 +22,8 @@ import pytest
 from conftest import ServerProcess, Workers, output_of, start_server, wait_until
 
 from tqhpc import Client
+from tqhpc.server.app import ServerLogHandler
+from tqhpc.store import Database
 
 TMPFS_SIZE = "40m"
 OUTPUT_LINES = 3_000_000  # `seq` of these: about 23 MB, most of which cannot be stored until space comes back
@@ -57,13 +60,14 @@ def _fill(disk: Path, leave: int) -> Path:
     """Write a filler file until only about `leave` bytes of `disk` are free; return it (deleting it frees space)."""
     filler = disk / "filler"
     free = shutil.disk_usage(disk).free
-    with open(filler, "wb") as handle:
-        handle.truncate(0)
+    with open(filler, "wb", buffering=0) as handle:
         block = b"\0" * (1 << 20)
         while free - handle.tell() > leave + len(block):
             handle.write(block)
-        handle.flush()
-        os.fsync(handle.fileno())
+        if leave == 0:  # to the last byte
+            with contextlib.suppress(OSError):
+                while True:
+                    handle.write(b"\0" * 4096)
     return filler
 
 
@@ -137,8 +141,9 @@ def test_a_disk_that_stays_full_pauses_the_task_and_drops_nothing(
     try:
         with Client(disk_server.access_file) as client:
             worker = pool.start("--concurrency", "1")
-            filler = _fill(small_disk, leave=1 << 20)
-            task_id = client.submit(f"seq 1 {OUTPUT_LINES}")
+            task_id = client.submit(f"sleep 2; seq 1 {OUTPUT_LINES}")
+            wait_until(lambda: client.task(task_id).status == "R", 30, what="the task to start")
+            filler = _fill(small_disk, leave=0)  # server.log cannot take a line either: it goes to stderr
             wait_until(lambda: STORAGE_FAILURE in _said(disk_server), 30, what="the storage failure to be logged")
             time.sleep(4)
             assert client.task(task_id).status in {"A", "R"}
@@ -150,6 +155,10 @@ def test_a_disk_that_stays_full_pauses_the_task_and_drops_nothing(
             assert _stored_output(client, task_id) == _expected_output()
     finally:
         pool.stop_all()
+    printed = disk_server.log()
+    assert "--- Logging error ---" not in printed, printed
+    assert "Traceback" not in printed, printed
+    assert printed.count(STORAGE_FAILURE) <= 1, printed
 
 
 def test_a_database_held_locked_by_another_process_delays_reports_and_loses_nothing(
@@ -191,3 +200,53 @@ def test_a_database_held_locked_by_another_process_delays_reports_and_loses_noth
     finally:
         pool.stop_all()
     assert "--- Logging error ---" not in _said(disk_server)
+
+
+def test_reads_batched_with_a_write_the_full_disk_refuses_still_get_their_answer(small_disk: Path) -> None:
+    """The store runs the operations waiting together in one transaction; when its commit fails for want of space,
+    the reads among them are answered all the same, and only the write fails."""
+    db = Database(small_disk / "tqhpc.db")
+    try:
+        db.call(lambda c: c.execute("CREATE TABLE ballast (data BLOB)"))
+        _fill(small_disk, leave=0)
+        gate = threading.Event()
+        db.submit(lambda c: gate.wait(10))  # holds the writer while the next two queue up behind it
+        write = db.submit(lambda c: c.execute("INSERT INTO ballast VALUES (zeroblob(4 * 1024 * 1024))"))
+        read = db.submit(lambda c: c.execute("SELECT count(*) FROM ballast").fetchone()[0])
+        gate.set()
+        assert read.result(30) == 0
+        with pytest.raises(sqlite3.OperationalError, match="full"):
+            write.result(30)
+    finally:
+        with contextlib.suppress(Exception):
+            (small_disk / "filler").unlink()
+        db.close()
+
+
+def test_the_server_log_on_a_full_disk_goes_to_stderr_without_tracebacks(
+    small_disk: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    path = small_disk / "server.log"
+    handler = ServerLogHandler(path)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("tqhpc.test-full-disk")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        logger.warning("before the disk is full")
+        filler = _fill(small_disk, leave=0)
+        for number in range(3):
+            logger.warning("record %d %s", number, "x" * 8192)  # more than a page: never fits in the file's slack
+        printed = capfd.readouterr().err
+        assert "--- Logging error ---" not in printed
+        assert "Traceback" not in printed
+        assert printed.count(f"cannot write {path}") == 1, printed
+        for number in range(3):
+            assert f"WARNING record {number} " in printed
+        filler.unlink()
+        logger.warning("after space came back")
+        assert "writing" in capfd.readouterr().err
+        assert "after space came back" in path.read_text()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
