@@ -250,3 +250,29 @@ def test_the_server_log_on_a_full_disk_goes_to_stderr_without_tracebacks(
     finally:
         logger.removeHandler(handler)
         handler.close()
+
+
+def test_a_worker_silenced_by_a_full_disk_is_not_declared_lost(
+    small_disk: Path, disk_server: ServerProcess, tmp_path: Path
+) -> None:
+    """Its reports were refused for longer than the worker timeout (3 s): the silence is the server's, not the
+    worker's. Pings are rare here, so only the session speaks for the worker."""
+    pool = Workers(disk_server, tmp_path)
+    try:
+        with Client(disk_server.access_file) as client:
+            worker = pool.start("--concurrency", "1", "--ping-interval", "60")
+            task_id = client.submit("sleep 1; seq 1 200000; sleep 1")
+            wait_until(lambda: client.task(task_id).status == "R", 30, what="the task to start")
+            filler = _fill(small_disk, leave=0)
+            time.sleep(7)
+            filler.unlink()
+            results = client.wait([task_id], timeout=60)
+            assert results[0].status == "S", output_of(worker)
+            assert results[0].attempts == 1
+            expected = "".join(f"{n}\n" for n in range(1, 200_001)).encode()
+            assert _stored_output(client, task_id) == expected
+            assert worker.poll() is None, output_of(worker)
+            assert client.workers()[0].state == "running", client.workers()
+    finally:
+        pool.stop_all()
+    assert "lost" not in _said(disk_server)
