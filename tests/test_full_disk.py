@@ -130,6 +130,9 @@ def test_a_full_disk_holds_the_output_back_until_space_comes_back(
     assert "--- Logging error ---" not in log
     assert "Traceback" not in log
     assert log.count(STORAGE_FAILURE) == 1, log
+    worker_said = output_of(worker)
+    assert worker_said.count("pinging failed on the server") == 1, worker_said
+    assert "pinging works again" in worker_said, worker_said
 
 
 def test_a_disk_that_stays_full_pauses_the_task_and_drops_nothing(
