@@ -278,4 +278,4 @@ def test_a_worker_silenced_by_a_full_disk_is_not_declared_lost(
             assert client.workers()[0].state == "running", client.workers()
     finally:
         pool.stop_all()
-    assert "lost" not in _said(disk_server)
+    assert "lost: no ping" not in _said(disk_server)
