@@ -7,6 +7,8 @@ import contextlib
 import logging
 import signal
 import socket
+import sqlite3
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +57,43 @@ class Listen:
         return cls(host, int(port))
 
 
+class ServerLogHandler(logging.FileHandler):
+    """server.log, and stderr for each record the file cannot take (a full disk): nothing said is lost, and no
+    `--- Logging error ---` traceback is printed per record. Where the log went is said once each way."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.failing = False
+        self._failed_now = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._failed_now = False
+        super().emit(record)  # calls handleError on a failure
+        if self.failing and not self._failed_now:
+            self.failing = False
+            _to_stderr(f"tqhpc server: writing {self.baseFilename} again")
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._failed_now = True
+        if not self.failing:
+            self.failing = True
+            _to_stderr(
+                f"tqhpc server: cannot write {self.baseFilename} ({sys.exc_info()[1]}); logging here until it can"
+            )
+        try:
+            _to_stderr(self.format(record))
+        except Exception:  # a record that cannot even be formatted: say so in one line, not a traceback
+            _to_stderr(f"tqhpc server: a log record could not be formatted: {record.msg!r}")
+
+
+def _to_stderr(line: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
 def _setup_logging(state_dir: Path) -> None:
-    handler = logging.FileHandler(state_dir / SERVER_LOG)
+    handler = ServerLogHandler(state_dir / SERVER_LOG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("tqhpc")
     root.addHandler(handler)
@@ -177,6 +214,8 @@ class Server:
             await asyncio.sleep(self.settings.reap_interval)
             try:
                 await self.service.mark_lost_workers(self.settings.worker_timeout)
+            except (sqlite3.Error, OSError) as err:
+                self.db.health.failed("looking for lost workers", err)
             except Exception:
                 log.exception("looking for lost workers failed")
             every = min(PRUNE_EVERY_SECONDS, self.settings.prune_after)
@@ -184,6 +223,8 @@ class Server:
                 pruned_at = time.monotonic()
                 try:
                     await self.service.prune(time.time() - self.settings.prune_after)
+                except (sqlite3.Error, OSError) as err:
+                    self.db.health.failed("pruning ended tasks", err)
                 except Exception:
                     log.exception("pruning ended tasks failed")
 
@@ -193,10 +234,14 @@ class Server:
             await asyncio.sleep(self.settings.slurm_poll_interval)
             try:
                 await self.slurm.reconcile()
+            except (sqlite3.Error, OSError) as err:
+                self.db.health.failed("looking at the Slurm jobs of workers", err)
             except Exception:
                 log.exception("looking at the Slurm jobs of workers failed")
             try:
                 await self.autoalloc.tick()
+            except (sqlite3.Error, OSError) as err:
+                self.db.health.failed("automatic allocation", err)
             except Exception:
                 log.exception("automatic allocation failed")
 

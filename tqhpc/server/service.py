@@ -26,6 +26,7 @@ from ..store import usage as usage_ops
 from ..store import workers as worker_ops
 from ..store.changes import Changes
 from ..store.crashes import DEFAULT_CRASH_LIMIT
+from ..store.health import StorageHealth
 from . import listing, reports, submission, validate
 from .autoalloc import NO_PROFILES, Autoallocator
 from .log_intake import HOLD_SECONDS, LogIntake
@@ -65,12 +66,12 @@ MAPPED_ERRORS = (TqhpcError, sqlite3.Error, OSError)
 as UNKNOWN with its traceback in the server's log."""
 
 
-def _status_of(what: str, err: Exception) -> tuple[grpc.StatusCode, str]:
+def _status_of(what: str, err: Exception, health: StorageHealth) -> tuple[grpc.StatusCode, str]:
     """The status a client gets for one of MAPPED_ERRORS raised in `what`: a domain error's own code and message,
     or INTERNAL with one line saying the storage failed."""
     if isinstance(err, TqhpcError):
         return err.code, str(err)
-    return _storage_failure(what, err)
+    return _storage_failure(what, err, health)
 
 
 def _unary(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
@@ -83,7 +84,7 @@ def _unary(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
         try:
             return await method(self, request, context)
         except MAPPED_ERRORS as err:
-            await context.abort(*_status_of(method.__name__, err))
+            await context.abort(*_status_of(method.__name__, err, self.db.health))
             raise  # unreachable: abort raises
 
     return handler
@@ -101,14 +102,15 @@ def _streamed(method: Callable[..., AsyncIterator[M]]) -> Callable[..., AsyncIte
                 async for message in messages:
                     yield message
         except MAPPED_ERRORS as err:
-            await context.abort(*_status_of(method.__name__, err))
+            await context.abort(*_status_of(method.__name__, err, self.db.health))
 
     return handler
 
 
-def _storage_failure(what: str, err: Exception) -> tuple[grpc.StatusCode, str]:
-    """A full disk or a broken database: logged with its traceback here, one line for the client."""
-    log.error("%s failed on the server's storage: %s", what, err, exc_info=err)
+def _storage_failure(what: str, err: Exception, health: StorageHealth) -> tuple[grpc.StatusCode, str]:
+    """A full disk or a locked or broken database: said once per outage in the server's log, one line for the
+    client (a worker takes it as a reason to send its report again later)."""
+    health.failed(what, err)
     return (
         grpc.StatusCode.INTERNAL,
         f"the server could not store or read data ({type(err).__name__}: {err}); see its server.log",
@@ -293,7 +295,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
         try:
             await intake.store()
         except (sqlite3.Error, OSError) as err:
-            return _storage_failure("SendTaskLogs", err)
+            return _storage_failure("SendTaskLogs", err, self.db.health)
         return None
 
     async def _holders(self, task_ids: set[int]) -> dict[int, int | None]:
@@ -476,7 +478,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
         try:
             await self.db.run(lambda c: _check_session_worker(c, worker_id))
         except MAPPED_ERRORS as err:
-            await context.abort(*_status_of("WorkerSession", err))
+            await context.abort(*_status_of("WorkerSession", err, self.db.health))
         self.sessions.opened(worker_id)
         log.info("worker %d: session open", worker_id)
         # Without a goodbye, the end of the stream is the end of the worker: grpc shows a peer's cancelled call or
@@ -548,7 +550,7 @@ class TaskQueueService(rpc.TaskQueueServicer):
             try:
                 outbox.put_nowait(await self._take_report(worker_id, message.report, pusher))
             except MAPPED_ERRORS as err:
-                return SessionEnd.REFUSED, _status_of("WorkerSession", err)
+                return SessionEnd.REFUSED, _status_of("WorkerSession", err, self.db.health)
         return None  # any other kind comes from a newer worker: ignored, so that both keep working
 
     async def _take_report(self, worker_id: int, report: pb.WorkerReport, pusher: Pusher) -> pb.ServerMessage:
@@ -614,6 +616,9 @@ class TaskQueueService(rpc.TaskQueueServicer):
         deadline = time.time() - timeout
 
         heartbeats = self.sessions.take_seen()
+        # While the storage fails, and for a timeout after, a silent worker is no sign of a dead one: its reports
+        # were refused, and it waits before sending them again.
+        judging = not self.db.health.failed_within(timeout)
 
         def reap(conn: sqlite3.Connection) -> tuple[dict[int, list[int]], Changes]:
             # Found and retired in one transaction: a ping landing in between cannot be overruled.
@@ -626,11 +631,17 @@ class TaskQueueService(rpc.TaskQueueServicer):
                     f"worker {worker_id} was lost: no ping for {timeout:g} s",
                     self.crash_limit,
                 )[1]
-                for worker_id in worker_ops.silent_workers(conn, deadline)
+                for worker_id in (worker_ops.silent_workers(conn, deadline) if judging else ())
             }
             return lost, Changes(requeued=[task_id for requeued in lost.values() for task_id in requeued])
 
-        lost = await self._write(reap)
+        try:
+            lost = await self._write(reap)
+        except Exception:
+            for worker_id, when in heartbeats.items():  # not written: kept for the next look, unless newer came
+                if (self.sessions.last_seen(worker_id) or 0) < when:
+                    self.sessions.seen(worker_id, when)
+            raise
         for worker_id, requeued in lost.items():
             log.warning("worker %d lost: no ping for %g s; tasks back to pending: %s", worker_id, timeout, requeued)
         return list(lost)

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from .health import StorageHealth
 from .schema import migrate
 
 T = TypeVar("T")
@@ -69,8 +70,9 @@ def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 class Database:
     """The single writer. `run` from asyncio code, `call` from plain threads (tests, tools)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, health: StorageHealth | None = None) -> None:
         self.path = path
+        self.health = health or StorageHealth()
         self._conn = connect(path)
         migrate(self._conn)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -128,12 +130,17 @@ class Database:
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
+            before = conn.total_changes
             try:
                 result = op(conn)
             except Exception:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite may have rolled back already (a full disk, say)
+                    conn.execute("ROLLBACK")
                 raise
+            wrote = conn.total_changes != before
             conn.execute("COMMIT")
+            if wrote:
+                self.health.worked()
         except Exception as err:  # the operation refused, or the commit itself failed (disk full, I/O error)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -152,30 +159,50 @@ class Database:
             else:
                 future.set_exception(value)  # type: ignore[arg-type]
 
+    def _settle_all(self, batch: list, err: Exception) -> None:
+        self.batches += 1
+        self.operations += len(batch)
+        for _, future in batch:
+            self._settle(future, False, err)
+
+    def _run_in_savepoint(self, op: Operation[object], future: Future[object]) -> tuple[Future, bool, object]:
+        """One operation of a batch, undone alone if it refuses; raises only when the transaction itself failed."""
+        conn = self._conn
+        conn.execute("SAVEPOINT op")
+        try:
+            result = op(conn)
+        except Exception as err:
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            return future, False, err
+        conn.execute("RELEASE op")
+        return future, True, result
+
     def _run_batch(self, batch: list) -> None:
         conn = self._conn
-        outcomes: list[tuple[Future, bool, object]] = []
         if len(batch) == 1:
             self._run_alone(*batch[0])
             return
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for op, future in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    result = op(conn)
-                except Exception as err:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    outcomes.append((future, False, err))
-                else:
-                    conn.execute("RELEASE op")
-                    outcomes.append((future, True, result))
+        except Exception as err:  # the database stayed locked for the whole busy timeout: nothing of the batch ran
+            self._settle_all(batch, err)
+            return
+        before = conn.total_changes
+        try:
+            outcomes = [self._run_in_savepoint(op, future) for op, future in batch]
+            wrote = conn.total_changes != before
             conn.execute("COMMIT")
-        except Exception as err:  # the commit itself failed (disk full, I/O error): nothing of the batch stands
+        except Exception:  # the commit itself failed (disk full, I/O error): nothing of the batch stands
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            outcomes = [(future, False, err) for _, future in batch]
+            # Each operation again in a transaction of its own: one that writes nothing (a read) still gets its
+            # answer while the disk is full, and only those that need the space fail.
+            for op, future in batch:
+                self._run_alone(op, future)
+            return
+        if wrote:
+            self.health.worked()
         self.batches += 1
         self.operations += len(batch)
         for future, ok, value in outcomes:

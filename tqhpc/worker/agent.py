@@ -136,6 +136,7 @@ class Worker:
         self.settings = settings
         self.name = name or default_name()
         self.reserved_id = worker_id
+        self._pings_failing = False  # the server failed the last ping: the next failure is not said again
         self.worker_id = 0
         self.concurrency = settings.concurrency or default_concurrency()
         self.prefetch = settings.prefetch
@@ -367,14 +368,20 @@ class Worker:
         if stats is not None:
             request.stats.CopyFrom(stats.to_message())
         try:
-            return await self._call("PingAndTakeNewTasks", request, "pinging")
+            reply = await self._call("PingAndTakeNewTasks", request, "pinging")
         except grpc.aio.AioRpcError as err:
             if err.code() in REFUSED:
                 raise WorkerStopped(f"the server disowned worker {self.worker_id}: {err.details()}") from err
             if err.code() in SERVER_FAILED:  # the next heartbeat tries again; reports wait until the server takes them
-                log.warning("pinging failed on the server (%s): %s; trying again", err.code().name, err.details())
+                if not self._pings_failing:  # said once: a server whose disk is full fails every ping for a while
+                    log.warning("pinging failed on the server (%s): %s; trying again", err.code().name, err.details())
+                self._pings_failing = True
                 return pb.TaskListAndOther()
             raise
+        if self._pings_failing:
+            self._pings_failing = False
+            log.info("pinging works again")
+        return reply
 
     def _accept(self, task: pb.Task) -> None:
         """Take a task that must wait for room: it is ready at once. Its C report is sent only if it is still
