@@ -1,0 +1,94 @@
+"""Faults on real processes: a server killed and restarted on its fixed address, deleted workers, partitions.
+
+Whatever fails, no task runs twice at the same time and every task ends succeeded once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import ServerProcess, Workers, start_server, tqhpc_command, wait_until
+
+from tqhpc import Client, Status
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _listen_flags(port: int) -> tuple[str, ...]:
+    return ("--listen", f"127.0.0.1:{port}", "--worker-timeout", "60", "--reap-interval", "0.5")
+
+
+@pytest.fixture
+def orphans() -> Iterator[list[psutil.Process]]:
+    """Processes to kill at the end of the test, whatever happened."""
+    found: list[psutil.Process] = []
+    yield found
+    for process in found:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+
+
+def _closing_connections_on(port: int) -> bool:
+    """Connections of a killed server still held by the kernel (FIN_WAIT, TIME_WAIT): they block a plain bind."""
+    return any(
+        c.laddr and c.laddr.port == port and c.status != psutil.CONN_LISTEN for c in psutil.net_connections("tcp")
+    )
+
+
+def test_a_server_killed_with_a_worker_restarts_at_once_on_the_same_address(tmp_path: Path) -> None:
+    port = _free_port()
+    server = start_server(tmp_path / "state", *_listen_flags(port))
+    pool = Workers(server, tmp_path)
+    restarted: ServerProcess | None = None
+    try:
+        # The client's connection is idle when the server dies: the server's side of it closes first and waits
+        # in TIME_WAIT, as every idle connection of a crashed server does.
+        with Client(server.access_file) as client:
+            ids = [client.submit(f"sleep 0.3; echo task {i}") for i in range(12)]
+            pool.start("--concurrency", "2")
+            wait_until(lambda: client.task(ids[2]).status == Status.SUCCEEDED, what="the first tasks to finish")
+            assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+            wait_until(lambda: _closing_connections_on(port), what="the crashed server's connections to linger")
+        restarted = start_server(server.state_dir, *_listen_flags(port))
+        assert restarted.access.address == f"127.0.0.1:{port}"
+        with Client(restarted.access_file) as client:
+            wait_until(lambda: all(t.status == Status.SUCCEEDED for t in client.tasks()), timeout=40, what="every task")
+            for task_id in ids:
+                task = client.task(task_id)
+                assert (task.attempts, task.crash_count) == (1, 0), task
+                assert b"".join(c.data for c in client.logs(task_id)) == f"task {ids.index(task_id)}\n".encode()
+            assert [w.state for w in client.workers()] == ["running"]
+    finally:
+        pool.stop_all()
+        for proc in (restarted, server):
+            if proc and proc.process.poll() is None:
+                proc.stop()
+
+
+def test_a_live_listener_on_the_address_is_still_refused_clearly(tmp_path: Path) -> None:
+    """Reusing an address left by a crash must not let two servers listen on one port."""
+    with socket.create_server(("127.0.0.1", 0)) as live:
+        live.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # even one that allows reuse itself
+        port = live.getsockname()[1]
+        result = subprocess.run(
+            tqhpc_command("server", "--state-dir", str(tmp_path / "s"), "--listen", f"127.0.0.1:{port}"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"tqhpc: error: cannot listen on 127.0.0.1:{port}: the address is in use or not local"
+    )
