@@ -9,6 +9,7 @@ import contextlib
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,3 +93,59 @@ def test_a_live_listener_on_the_address_is_still_refused_clearly(tmp_path: Path)
     assert result.stderr.strip() == (
         f"tqhpc: error: cannot listen on 127.0.0.1:{port}: the address is in use or not local"
     )
+
+
+def _marked_task(markers: Path, cleanup_seconds: float = 0.6) -> str:
+    """A task that notes, with its shell's pid, when it starts, that it is alive (every 0.05 s) and when it ends.
+
+    On SIGTERM it cleans up for a while, still alive, before it exits: a second copy started meanwhile overlaps.
+    """
+    note = f'echo "$1 $$ $(date +%s.%N)" >> {markers}'
+    return (
+        f"note() {{ {note}; }}; "
+        f"trap 'note term; for i in $(seq {int(cleanup_seconds / 0.05)}); do note alive; sleep 0.05; done; exit 1' "
+        "TERM; "
+        "note start; for i in $(seq 30); do note alive; sleep 0.05 & wait $!; done; note end"
+    )
+
+
+def _runs(markers: Path) -> list[tuple[float, float, bool]]:
+    """Each run of a task: (first note, last note, whether it ended), by the shell's pid."""
+    runs: dict[str, list[tuple[str, float]]] = {}
+    for line in markers.read_text().splitlines():
+        kind, pid, when = line.split()
+        runs.setdefault(pid, []).append((kind, float(when)))
+    return sorted(
+        (min(t for _, t in notes), max(t for _, t in notes), any(k == "end" for k, _ in notes))
+        for notes in runs.values()
+    )
+
+
+def test_a_deleted_workers_tasks_run_elsewhere_only_after_it_killed_its_copies(tmp_path: Path) -> None:
+    """The worker timeout is 60 s: tasks that move within seconds moved because the worker handed them back."""
+    server = start_server(tmp_path / "state", "--worker-timeout", "60", "--reap-interval", "0.5")
+    pool = Workers(server, tmp_path)
+    try:
+        with Client(server.access_file) as client:
+            markers = [tmp_path / f"markers-{i}" for i in range(2)]
+            ids = [client.submit(_marked_task(m)) for m in markers]
+            doomed = pool.start("--concurrency", "2", "--prefetch", "0")
+            wait_until(lambda: all(m.exists() for m in markers), what="both tasks to start")
+            pool.start("--concurrency", "2", "--prefetch", "0")
+            wait_until(lambda: len(client.workers(include_retired=False)) == 2, what="the second worker")
+            deleted_at = time.time()
+            client.delete_worker(1)
+            assert doomed.wait(20) == 0
+            wait_until(lambda: all(t.status == Status.SUCCEEDED for t in client.tasks()), timeout=30, what="all")
+            for task_id, marker in zip(ids, markers, strict=True):
+                first, second = _runs(marker)
+                assert not first[2] and second[2]  # the deleted worker's run was cut, the other one ran to its end
+                assert first[1] < second[0], f"task {task_id} ran twice at once: {_runs(marker)}"
+                assert second[0] - deleted_at < 5.0  # the deleted worker killed it at once and handed it back
+                task = client.task(task_id)
+                assert (task.status, task.worker_id, task.attempts) == (Status.SUCCEEDED, 2, 2)
+            assert [w.state for w in client.workers()] == ["deleted", "running"]
+    finally:
+        pool.stop_all()
+        if server.process.poll() is None:
+            server.stop()

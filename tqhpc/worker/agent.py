@@ -183,7 +183,9 @@ class Worker:
             return 0
         except WorkerStopped as err:
             log.warning("%s", err)
+            killed = list(self.slots)
             await self._kill_all()
+            await self._confirm_killed(killed, str(err))
             await self.session.close(str(err))
             return 0
         except ServerGone as err:
@@ -721,6 +723,16 @@ class Worker:
                 await self._call("ReleaseTasks", request, "handing tasks back")
         self.summary.handed_back += len(task_ids)
 
+    async def _confirm_killed(self, task_ids: list[int], reason: str) -> None:
+        """Tell the server the tasks of a disowned worker are dead: a deleted worker's tasks wait for this (or for
+        the worker to be lost) before they run elsewhere. Those of a worker declared lost went back already, and
+        the server ignores them."""
+        if not task_ids:
+            return
+        request = pb.TaskRelease(worker_id=self.worker_id, task_ids=task_ids, reason=f"{reason}; the task was killed")
+        with contextlib.suppress(grpc.aio.AioRpcError, ServerGone, TimeoutError):
+            await asyncio.wait_for(self._call("ReleaseTasks", request, "handing killed tasks back"), RELEASE_SECONDS)
+
     async def _disown(self, task_id: int) -> None:
         """The server refused a report of this task: it is no longer ours. Killed if it runs, and forgotten."""
         slot = self.slots.get(task_id)
@@ -779,6 +791,8 @@ async def _handle_pending_signals() -> None:
 
 STOP_SIGNAL_WAIT_SECONDS = 0.5
 """A task killed by SIGTERM waits this long before it is reported failed: its worker may be stopping with it."""
+RELEASE_SECONDS = 10.0
+"""How long a disowned worker tries to hand back the tasks it killed; past it, the worker timeout frees them."""
 _STOP_SIGNALS = frozenset({-signal.SIGTERM, -signal.SIGKILL, -signal.SIGINT})
 
 
