@@ -6,6 +6,7 @@ Whatever fails, no task runs twice at the same time and every task ends succeede
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -145,6 +146,38 @@ def test_a_deleted_workers_tasks_run_elsewhere_only_after_it_killed_its_copies(t
                 task = client.task(task_id)
                 assert (task.status, task.worker_id, task.attempts) == (Status.SUCCEEDED, 2, 2)
             assert [w.state for w in client.workers()] == ["deleted", "running"]
+    finally:
+        pool.stop_all()
+        if server.process.poll() is None:
+            server.stop()
+
+
+def test_a_deleted_worker_that_cannot_answer_keeps_its_task_until_the_worker_timeout(tmp_path: Path) -> None:
+    """Frozen, the deleted worker can neither kill nor hand back: its task waits for it to be lost, not longer."""
+    server = start_server(tmp_path / "state", "--worker-timeout", "3", "--reap-interval", "0.5")
+    pool = Workers(server, tmp_path)
+    try:
+        with Client(server.access_file) as client:
+            marker = tmp_path / "started"
+            task_id = client.submit(f"touch {marker}; sleep 2")
+            frozen = pool.start("--concurrency", "1")
+            wait_until(marker.exists, what="the task to start")
+            os.kill(frozen.pid, signal.SIGSTOP)
+            try:
+                deleted_at = time.monotonic()
+                client.delete_worker(1)
+                time.sleep(1.5)
+                held = client.task(task_id)  # running on the frozen node, whatever the store has heard of it yet
+                assert held.status in (Status.ASSIGNED, Status.ACCEPTED, Status.RUNNING) and held.worker_id == 1
+                wait_until(lambda: client.task(task_id).status == Status.PENDING, timeout=10, what="the requeue")
+                assert time.monotonic() - deleted_at >= 3.0
+                assert client.task(task_id).reason == "worker 1 was deleted and then silent for 3 s"
+            finally:
+                os.kill(frozen.pid, signal.SIGCONT)
+            assert frozen.wait(20) == 0  # woken, it learns of its deletion and leaves
+            pool.start("--concurrency", "1")
+            wait_until(lambda: client.task(task_id).status == Status.SUCCEEDED, what="the task on another worker")
+            assert client.task(task_id).attempts == 2
     finally:
         pool.stop_all()
         if server.process.poll() is None:
