@@ -5,20 +5,24 @@ Whatever fails, no task runs twice at the same time and every task ends succeede
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import ServerProcess, Workers, start_server, tqhpc_command, wait_until
+from conftest import ServerProcess, Workers, output_of, start_server, tqhpc_command, wait_until
 
 from tqhpc import Client, Status
+from tqhpc.access import Access, write_access
 
 
 def _free_port() -> int:
@@ -114,8 +118,9 @@ def _runs(markers: Path) -> list[tuple[float, float, bool]]:
     """Each run of a task: (first note, last note, whether it ended), by the shell's pid."""
     runs: dict[str, list[tuple[str, float]]] = {}
     for line in markers.read_text().splitlines():
-        kind, pid, when = line.split()
-        runs.setdefault(pid, []).append((kind, float(when)))
+        if len(fields := line.split()) == 3:  # a note whose `date` the kill cut short has no time
+            kind, pid, when = fields
+            runs.setdefault(pid, []).append((kind, float(when)))
     return sorted(
         (min(t for _, t in notes), max(t for _, t in notes), any(k == "end" for k, _ in notes))
         for notes in runs.values()
@@ -182,3 +187,92 @@ def test_a_deleted_worker_that_cannot_answer_keeps_its_task_until_the_worker_tim
         pool.stop_all()
         if server.process.poll() is None:
             server.stop()
+
+
+class FreezableProxy:
+    """A loopback TCP proxy in its own thread; `freeze` stops forwarding both ways without closing anything."""
+
+    def __init__(self, target: str) -> None:
+        self.host, port = target.rsplit(":", 1)
+        self.target_port = int(port)
+        self.forwarding = threading.Event()
+        self.forwarding.set()
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self.port = 0
+
+        async def serve() -> None:
+            server = await asyncio.start_server(self._pipe_pair, "127.0.0.1", 0)
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            async with server:
+                await server.serve_forever()
+
+        self.thread = threading.Thread(target=lambda: self.loop.run_until_complete(serve()), daemon=True)
+        self.thread.start()
+        ready.wait(5)
+
+    async def _pipe_pair(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                while not self.forwarding.is_set():
+                    await asyncio.sleep(0.05)
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    def freeze(self) -> None:
+        self.forwarding.clear()
+
+    def thaw(self) -> None:
+        self.forwarding.set()
+
+
+def _counting_task(markers: Path, lines: int) -> str:
+    """Prints 1..lines, 0.1 s apart, with start/alive/end notes as `_marked_task`."""
+    note = f'echo "$1 $$ $(date +%s.%N)" >> {markers}'
+    return (
+        f"note() {{ {note}; }}; note start; for i in $(seq {lines}); do echo $i; note alive; sleep 0.1; done; note end"
+    )
+
+
+def test_a_partition_longer_than_the_worker_timeout_loses_nothing_and_runs_nothing_twice(tmp_path: Path) -> None:
+    """Cut off for 10 s with a 6 s worker timeout, the worker kills its copies before the server requeues them."""
+    server = start_server(tmp_path / "state", "--worker-timeout", "6", "--reap-interval", "0.5")
+    proxy = FreezableProxy(server.access.address)
+    cut_off = tmp_path / "cut-off"
+    cut_off.mkdir()
+    write_access(cut_off, Access(address=f"127.0.0.1:{proxy.port}", token=server.access.token))
+    server_through_proxy = ServerProcess(cut_off, server.process, server.output)  # its access.toml names the proxy
+    pool = Workers(server, tmp_path)
+    try:
+        with Client(server.access_file) as client:
+            markers = [tmp_path / f"markers-{i}" for i in range(2)]
+            ids = [client.submit(_counting_task(m, 100)) for m in markers]
+            partitioned = Workers(server_through_proxy, cut_off).start("--concurrency", "2", "--prefetch", "0")
+            try:
+                wait_until(lambda: all(m.exists() for m in markers), what="both tasks to start")
+                pool.start("--concurrency", "2", "--prefetch", "0")
+                time.sleep(1.0)
+                proxy.freeze()
+                time.sleep(10.0)
+                proxy.thaw()
+                wait_until(lambda: all(t.status == Status.SUCCEEDED for t in client.tasks()), timeout=40, what="all")
+                for task_id, marker in zip(ids, markers, strict=True):
+                    runs = _runs(marker)
+                    for before, after in itertools.pairwise(runs):
+                        assert before[1] < after[0], f"task {task_id} ran twice at once: {runs}"
+                    output = b"".join(c.data for c in client.logs(task_id)).decode()
+                    assert output == "".join(f"{i}\n" for i in range(1, 101)), output
+            finally:
+                partitioned.terminate()
+                partitioned.wait(30)
+            assert "heard nothing from the server" in output_of(partitioned)
+    finally:
+        pool.stop_all()
+        server.stop()
