@@ -73,6 +73,7 @@ def test_a_deleted_workers_attempt_says_so(client: Client, workers) -> None:
     _run_for(client, task_id, 1)
     (record,) = client.workers()
     client.delete_worker(record.worker_id)
+    wait_until(lambda: client.task(task_id).status == Status.PENDING, what="the worker to hand the task back")
     task, attempt = _cut_attempt(client, task_id)
     assert task.status == Status.PENDING
     assert attempt.failure == "worker_deleted" and attempt.reason == f"worker {record.worker_id} was deleted"

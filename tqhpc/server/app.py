@@ -108,12 +108,18 @@ def _previous_token_and_port(state_dir: Path) -> tuple[str | None, int | None]:
 
 
 def _can_bind(host: str, port: int) -> bool:
+    """Whether gRPC could listen on host:port, asked first so that a port in use is one clear error.
+
+    The probe allows address reuse as gRPC's own listener does: connections a crashed server left in TIME_WAIT on
+    the port must not keep its restart off its fixed address, while a live listener there still refuses the bind.
+    """
     try:
         infos = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror:
         return False
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(address)
         except OSError:

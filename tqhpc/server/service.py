@@ -453,17 +453,22 @@ class TaskQueueService(rpc.TaskQueueServicer):
     async def DeleteWorker(self, request: pb.WorkerId, context: aio.ServicerContext) -> pb.Ack:
         """Stop a worker; a worker that deletes itself while draining is leaving on its own, so it is `stopped`."""
         worker_id = request.worker_id
+        # A worker with a session hands back what it killed; a ping-only one cannot, and its tasks go back at once.
+        holds = self.sessions.is_open(worker_id)
 
         def retire(conn: sqlite3.Connection) -> tuple[tuple[WorkerInfo, list[int]], Changes]:
             worker = worker_ops.get_worker(conn, worker_id)
             leaving = request.draining and worker.state in WorkerState.LIVE
             state = WorkerState.STOPPED if leaving else WorkerState.DELETED
             reason = f"worker {worker_id} stopped" if leaving else f"worker {worker_id} was deleted"
-            worker, requeued = worker_ops.retire(conn, worker_id, state, reason)
+            worker, requeued = worker_ops.retire(conn, worker_id, state, reason, hold_tasks=holds)
             return (worker, requeued), Changes(requeued=requeued)
 
         worker, requeued = await self._write(retire)
         log.info("worker %d is %s; tasks back to pending: %s", worker_id, worker.state, requeued)
+        if worker.state == WorkerState.DELETED:
+            # Its session learns of it at its next dispatch and ends; the worker kills its tasks and hands them back.
+            self.pushers.kick_all()
         provider = self.providers.get(worker.provider)
         if provider is not None and worker.state == WorkerState.DELETED:
             await provider.stop(worker_id)
@@ -498,8 +503,8 @@ class TaskQueueService(rpc.TaskQueueServicer):
             self.pushers.add(pusher)
             refusal = None
             while (message := await outbox.get()) is not _READER_DONE:
-                if isinstance(message, tuple):
-                    refusal = message
+                if isinstance(message, tuple):  # the pusher found the worker retired: its connection is fine
+                    how, refusal = SessionEnd.REFUSED, message
                     break
                 yield message
             if refusal is None:
@@ -608,8 +613,17 @@ class TaskQueueService(rpc.TaskQueueServicer):
         """The worker's last session ended with its connection: retire it as the reaper would, crashes counted."""
         with contextlib.suppress(NotFound, RuntimeError):  # RuntimeError: the store closed under a shutdown
             requeued = await self.retire_if_live(worker_id, WorkerState.LOST, reason)
+            if requeued is None:  # not live: a deleted worker that still held tasks lets them go now
+                requeued = await self._release_deleted(worker_id, reason) or None
             if requeued is not None:
                 log.warning("%s; tasks back to pending: %s", reason, requeued)
+
+    async def _release_deleted(self, worker_id: int, reason: str) -> list[int]:
+        def release(conn: sqlite3.Connection) -> tuple[list[int], Changes]:
+            requeued = worker_ops.release_deleted(conn, worker_id, reason)
+            return requeued, Changes(requeued=requeued)
+
+        return await self._write(release)
 
     async def mark_lost_workers(self, timeout: float) -> list[int]:
         """Retire workers silent for longer than `timeout`; their unfinished tasks go back to pending."""
@@ -633,6 +647,10 @@ class TaskQueueService(rpc.TaskQueueServicer):
                 )[1]
                 for worker_id in (worker_ops.silent_workers(conn, deadline) if judging else ())
             }
+            for worker_id in worker_ops.silent_deleted_holders(conn, deadline):
+                lost[worker_id] = worker_ops.release_deleted(
+                    conn, worker_id, f"worker {worker_id} was deleted and then silent for {timeout:g} s"
+                )
             return lost, Changes(requeued=[task_id for requeued in lost.values() for task_id in requeued])
 
         try:
@@ -747,9 +765,7 @@ def _check_session_worker(conn: sqlite3.Connection, worker_id: int) -> None:
     if worker.state == WorkerState.STARTING:
         raise FailedPrecondition(f"worker {worker_id} was created but never registered: call RegisterWorker first")
     if worker.state not in WorkerState.LIVE:
-        raise FailedPrecondition(
-            f"worker {worker_id} is {worker.state}; its tasks went back to the queue: stop, or register again"
-        )
+        raise FailedPrecondition(worker_ops.retired_message(worker_id, worker.state))
 
 
 def _submitted(ids: list[int]) -> tuple[list[int], Changes]:

@@ -126,9 +126,7 @@ def ping(conn: sqlite3.Connection, worker_id: int, now: float, *, draining: bool
     if worker.state == WorkerState.STARTING:
         raise FailedPrecondition(f"worker {worker_id} was created but never registered: call RegisterWorker first")
     if worker.state not in WorkerState.LIVE:
-        raise FailedPrecondition(
-            f"worker {worker_id} is {worker.state}; its tasks went back to the queue: stop, or register again"
-        )
+        raise FailedPrecondition(retired_message(worker_id, worker.state))
     state = WorkerState.DRAINING if draining else WorkerState.RUNNING
     conn.execute("UPDATE workers SET last_ping = ?, state = ? WHERE worker_id = ?", (now, state, worker_id))
     if not draining:
@@ -158,10 +156,40 @@ def update_worker(
 
 
 def release(conn: sqlite3.Connection, worker_id: int, task_ids: list[int], reason: str) -> list[int]:
-    """Tasks a worker hands back: only those it really holds go back to pending."""
-    get_worker(conn, worker_id, REGISTER_FIRST)
+    """Tasks a worker hands back: only those it really holds go back to pending.
+
+    A deleted worker hands back the tasks it killed on learning of its deletion: their attempts were cut by it.
+    """
+    worker = get_worker(conn, worker_id, REGISTER_FIRST)
     held = set(tasks.held_task_ids(conn, worker_id))
-    return tasks.requeue(conn, [t for t in task_ids if t in held], reason)
+    cut = usage.CutShort.HANDED_BACK
+    if worker.state == WorkerState.DELETED:
+        cut, reason = usage.CutShort.WORKER_DELETED, f"worker {worker_id} was deleted"
+    return tasks.requeue(conn, [t for t in task_ids if t in held], reason, cut)
+
+
+def retired_message(worker_id: int, state: str) -> str:
+    """What a worker no longer counted as live is told when it calls."""
+    if state == WorkerState.DELETED:
+        return f"worker {worker_id} is deleted; kill its tasks and hand them back to the queue, then stop"
+    return f"worker {worker_id} is {state}; its tasks went back to the queue: stop, or register again"
+
+
+def release_deleted(conn: sqlite3.Connection, worker_id: int, reason: str) -> list[int]:
+    """A deleted worker's tasks go back to pending once it cannot be running them any more (see `retire`)."""
+    if get_worker(conn, worker_id).state != WorkerState.DELETED:
+        return []
+    return tasks.requeue(conn, tasks.held_task_ids(conn, worker_id), reason, usage.CutShort.WORKER_DELETED)
+
+
+def silent_deleted_holders(conn: sqlite3.Connection, deadline: float) -> list[int]:
+    """Deleted workers still holding tasks whose last ping is older than `deadline`: lost, so their tasks may go."""
+    rows = conn.execute(
+        "SELECT DISTINCT worker_id FROM tasks WHERE worker_id IN"
+        " (SELECT worker_id FROM workers WHERE state = ? AND COALESCE(last_ping, 0) < ?)",
+        (WorkerState.DELETED, deadline),
+    )
+    return [row[0] for row in rows if tasks.held_task_ids(conn, row[0])]
 
 
 def retire(
@@ -170,14 +198,23 @@ def retire(
     state: str,
     reason: str,
     crash_limit: int = crashes.DEFAULT_CRASH_LIMIT,
+    *,
+    hold_tasks: bool = False,
 ) -> tuple[WorkerInfo, list[int]]:
     """Mark a worker deleted, stopped or lost and send its unfinished tasks back to pending.
 
     A lost worker's running tasks count a crash each; at `crash_limit` they fail instead. The kills it still owes
-    end with it, so its cancelled tasks can be retried.
+    end with it, so its cancelled tasks can be retried. A live worker deleted with `hold_tasks` (one with a session,
+    which hands its tasks back once it has killed them) keeps its tasks for now: it may be running any of them (one
+    pushed to it may have started before its report says so), and a second copy must not start before it has killed
+    its own. They go back when it hands them back, when its session breaks, or when it is silent for the worker
+    timeout (`release_deleted`).
     """
     worker = get_worker(conn, worker_id)
     held = tasks.held_task_ids(conn, worker_id)
+    if hold_tasks and state == WorkerState.DELETED and worker.state in WorkerState.LIVE:
+        conn.execute("UPDATE workers SET state = ? WHERE worker_id = ?", (state, worker_id))
+        return get_worker(conn, worker_id), []
     if state == WorkerState.LOST:
         requeued, _ = crashes.requeue_after_loss(conn, held, reason, crash_limit)
     else:
@@ -239,9 +276,7 @@ def dispatch(
         raise NotFound(f"no worker {worker_id}{REGISTER_FIRST}")
     state, concurrency, prefetch, walltime_end, capable = row
     if state not in WorkerState.LIVE or state == WorkerState.STARTING:
-        raise FailedPrecondition(
-            f"worker {worker_id} is {state}; its tasks went back to the queue: stop, or register again"
-        )
+        raise FailedPrecondition(retired_message(worker_id, state))
     if state != WorkerState.DRAINING:
         room = concurrency + prefetch - taskflow.held_slots(conn, worker_id)
         time_left = None if walltime_end is None else walltime_end - now

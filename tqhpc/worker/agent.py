@@ -156,6 +156,7 @@ class Worker:
         self.walltime = Walltime.from_environment(settings.walltime_margin)
         self._stop_reason = ""  # why the worker drains by itself (walltime, idle), for the handed-back tasks
         self._idle_since = time.monotonic()
+        self._fencing: asyncio.Task[None] | None = None  # killing and handing back tasks while cut off
         scratch = settings.scratch_dir or os.environ.get("TMPDIR") or "/tmp"
         self.scratch_root = Path(scratch) / f"tqhpc-{os.getuid()}"
         self.scratch = ScratchSpace(self.scratch_root)
@@ -172,19 +173,23 @@ class Worker:
             self.session.send, self._stats, self.settings.log_flush_interval, self.settings.heartbeat_interval
         )
         self.session.listener = self.reporter
+        watchdog: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop, signum)
         try:
             await self._register()
             self.reporter.start()
+            watchdog = asyncio.create_task(self._watch_for_silence())
             await self._work_until_stopped()
             await self._drain()
             await self.session.close(f"worker {self.worker_id} stopped")
             return 0
         except WorkerStopped as err:
             log.warning("%s", err)
+            killed = list(self.slots)
             await self._kill_all()
+            await self._confirm_killed(killed, str(err))
             await self.session.close(str(err))
             return 0
         except ServerGone as err:
@@ -200,6 +205,8 @@ class Worker:
             await self._kill_all()
             return 1
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             # Without a goodbye, the server takes us as gone and requeues what we held: our tasks are dead by now.
             self.session.abort()
             with contextlib.suppress(Exception):
@@ -323,6 +330,35 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.ping_interval)
 
+    async def _watch_for_silence(self) -> None:
+        """Apart from the work loop, which may wait long on a call to an unreachable server."""
+        while True:
+            await asyncio.sleep(SILENCE_CHECK_SECONDS)
+            self._fence_if_cut_off()
+
+    def _fence_if_cut_off(self) -> None:
+        """Cut off from the server for most of its worker timeout, kill the running tasks and hand them back.
+
+        The server gives a silent worker's tasks to others once the timeout has passed; a copy still running here
+        then would run twice at once. So the copies die first, at FENCE_SHARE of the timeout; they are handed back
+        when the server is reached again (a server that declared us lost has requeued them already).
+        """
+        timeout = self.session.server_timeout
+        if not timeout or self.session.silent_for() < FENCE_SHARE * timeout or self._fencing is not None:
+            return
+        running = [slot for slot in self.slots.values() if slot.runner is not None]
+        if not running:
+            return
+        reason = f"worker {self.worker_id} heard nothing from the server for {self.session.silent_for():.0f} s"
+        log.warning("%s: killing its %d running tasks before the server gives them to others", reason, len(running))
+        self._fencing = asyncio.create_task(self._kill_and_hand_back(running, reason, FENCE_KILL_GRACE_SECONDS))
+        self._fencing.add_done_callback(self._fenced)
+
+    def _fenced(self, task: asyncio.Task[None]) -> None:
+        self._fencing = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("handing back the tasks killed while cut off failed: %s", task.exception())
+
     def _ran(self, task: pb.Task) -> bool:
         return (task.task_id, task.attempts) in self.finished
 
@@ -369,6 +405,7 @@ class Worker:
             request.stats.CopyFrom(stats.to_message())
         try:
             reply = await self._call("PingAndTakeNewTasks", request, "pinging")
+            self.session.heard()
         except grpc.aio.AioRpcError as err:
             if err.code() in REFUSED:
                 raise WorkerStopped(f"the server disowned worker {self.worker_id}: {err.details()}") from err
@@ -728,6 +765,16 @@ class Worker:
                 await self._call("ReleaseTasks", request, "handing tasks back")
         self.summary.handed_back += len(task_ids)
 
+    async def _confirm_killed(self, task_ids: list[int], reason: str) -> None:
+        """Tell the server the tasks of a disowned worker are dead: a deleted worker's tasks wait for this (or for
+        the worker to be lost) before they run elsewhere. Those of a worker declared lost went back already, and
+        the server ignores them."""
+        if not task_ids:
+            return
+        request = pb.TaskRelease(worker_id=self.worker_id, task_ids=task_ids, reason=f"{reason}; the task was killed")
+        with contextlib.suppress(grpc.aio.AioRpcError, ServerGone, TimeoutError):
+            await asyncio.wait_for(self._call("ReleaseTasks", request, "handing killed tasks back"), RELEASE_SECONDS)
+
     async def _disown(self, task_id: int) -> None:
         """The server refused a report of this task: it is no longer ours. Killed if it runs, and forgotten."""
         slot = self.slots.get(task_id)
@@ -786,6 +833,13 @@ async def _handle_pending_signals() -> None:
 
 STOP_SIGNAL_WAIT_SECONDS = 0.5
 """A task killed by SIGTERM waits this long before it is reported failed: its worker may be stopping with it."""
+FENCE_SHARE = 0.6
+"""Share of the server's worker timeout a worker may go unheard before it kills its running tasks."""
+SILENCE_CHECK_SECONDS = 0.2
+FENCE_KILL_GRACE_SECONDS = 1.0
+"""SIGTERM to SIGKILL for tasks killed while cut off: they must be dead before the server's timeout passes."""
+RELEASE_SECONDS = 10.0
+"""How long a disowned worker tries to hand back the tasks it killed; past it, the worker timeout frees them."""
 _STOP_SIGNALS = frozenset({-signal.SIGTERM, -signal.SIGKILL, -signal.SIGINT})
 
 

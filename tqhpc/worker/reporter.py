@@ -77,9 +77,12 @@ class Reporter:
         self._task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        """Stop the sending loop. Cancelled again until it ends: `asyncio.wait_for` (before Python 3.12) can swallow
+        a cancellation that lands as its timeout fires, which is what a worker woken after a freeze meets."""
+        task = self._task
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.2)
 
     def submit(self, update: pb.TaskStatusUpdate) -> asyncio.Future[bool]:
         """Queue a status now, in order; the future says True once the server applied it, False when it refused it

@@ -63,6 +63,17 @@ class Session:
         self.opened = asyncio.Event()
         """Set while the server has welcomed the current stream."""
         self._opened_at = 0.0
+        self.server_timeout = 0.0
+        """The server's worker timeout, as its welcome implies (it asks for heartbeats 4 times per timeout)."""
+        self._heard_at: float | None = None
+
+    def heard(self) -> None:
+        """The server answered (on the session, or a ping while none is open)."""
+        self._heard_at = _now()
+
+    def silent_for(self) -> float:
+        """Seconds since the server last said anything on a session (0 before the first welcome)."""
+        return 0.0 if self._heard_at is None else _now() - self._heard_at
 
     def send(self, message: pb.WorkerMessage) -> bool:
         """Put a message on the open stream; False when no stream is open (it is then not sent)."""
@@ -173,11 +184,13 @@ class Session:
 
     def _take(self, worker_id: int, message: pb.ServerMessage) -> None:
         kind = message.WhichOneof("kind")
+        self.heard()
         if kind == "welcome":
             if not self.opened.is_set():
                 log.info("worker %d: session open", worker_id)
                 self._opened_at = _now()
             self.opened.set()
+            self.server_timeout = HEARTBEATS_PER_TIMEOUT * message.welcome.heartbeat_seconds
             if self.listener is not None:
                 self.listener.opened(message.welcome)
         elif kind == "push":
@@ -198,6 +211,10 @@ async def _sent_from(outbox: asyncio.Queue[pb.WorkerMessage | None]) -> AsyncIte
     """The messages put in `outbox`, until None."""
     while (message := await outbox.get()) is not None:
         yield message
+
+
+HEARTBEATS_PER_TIMEOUT = 4
+"""The server asks for a heartbeat four times per worker timeout."""
 
 
 def _now() -> float:
