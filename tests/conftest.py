@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import psutil
 import pytest
 
 from tqhpc import Client
@@ -180,3 +182,13 @@ def _private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("SLURM_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def orphans() -> Iterator[list[psutil.Process]]:
+    """Processes to kill at the end of the test, whatever happened: a SIGKILLed worker's tasks outlive it."""
+    found: list[psutil.Process] = []
+    yield found
+    for process in found:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()

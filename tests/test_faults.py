@@ -6,7 +6,6 @@ Whatever fails, no task runs twice at the same time and every task ends succeede
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 import signal
@@ -14,11 +13,9 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
-import pytest
 from conftest import ServerProcess, Workers, output_of, start_server, tqhpc_command, wait_until
 
 from tqhpc import Client, Status
@@ -33,16 +30,6 @@ def _free_port() -> int:
 
 def _listen_flags(port: int) -> tuple[str, ...]:
     return ("--listen", f"127.0.0.1:{port}", "--worker-timeout", "60", "--reap-interval", "0.5")
-
-
-@pytest.fixture
-def orphans() -> Iterator[list[psutil.Process]]:
-    """Processes to kill at the end of the test, whatever happened."""
-    found: list[psutil.Process] = []
-    yield found
-    for process in found:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
 
 
 def _closing_connections_on(port: int) -> bool:

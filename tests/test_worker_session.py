@@ -7,7 +7,6 @@ was noticed through the session, not by the reaper.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import queue
@@ -50,16 +49,6 @@ def pool(patient_server: ServerProcess, tmp_path: Path) -> Iterator[Workers]:
     workers = Workers(patient_server, tmp_path)
     yield workers
     workers.stop_all()
-
-
-@pytest.fixture
-def orphans() -> Iterator[list[psutil.Process]]:
-    """Task processes of SIGKILLed workers, which outlive them: killed at the end of the test."""
-    found: list[psutil.Process] = []
-    yield found
-    for process in found:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
 
 
 def _kill_worker(worker: subprocess.Popen[bytes], orphans: list[psutil.Process]) -> float:
