@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -79,40 +81,41 @@ def test_bad_prune_requests_are_refused_clearly(server, stub) -> None:
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and expected in refused.value.details()
 
 
-def test_the_server_prunes_by_itself_with_prune_after(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "state", "--prune-after", "1", "--reap-interval", "0.5")
+@contextmanager
+def _own_server(tmp_path: Path, *flags: str) -> Iterator[tuple[ServerProcess, Workers, Client]]:
+    """A server with these settings, its workers and a client; all stopped at the end."""
+    server = start_server(tmp_path / "state", *flags)
     workers = Workers(server, tmp_path)
     try:
         with Client(server.access_file) as client:
-            task_id = client.submit("echo soon gone")
-            workers.start()
-            _finished(client, [task_id])
-            assert _output_files(server, task_id)
-            wait_until(lambda: client.tasks() == [], timeout=10, what="the ended task to be pruned")
-            assert _output_files(server, task_id) == []
+            yield server, workers, client
     finally:
         workers.stop_all()
         server.stop()
+
+
+def test_the_server_prunes_by_itself_with_prune_after(tmp_path: Path) -> None:
+    with _own_server(tmp_path, "--prune-after", "1", "--reap-interval", "0.5") as (server, workers, client):
+        task_id = client.submit("echo soon gone")
+        workers.start()
+        _finished(client, [task_id])
+        assert _output_files(server, task_id)
+        wait_until(lambda: client.tasks() == [], timeout=10, what="the ended task to be pruned")
+        assert _output_files(server, task_id) == []
 
 
 def test_a_runaway_task_has_its_output_cut_at_max_task_output_with_a_note(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "state", "--max-task-output", "1000")
-    workers = Workers(server, tmp_path)
-    try:
-        with Client(server.access_file) as client:
-            task_id = client.submit("for i in $(seq 1 600); do echo line-$i; echo err-$i >&2; done")
-            workers.start()
-            _finished(client, [task_id])
-            assert client.task(task_id).status == Status.SUCCEEDED  # cutting its output does not fail the task
-            for stream, first in (("O", b"line-1\n"), ("E", b"err-1\n")):
-                data = b"".join(c.data for c in client.logs(task_id) if c.stream == stream)
-                kept, note = data[:1000], data[1000:]
-                assert kept.startswith(first) and len(data) < 1200
-                assert (
-                    note == b"\n[tqhpc: this output was cut at 1000 bytes (the server's max_task_output); "
-                    b"the rest was dropped]\n"
-                )
-            assert "output reached max_task_output (1000 bytes)" in (server.state_dir / "server.log").read_text()
-    finally:
-        workers.stop_all()
-        server.stop()
+    with _own_server(tmp_path, "--max-task-output", "1000") as (server, workers, client):
+        task_id = client.submit("for i in $(seq 1 600); do echo line-$i; echo err-$i >&2; done")
+        workers.start()
+        _finished(client, [task_id])
+        assert client.task(task_id).status == Status.SUCCEEDED  # cutting its output does not fail the task
+        for stream, first in (("O", b"line-1\n"), ("E", b"err-1\n")):
+            data = b"".join(c.data for c in client.logs(task_id) if c.stream == stream)
+            kept, note = data[:1000], data[1000:]
+            assert kept.startswith(first) and len(data) < 1200
+            assert (
+                note == b"\n[tqhpc: this output was cut at 1000 bytes (the server's max_task_output); "
+                b"the rest was dropped]\n"
+            )
+        assert "output reached max_task_output (1000 bytes)" in (server.state_dir / "server.log").read_text()
