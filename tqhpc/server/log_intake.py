@@ -119,6 +119,7 @@ class LogIntake:
         pieces, self._pieces, self._size = self._pieces, [], 0
         if not pieces:
             return
+        generations = self.logs.generations({piece.task_id for piece in pieces})  # see LogStore.generations
         holders = await self.holders({piece.task_id for piece in pieces})
         good = []
         for piece in pieces:
@@ -129,7 +130,7 @@ class LogIntake:
             else:
                 good.append(Chunk(piece.task_id, piece.log_type, piece.data, piece.offset))  # the bytes, not a copy
                 self.stored += piece.chunks
-        await self.logs.append(good)
+        await self.logs.append(good, generations)
 
     def refusal(self) -> tuple[grpc.StatusCode, str] | None:
         """The stream's answer when some of it was dropped (None: all of it was stored)."""

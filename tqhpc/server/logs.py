@@ -6,6 +6,11 @@ an event that appends and terminal status changes set, so any number of readers 
 The current files hold the current attempt's output only (a requeue moves them aside), so a file's size is how much
 of that attempt's stream is stored. A chunk that says where it starts in the stream (its offset) is therefore kept
 only beyond that size: a chunk sent again after a crash, wholly or partly stored already, is not stored twice.
+
+Output is accepted from the worker holding the task, checked before it is written. The task can be requeued in
+between (its worker lost, deleted, its report of failure read first): then its files are moved aside, and the chunks
+checked before belong to the attempt that ended. Each move aside counts a generation of the task's files; chunks
+are written only into the generation they were checked against, so an ended attempt never writes into the next.
 """
 
 from __future__ import annotations
@@ -51,21 +56,32 @@ class LogStore:
         root.mkdir(mode=0o700, exist_ok=True)
         self._waiters: defaultdict[int, set[asyncio.Event]] = defaultdict(set)
         self._lock = threading.Lock()
+        self._generations: dict[int, int] = {}  # times each task's files were moved aside since the server started
+        self.dropped = 0  # chunks of an attempt that ended between their check and their write
 
     def path(self, task_id: int, log_type: str) -> Path:
         return self.root / f"{task_id // 1000:04d}" / f"{task_id}.{_SUFFIX[log_type]}"
 
-    def write(self, chunks: Iterable[Chunk]) -> None:
+    def generations(self, task_ids: Iterable[int]) -> dict[int, int]:
+        """The generation of each task's files, to be taken before checking who may write into them."""
+        with self._lock:
+            return {task_id: self._generations.get(task_id, 0) for task_id in task_ids}
+
+    def write(self, chunks: Iterable[Chunk], generations: Mapping[int, int] | None = None) -> None:
         """Append chunks in order, one open per file per call; blocking, so run it off the event loop.
 
         A chunk with an offset is kept only beyond what its file holds: skipped when wholly stored, trimmed when it
         overlaps. One that starts beyond the end (output lost on the way) is stored as it comes, and logged.
+        With `generations` (see `generations`), chunks of a task whose files moved aside since are dropped.
         """
         grouped: dict[tuple[int, str], list[Chunk]] = {}
         for chunk in chunks:
             grouped.setdefault((chunk.task_id, chunk.log_type), []).append(chunk)
         with self._lock:  # the stored size read and the append it decides are one step
             for (task_id, log_type), group in grouped.items():
+                if generations is not None and generations.get(task_id) != self._generations.get(task_id, 0):
+                    self._drop_ended(task_id, len(group))
+                    continue
                 path = self.path(task_id, log_type)
                 try:
                     handle = open(path, "ab")  # noqa: SIM115 - closed below, after the parent is made on demand
@@ -92,8 +108,12 @@ class LogStore:
             f"\n[tqhpc: this output was cut at {self.cap} bytes (the server's max_task_output); the rest was dropped]\n"
         ).encode()
 
-    async def append(self, chunks: list[Chunk]) -> None:
-        await asyncio.to_thread(self.write, chunks)
+    def _drop_ended(self, task_id: int, count: int) -> None:
+        self.dropped += count
+        log.info("task %d: %d chunks of output of an attempt that ended meanwhile dropped", task_id, count)
+
+    async def append(self, chunks: list[Chunk], generations: Mapping[int, int] | None = None) -> None:
+        await asyncio.to_thread(self.write, chunks, generations)
         self.notify({chunk.task_id for chunk in chunks})
 
     def rotate(self, attempts: Mapping[int, int]) -> None:
@@ -107,6 +127,7 @@ class LogStore:
                 self._rotate(task_id, attempt)
 
     def _rotate(self, task_id: int, attempt: int) -> None:
+        self._generations[task_id] = self._generations.get(task_id, 0) + 1
         current = {t: self.path(task_id, t) for t in LOG_TYPES}
         if not any(p.exists() for p in current.values()):
             return
@@ -121,6 +142,7 @@ class LogStore:
         """Delete the output of pruned tasks: the current files and every attempt's moved aside (blocking)."""
         with self._lock:
             for task_id, attempt in attempts.items():
+                self._generations.pop(task_id, None)
                 for log_type, path in ((t, self.path(task_id, t)) for t in LOG_TYPES):
                     path.unlink(missing_ok=True)
                     # Moved aside as ID.N.*, N at most a few past the attempts when a name was taken (see _rotate).

@@ -606,8 +606,9 @@ class TaskQueueService(rpc.TaskQueueServicer):
                 offset = chunk.offset if chunk.HasField("offset") else None
                 batch.append(Chunk(chunk.task_id, log_type, data, offset))
         ids = {chunk.task_id for chunk in batch}
+        generations = self.logs.generations(ids)  # before the check: a requeue after it must void it
         holders = await self.db.run(lambda c: task_ops.holders(c, ids))
-        await self.logs.append([chunk for chunk in batch if holders.get(chunk.task_id) == worker_id])
+        await self.logs.append([chunk for chunk in batch if holders.get(chunk.task_id) == worker_id], generations)
 
     async def _session_broke(self, worker_id: int, reason: str) -> None:
         """The worker's last session ended with its connection: retire it as the reaper would, crashes counted."""
@@ -698,13 +699,17 @@ class TaskQueueService(rpc.TaskQueueServicer):
         return answer
 
     async def _store(self, op: Callable[[sqlite3.Connection], tuple[A, C]]) -> tuple[A, C]:
-        """Run a store operation that returns (its answer, what it changed); the attempt each requeued task ended
-        is read in the same operation, before a worker can start the next one."""
+        """Run a store operation that returns (its answer, what it changed).
+
+        A requeued task's output is moved aside as `ID.N.out` and `.err`, N the attempt that ended (read in the same
+        operation), right after the commit on the writer thread: no later operation can hand the task to a worker
+        before, so the next attempt's first bytes never land in the files of the one that ended."""
 
         def run(conn: sqlite3.Connection) -> tuple[A, C]:
             answer, changes = op(conn)
             if changes.requeued:
-                changes.attempts = task_ops.attempt_numbers(conn, changes.requeued)
+                attempts = changes.attempts = task_ops.attempt_numbers(conn, changes.requeued)
+                self.db.after_commit(lambda: self.logs.rotate(attempts))
             return answer, changes
 
         return await self.db.run(run)
@@ -712,14 +717,12 @@ class TaskQueueService(rpc.TaskQueueServicer):
     async def _follow_up(self, changes: Changes, *, served: Pusher | None = None) -> None:
         """Every consequence of a store change, in one place.
 
-        Followers of finished tasks are woken. A task going back to the queue keeps the output of the attempt that
-        ended as `ID.N.out` and `.err`, moved aside before any worker is told of it; then every pusher looks again.
-        Otherwise the pushers look when a worker may have something new to do, but for `served`, a session whose
-        dispatch ran in the store operation itself.
+        Followers of finished tasks are woken, and those of a task going back to the queue, whose output has been
+        moved aside (see `_store`); then every pusher looks again. Otherwise the pushers look when a worker may have
+        something new to do, but for `served`, a session whose dispatch ran in the store operation itself.
         """
         self.logs.notify(changes.finished)
         if changes.requeued:
-            await asyncio.to_thread(self.logs.rotate, changes.attempts)
             self.logs.notify(changes.requeued)
             self.pushers.kick_all()
         elif changes.for_workers:

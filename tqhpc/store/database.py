@@ -4,6 +4,10 @@ Parsl's "database is locked" failures under load are the warning: many writers f
 operation is a plain function of a connection, queued to a single thread that runs all the operations waiting at
 that moment in one transaction (each under its own SAVEPOINT, so one refused operation does not undo the others)
 and commits once. Callers get their result only after the commit, so an acknowledged write is on disk.
+
+What must follow a commit before any later operation can see its effect (moving a requeued task's output aside
+before another operation hands the task to a worker) is registered with `after_commit` from inside the operation;
+it runs on the writer thread right after the commit, and never for an operation that was undone.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ log = logging.getLogger("tqhpc.server")
 
 MAX_BATCH = 512
 _STOP = object()
+_Outcome = tuple[Future, bool, object, list[Callable[[], None]]]
+"""An operation of a batch: its future, whether it stood, its answer or error, and its after-commit actions."""
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -80,6 +86,7 @@ class Database:
         self._closed = False
         self.batches = 0
         self.operations = 0
+        self._registered: list[Callable[[], None]] = []  # the running operation's after-commit actions
         self._thread.start()
 
     def call(self, op: Operation[T]) -> T:
@@ -94,6 +101,25 @@ class Database:
         future: Future[T] = Future()
         self._queue.put((op, future))
         return future
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run `action` on the writer thread once the running operation is committed, before the next operation
+        starts; dropped if the operation is undone. Call it only from inside an operation."""
+        if threading.current_thread() is not self._thread:
+            raise RuntimeError("after_commit is for operations running on the writer thread")
+        self._registered.append(action)
+
+    def _take_registered(self) -> list[Callable[[], None]]:
+        registered, self._registered = self._registered, []
+        return registered
+
+    @staticmethod
+    def _run_actions(actions: list[Callable[[], None]]) -> None:
+        for action in actions:
+            try:
+                action()
+            except Exception:  # the commit stands: its answer must still reach the caller
+                log.exception("an action after a commit failed")
 
     def close(self) -> None:
         """Run every operation already queued, commit, then close the connection."""
@@ -144,8 +170,10 @@ class Database:
         except Exception as err:  # the operation refused, or the commit itself failed (disk full, I/O error)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._take_registered()
             self._settle(future, False, err)
         else:
+            self._run_actions(self._take_registered())
             self._settle(future, True, result)
         finally:
             self.batches += 1
@@ -165,18 +193,19 @@ class Database:
         for _, future in batch:
             self._settle(future, False, err)
 
-    def _run_in_savepoint(self, op: Operation[object], future: Future[object]) -> tuple[Future, bool, object]:
+    def _run_in_savepoint(self, op: Operation[object], future: Future[object]) -> _Outcome:
         """One operation of a batch, undone alone if it refuses; raises only when the transaction itself failed."""
         conn = self._conn
         conn.execute("SAVEPOINT op")
         try:
             result = op(conn)
         except Exception as err:
+            self._take_registered()
             conn.execute("ROLLBACK TO op")
             conn.execute("RELEASE op")
-            return future, False, err
+            return future, False, err, []
         conn.execute("RELEASE op")
-        return future, True, result
+        return future, True, result, self._take_registered()
 
     def _run_batch(self, batch: list) -> None:
         conn = self._conn
@@ -194,6 +223,7 @@ class Database:
             wrote = conn.total_changes != before
             conn.execute("COMMIT")
         except Exception:  # the commit itself failed (disk full, I/O error): nothing of the batch stands
+            self._take_registered()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             # Each operation again in a transaction of its own: one that writes nothing (a read) still gets its
@@ -205,5 +235,6 @@ class Database:
             self.health.worked()
         self.batches += 1
         self.operations += len(batch)
-        for future, ok, value in outcomes:
+        self._run_actions([action for *_, actions in outcomes for action in actions])
+        for future, ok, value, _ in outcomes:
             self._settle(future, ok, value)
