@@ -89,4 +89,4 @@ def async_stub(access: Access) -> tuple[aio.Channel, Any]:
 def is_handshake_failure(details: str | None) -> bool:
     """Whether an UNAVAILABLE call failed in the TLS handshake rather than on a server that is not there."""
     text = (details or "").lower()
-    return "handshake" in text or "certificate_verify_failed" in text or "ssl" in text
+    return "handshake" in text or "certificate_verify_failed" in text or "ssl_error" in text
