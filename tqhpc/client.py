@@ -192,6 +192,12 @@ class Client:
                     "access.toml that the server wrote",
                     code,
                 )
+            if not self.access.tls:  # a TLS server closes plaintext connections as if it were not there
+                return ClientError(
+                    f"cannot reach the tqhpc server at {self.access.address}{where} in plaintext, as its access file "
+                    "says (tls = false): is `tqhpc server --insecure` running there?",
+                    code,
+                )
             return ClientError(
                 f"cannot reach the tqhpc server at {self.access.address}{where}: is `tqhpc server` running?", code
             )
