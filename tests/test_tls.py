@@ -4,6 +4,7 @@ the token never crosses the network in clear, and plaintext happens only with `t
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import subprocess
 import threading
@@ -199,6 +200,64 @@ def test_the_token_never_crosses_the_network_in_clear(server: ServerProcess, tmp
         clear = _captured_client_bytes(plain, tmp_path / "via-proxy-plain")
         assert plain.access.token.encode() in clear
         assert b"over-the-wire" in clear
+    finally:
+        plain.stop()
+
+
+class LoopbackCapture:
+    """Every TCP payload to or from `port` on the loopback interface, read from an AF_PACKET socket as tcpdump
+    would (root only): the real connection of a real client, with no proxy in between."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.payload = bytearray()
+        self._socket = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0003))  # ETH_P_ALL
+        self._socket.bind(("lo", 0))
+        self._socket.settimeout(0.1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                frame = self._socket.recv(65536)
+            except TimeoutError:
+                continue
+            ip = frame[14:]  # loopback frames carry an Ethernet header of zeros
+            if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != socket.IPPROTO_TCP:
+                continue
+            tcp = ip[(ip[0] & 0x0F) * 4 : int.from_bytes(ip[2:4], "big")]
+            ports = {int.from_bytes(tcp[0:2], "big"), int.from_bytes(tcp[2:4], "big")}
+            if self.port in ports:
+                self.payload += tcp[(tcp[12] >> 4) * 4 :]
+
+    def stop(self) -> bytes:
+        self._stop.set()
+        self._thread.join(5)
+        self._socket.close()
+        return bytes(self.payload)
+
+
+def _packets_of_a_client_call(server: ServerProcess) -> bytes:
+    capture = LoopbackCapture(int(server.access.address.rpartition(":")[2]))
+    try:
+        with Client(server.access_file) as client:
+            client.submit("echo on-the-loopback")
+    finally:
+        captured = capture.stop()
+    return captured
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="capturing packets on lo needs root")
+def test_a_packet_capture_on_loopback_sees_no_token(server: ServerProcess, tmp_path: Path) -> None:
+    encrypted = _packets_of_a_client_call(server)
+    assert len(encrypted) > 500, "the capture saw the call"
+    assert server.access.token.encode() not in encrypted and b"on-the-loopback" not in encrypted
+    plain = start_server(tmp_path / "plain-state", "--insecure")
+    try:
+        clear = _packets_of_a_client_call(plain)
+        assert plain.access.token.encode() in clear and b"on-the-loopback" in clear
     finally:
         plain.stop()
 
