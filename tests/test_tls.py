@@ -410,3 +410,12 @@ def test_a_broken_key_or_certificate_stops_the_server_with_one_line(tmp_path: Pa
         assert (state / "access.toml").read_text() == pinned
     finally:
         server.stop()
+
+
+def test_a_key_that_cannot_be_written_stops_the_server_with_one_line(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / CERTIFICATE_FILE).mkdir()  # in the way of the new certificate, even for root
+    result = _server_start(state)
+    assert_one_line_error(result, f"cannot write the server's TLS key in {state}: Is a directory")
+    assert not (state / KEY_FILE).exists() and not (state / "access.toml").exists()
