@@ -14,10 +14,10 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import ServerProcess, start_server, tqhpc_command
+from conftest import ServerProcess, Workers, output_of, start_server, tqhpc_command, wait_until
 from test_cli import assert_one_line_error, run
 
-from tqhpc import Client, ClientError
+from tqhpc import Client, ClientError, Status
 from tqhpc._proto import taskqueue_pb2
 from tqhpc.access import Access, write_access
 from tqhpc.channel import CHANNEL_OPTIONS, open_channel
@@ -419,3 +419,24 @@ def test_a_key_that_cannot_be_written_stops_the_server_with_one_line(tmp_path: P
     result = _server_start(state)
     assert_one_line_error(result, f"cannot write the server's TLS key in {state}: Is a directory")
     assert not (state / KEY_FILE).exists() and not (state / "access.toml").exists()
+
+
+def test_a_running_worker_follows_the_server_between_tls_and_plaintext_and_says_so(tmp_path: Path) -> None:
+    """The worker does what access.toml says, also when its owner restarts the server with --insecure."""
+    state = tmp_path / "state"
+    server = start_server(state)
+    pool = Workers(server, tmp_path)
+    try:
+        worker = pool.start("--concurrency", "1")
+        with Client(server.access_file) as client:
+            wait_until(client.workers, what="the worker to register")
+        server.stop()
+        server = start_server(state, "--insecure")
+        with Client(server.access_file) as client:
+            task_id = client.submit("echo in-plaintext")
+            wait_until(lambda: client.task(task_id).status == Status.SUCCEEDED, timeout=60, what="the task")
+        assert worker.poll() is None
+        assert "the server's access file now says plaintext (tls = false, --insecure)" in output_of(worker)
+    finally:
+        pool.stop_all()
+        server.stop()
