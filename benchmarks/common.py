@@ -58,9 +58,20 @@ def running_server(
             if time.monotonic() > deadline or server.poll() is not None:
                 raise SystemExit("the server did not start")
             time.sleep(0.05)
+        if python != sys.executable:
+            _name_plaintext_of_an_older_server(access)
         yield server, access
     finally:
         stop_process(server)
+
+
+def _name_plaintext_of_an_older_server(access: Path) -> None:
+    """A server of a checkout from before TLS serves plaintext without its access.toml saying so, and this
+    checkout's clients refuse such a file: say it for them, as that server's `--insecure` would."""
+    text = access.read_text()
+    if not any(line.startswith("tls =") for line in text.splitlines()):
+        with access.open("a") as handle:
+            handle.write("tls = false\n")
 
 
 @contextmanager

@@ -26,18 +26,18 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import grpc
 import psutil
 from common import cpu_seconds, running_server, running_worker, stop_process
 
 from tqhpc import Client
 from tqhpc._proto import pb, rpc
+from tqhpc.access import read_access
+from tqhpc.channel import open_channel
 
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 CATEGORIES = (  # marks in py-spy's (shortened) file names; the first that matches names the category
@@ -168,9 +168,9 @@ def sampled(pid: int, output: Path, rate: int, native: bool, log: Path) -> Itera
 def rpc_costs(access: Path, server_pid: int, calls: int = 1000) -> str:
     """The server's CPU for one unary call, alone: a read (GetTask) and an idle worker's heartbeat (a write), each
     sent `calls` times one after another over the public protocol."""
-    settings = tomllib.loads(access.read_text())
-    metadata = (("authorization", f"bearer {settings['token']}"),)
-    with grpc.insecure_channel(settings["address"]) as channel:
+    settings = read_access(access)
+    metadata = settings.metadata
+    with open_channel(settings) as channel:
         stub = rpc.TaskQueueStub(channel)
         me = stub.RegisterWorker(pb.WorkerInfo(name="rpc-cost", concurrency=1, container_capable=False),
                                  metadata=metadata)  # fmt: skip

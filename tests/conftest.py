@@ -19,7 +19,7 @@ import pytest
 from tqhpc import Client
 from tqhpc._proto import rpc
 from tqhpc.access import Access, read_access
-from tqhpc.channel import sync_stub
+from tqhpc.channel import open_channel, sync_stub
 
 STARTUP_SECONDS = 20.0
 
@@ -112,7 +112,7 @@ def stub(server: ServerProcess) -> Iterator[rpc.TaskQueueStub]:
 @pytest.fixture
 def bare_channel(server: ServerProcess) -> Iterator[grpc.Channel]:
     """A channel without the token."""
-    channel = grpc.insecure_channel(server.access.address)
+    channel = open_channel(server.access)
     yield channel
     channel.close()
 

@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from tqhpc._proto import pb
+from tqhpc.channel import open_channel
 from tqhpc.server.validate import MAX_COMMAND_BYTES
 
 
@@ -61,7 +62,7 @@ def test_nul_in_command(stub, stored) -> None:
 
 
 def _raw(server, method: str, kind: str = "unary_unary"):
-    channel = grpc.insecure_channel(server.access.address)
+    channel = open_channel(server.access)
     return getattr(channel, kind)(
         f"/taskqueue.TaskQueue/{method}", request_serializer=lambda b: b, response_deserializer=lambda b: b
     )
@@ -209,7 +210,7 @@ def test_every_rpc_needs_the_token(bare_channel) -> None:
 def test_a_wrong_token_is_refused(server) -> None:
     from tqhpc._proto import rpc
 
-    channel = grpc.insecure_channel(server.access.address)
+    channel = open_channel(server.access)
     stub = rpc.TaskQueueStub(channel)
     code, details = _code_and_details(
         stub.ListTasks, pb.ListTasksRequest(), metadata=(("authorization", "bearer not-the-token"),)

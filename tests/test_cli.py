@@ -107,7 +107,7 @@ def test_no_server(tmp_path) -> None:
     missing = tmp_path / "nowhere" / "access.toml"
     assert_one_line_error(run("tasks", access=missing), f"tqhpc: error: no access file at {missing}")
     dead = tmp_path / "access.toml"
-    dead.write_text('address = "127.0.0.1:1"\ntoken = "x"\n')
+    dead.write_text('address = "127.0.0.1:1"\ntoken = "x"\ntls = false\n')
     dead.chmod(0o600)
     assert_one_line_error(run("tasks", access=dead), "cannot reach the tqhpc server at 127.0.0.1:1")
     broken = tmp_path / "broken.toml"
@@ -145,7 +145,7 @@ def test_worker_settings_come_from_config_file(server, tmp_path) -> None:
 
 def test_a_worker_with_a_wrong_token_says_so_and_exits(server, tmp_path) -> None:
     forged = tmp_path / "forged.toml"
-    forged.write_text(f'address = "{server.access.address}"\ntoken = "guess"\n')
+    forged.write_text(server.access_file.read_text().replace(server.access.token, "guess"))
     forged.chmod(0o600)
     result = run("worker", "--access", str(forged))
     assert result.returncode == 1

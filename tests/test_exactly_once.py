@@ -27,7 +27,7 @@ from test_seed_worker import channel, seed, seed_modules  # noqa: F401 - fixture
 
 from tqhpc import Client, Status
 from tqhpc._proto import pb, rpc
-from tqhpc.channel import sync_stub
+from tqhpc.channel import open_channel, sync_stub
 from tqhpc.server.log_intake import HOLD_BYTES, HOLD_SECONDS
 
 MiB = 1024 * 1024
@@ -196,7 +196,7 @@ def test_a_seed_batch_sent_again_after_a_broken_call_is_stored_once(
     assert seed.set_status(task_id, "C")
     batch = [seed.pb.TaskLog(task_id=task_id, log_type="stdout", log_text=f"line {i}\n") for i in range(300)]
     if how == "connection closed":
-        own = grpc.insecure_channel(server.access.address)
+        own = open_channel(server.access)
         broken = type(seed.stub)(own).SendTaskLogs.future(iter(_blocking(batch)), metadata=seed.metadata)
         time.sleep(0.5)  # the server has read the 300 lines
         own.close()

@@ -6,6 +6,7 @@ Whatever fails, no task runs twice at the same time and every task ends succeede
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import os
 import signal
@@ -19,7 +20,7 @@ import psutil
 from conftest import ServerProcess, Workers, output_of, start_server, tqhpc_command, wait_until
 
 from tqhpc import Client, Status
-from tqhpc.access import Access, write_access
+from tqhpc.access import write_access
 
 
 def _free_port() -> int:
@@ -234,7 +235,7 @@ def test_a_partition_longer_than_the_worker_timeout_loses_nothing_and_runs_nothi
     proxy = FreezableProxy(server.access.address)
     cut_off = tmp_path / "cut-off"
     cut_off.mkdir()
-    write_access(cut_off, Access(address=f"127.0.0.1:{proxy.port}", token=server.access.token))
+    write_access(cut_off, dataclasses.replace(server.access, address=f"127.0.0.1:{proxy.port}"))
     server_through_proxy = ServerProcess(cut_off, server.process, server.output)  # its access.toml names the proxy
     pool = Workers(server, tmp_path)
     try:

@@ -23,7 +23,7 @@ from conftest import ServerProcess
 from google.protobuf.descriptor import FieldDescriptor as F
 
 from tqhpc._proto import pb
-from tqhpc.channel import CHANNEL_OPTIONS
+from tqhpc.channel import open_channel
 
 SEED = 20261129
 MESSAGES = 10_000
@@ -209,7 +209,7 @@ def _identity(data: bytes) -> bytes:
 def test_ten_thousand_hostile_messages_on_every_rpc(server: ServerProcess) -> None:
     gen = Generator(SEED)
     out = Outcomes()
-    channel = grpc.insecure_channel(server.access.address, options=CHANNEL_OPTIONS)
+    channel = open_channel(server.access)
     methods = list(_paths())
     assert len(methods) == len(SERVICE.methods) >= 19
     try:
@@ -225,7 +225,7 @@ def test_ten_thousand_hostile_messages_on_every_rpc(server: ServerProcess) -> No
     with sqlite3.connect(server.state_dir / "tqhpc.db") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     # Still serving: a plain submit and read work after all that.
-    stub_channel = grpc.insecure_channel(server.access.address)
+    stub_channel = open_channel(server.access)
     from tqhpc._proto import rpc
 
     stub = rpc.TaskQueueStub(stub_channel)
@@ -239,7 +239,7 @@ def test_every_rpc_refuses_a_caller_without_the_token_or_with_a_wrong_one(server
     the request is a valid empty message, so only the missing or wrong token can be why it is refused."""
     wrong = (("authorization", "bearer not-the-token"),)
     refused: dict[str, set[str]] = {}
-    channel = grpc.insecure_channel(server.access.address, options=CHANNEL_OPTIONS)
+    channel = open_channel(server.access)
     try:
         for metadata, what in ((None, "none"), (wrong, "wrong")):
             for path, method in _paths():

@@ -20,6 +20,7 @@ from conftest import tqhpc_command
 
 from tqhpc import Client, TaskSpec
 from tqhpc._proto import pb
+from tqhpc.channel import open_channel
 from tqhpc.client import ClientError
 from tqhpc.store import Database, taskflow
 from tqhpc.store import workers as worker_ops
@@ -77,7 +78,7 @@ def test_tasks_command_streams_every_row_in_order(server, client, queued) -> Non
     assert [t.task_id for t in client.tasks()] == queued
 
     # The seed's ListTasks still answers with the whole listing in one message.
-    channel = grpc.insecure_channel(server.access.address, options=[("grpc.max_receive_message_length", 1 << 28)])
+    channel = open_channel(server.access, options=[("grpc.max_receive_message_length", 1 << 28)])
     stub_metadata = (("authorization", f"bearer {server.access.token}"),)
     whole = pb.TaskList.FromString(
         channel.unary_unary("/taskqueue.TaskQueue/ListTasks")(

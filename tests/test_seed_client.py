@@ -24,7 +24,7 @@ from unittest import mock
 
 import grpc
 import pytest
-from conftest import ServerProcess, wait_until
+from conftest import ServerProcess, start_server, wait_until
 from google.protobuf import descriptor_pool
 from grpc_tools import protoc
 
@@ -285,6 +285,20 @@ class SeedClient:
             assert chunk.task_id == task_id
             joined[chunk.log_type] = joined.get(chunk.log_type, "") + chunk.log_text
         return joined
+
+
+def plaintext_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server started with --insecure, as for scitq's own client and worker, which speak plaintext."""
+    proc = start_server(tmp_path / "state", "--insecure", "--worker-timeout", "3", "--reap-interval", "0.5")
+    yield proc
+    if proc.process.poll() is None:
+        proc.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """This module's server, in place of conftest's (TLS): the seed client speaks plaintext."""
+    yield from plaintext_server(tmp_path)
 
 
 @pytest.fixture

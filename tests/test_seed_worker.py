@@ -19,9 +19,10 @@ from typing import Any
 import grpc
 import pytest
 from conftest import ServerProcess, wait_until
-from test_seed_client import CALL_TIMEOUT, SeedClient, SeedModules, compile_seed
+from test_seed_client import CALL_TIMEOUT, SeedClient, SeedModules, compile_seed, plaintext_server
 
 from tqhpc import Client, Status
+from tqhpc.channel import open_channel
 
 PING_INTERVAL = 0.1
 
@@ -36,8 +37,16 @@ def _seed_client(seed_modules: SeedModules, channel: grpc.Channel, authorization
 
 
 @pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """This module's server, in place of conftest's (TLS): scitq's worker speaks plaintext."""
+    yield from plaintext_server(tmp_path)
+
+
+@pytest.fixture
 def channel(server: ServerProcess) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(server.access.address) as opened:
+    """Plaintext to this module's --insecure server, as scitq's worker speaks; TLS in modules that use conftest's
+    server: the channel follows access.toml, as a client of tqhpc's does."""
+    with open_channel(server.access) as opened:
         yield opened
 
 

@@ -29,6 +29,7 @@ from slurm_cluster import (
 
 from tqhpc import Client, Status
 from tqhpc._proto import pb
+from tqhpc.channel import open_channel
 from tqhpc.client import ClientError
 
 TEST = """
@@ -282,7 +283,7 @@ def test_walltime_hands_back_prefetched_tasks_and_skips_tasks_that_do_not_fit(sl
 
 @pools(TEST + BROKEN.replace("autoalloc = true", "autoalloc = false"))
 def test_unknown_profile_and_sbatch_errors_are_clear(slurm_server) -> None:
-    channel = grpc.insecure_channel(slurm_server.access.address)
+    channel = open_channel(slurm_server.access)
     with Client(slurm_server.access_file) as client:
         with pytest.raises(
             ClientError, match=r"unknown Slurm pool profile 'nope' \(known: broken, default, test;"

@@ -24,7 +24,7 @@ from conftest import ServerProcess, Workers, output_of, start_server, tqhpc_comm
 
 from tqhpc import Client, Status
 from tqhpc._proto import pb, rpc
-from tqhpc.channel import sync_stub
+from tqhpc.channel import open_channel, sync_stub
 from tqhpc.store import Database, taskflow
 from tqhpc.store import tasks as task_ops
 from tqhpc.store import workers as worker_ops
@@ -201,7 +201,7 @@ def test_a_session_is_refused_clearly(server, stub) -> None:
 
 def test_an_undecodable_message_ends_the_session_but_not_the_worker(server, stub, client) -> None:
     worker_id = stub.RegisterWorker(pb.WorkerInfo(name="w")).worker_id
-    channel = grpc.insecure_channel(server.access.address)
+    channel = open_channel(server.access)
     session = channel.stream_stream(
         "/taskqueue.TaskQueue/WorkerSession", request_serializer=lambda b: b, response_deserializer=lambda b: b
     )

@@ -14,7 +14,7 @@ import grpc
 
 from ._proto import pb
 from .access import Access, find_access_file, read_access
-from .channel import sync_stub
+from .channel import is_handshake_failure, sync_stub
 from .records import ResourceUsage, TaskInfo, WorkerInfo
 from .specs import SpecLike, TaskSpec, as_spec, batch_message, batches
 from .status import Status
@@ -184,6 +184,20 @@ class Client:
         details = err.details() or code.name  # type: ignore[attr-defined]
         if code == grpc.StatusCode.UNAVAILABLE:
             where = f" (access file: {self.access_file})" if self.access_file else ""
+            if self.access.tls and is_handshake_failure(details):
+                pinned = f"the access file {self.access_file}" if self.access_file else "the access given"
+                return ClientError(
+                    f"the server at {self.access.address} does not hold the certificate pinned in {pinned} (a "
+                    "server restarted with another state directory, or another program on that port): use the "
+                    "access.toml that the server wrote",
+                    code,
+                )
+            if not self.access.tls:  # a TLS server closes plaintext connections as if it were not there
+                return ClientError(
+                    f"cannot reach the tqhpc server at {self.access.address}{where} in plaintext, as its access file "
+                    "says (tls = false): is `tqhpc server --insecure` running there?",
+                    code,
+                )
             return ClientError(
                 f"cannot reach the tqhpc server at {self.access.address}{where}: is `tqhpc server` running?", code
             )

@@ -29,7 +29,6 @@ import os
 import random
 import socket
 import time
-import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -38,6 +37,8 @@ import psutil
 from grpc import aio
 
 from tqhpc._proto import pb, rpc
+from tqhpc.access import read_access
+from tqhpc.channel import open_aio_channel
 
 REGISTER_TIMEOUT_SECONDS = 60.0
 CALL_TIMEOUT_SECONDS = 30.0
@@ -57,9 +58,8 @@ class IdleWorkers:
     """The counts of `figures` that are also given per second over the measured window."""
 
     def __init__(self, access_file: Path, count: int, ping_interval: float = 1.0) -> None:
-        access = tomllib.loads(access_file.read_text())
-        self.address = access["address"]
-        self.metadata = (("authorization", f"bearer {access['token']}"),)
+        self.access = read_access(access_file)
+        self.metadata = self.access.metadata
         self.count = count
         self.ping_interval = ping_interval
         self.connected = 0
@@ -96,7 +96,7 @@ class IdleWorkers:
         raise NotImplementedError
 
     async def _client(self, index: int) -> None:
-        async with aio.insecure_channel(self.address, options=CHANNEL_OPTIONS) as channel:
+        async with open_aio_channel(self.access, options=CHANNEL_OPTIONS) as channel:
             stub = rpc.TaskQueueStub(channel)
             info = pb.WorkerInfo(
                 name=f"idle-{self.kind}-{index}", concurrency=1, prefetch=1, hostname=socket.gethostname(),

@@ -26,14 +26,14 @@ import os
 import signal
 import socket
 import sys
-import tomllib
 from collections import deque
 from pathlib import Path
 
 import grpc
-from grpc import aio
 
 from tqhpc._proto import pb, rpc
+from tqhpc.access import read_access
+from tqhpc.channel import open_aio_channel
 
 CALL_TIMEOUT_SECONDS = 60.0
 
@@ -131,14 +131,14 @@ class SeedOnlyWorker:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    access = tomllib.loads(args.access.read_text())
-    metadata = (("authorization", f"bearer {access['token']}"),)
+    access = read_access(args.access)  # TLS with the pinned certificate, or plaintext where the file says so
+    metadata = access.metadata
     args.workdir.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with aio.insecure_channel(access["address"]) as channel:
+    async with open_aio_channel(access) as channel:
         worker = SeedOnlyWorker(rpc.TaskQueueStub(channel), metadata, args.workdir, concurrency=args.concurrency,
                                 prefetch=args.prefetch, ping_interval=args.ping_interval)  # fmt: skip
         try:

@@ -29,12 +29,19 @@ from ..config import (
     help="Database, lock, access.toml and logs (default: $TQHPC_HOME, else ~/.local/share/tqhpc).",
 )
 @click.option("--listen", default=None, help="HOST:PORT to listen on (default: all interfaces, a free port).")
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Serve plaintext, without TLS: calls and their token cross the network unencrypted. For clients that "
+    "cannot pin the certificate (scitq's own); access.toml then says tls = false.",
+)
 @settings_options(ServerSettings)
-def server(state_dir: Path | None, listen: str | None, **options: Any) -> None:
+def server(state_dir: Path | None, listen: str | None, insecure: bool, **options: Any) -> None:
     """Run the queue server in the foreground until SIGTERM or Ctrl-C.
 
-    Each setting comes from its flag, else its TQHPC_* variable, else the state directory's config.toml
-    ($TQHPC_CONFIG names another file), else its default.
+    It serves TLS with a self-signed certificate made at first start in the state directory and pinned through
+    access.toml; plaintext only with --insecure. Each setting comes from its flag, else its TQHPC_* variable, else
+    the state directory's config.toml ($TQHPC_CONFIG names another file), else its default.
     """
     from ..server.app import ServerStartError, serve
     from ..server.statelock import StateDirBusy
@@ -44,7 +51,7 @@ def server(state_dir: Path | None, listen: str | None, **options: Any) -> None:
     config = config_path(state_dir)
     settings = pop_settings(ServerSettings, options, config)
     try:
-        asyncio.run(serve(state_dir, listen, settings, config=config))
+        asyncio.run(serve(state_dir, listen, settings, config=config, insecure=insecure))
     except (StateDirBusy, ServerStartError) as err:
         raise click.ClickException(str(err)) from None
     except SchemaError as err:  # a database written by a newer tqhpc: never write into a schema it does not know

@@ -13,9 +13,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 from grpc import aio
 
-from ..access import ACCESS_FILE, Access, AccessError, new_token, prepare_state_dir, read_access, write_access
+from ..access import (
+    ACCESS_FILE,
+    Access,
+    AccessError,
+    new_token,
+    prepare_state_dir,
+    read_address_and_token,
+    write_access,
+)
 from ..config import ServerSettings, config_path
 from ..records import WorkerState
 from ..slurm.profiles import load_profiles
@@ -28,6 +37,7 @@ from .registration import add_service
 from .service import TaskQueueService
 from .slurm_provider import SlurmProvider
 from .statelock import StateDirLock
+from .tls import TlsSetupError, fingerprint, load_or_make_identity
 
 log = logging.getLogger("tqhpc.server")
 
@@ -102,8 +112,8 @@ def _setup_logging(state_dir: Path) -> None:
 
 def _previous_token_and_port(state_dir: Path) -> tuple[str | None, int | None]:
     with contextlib.suppress(AccessError, ValueError):
-        previous = read_access(state_dir / ACCESS_FILE)
-        return previous.token, int(previous.address.rpartition(":")[2])
+        address, token = read_address_and_token(state_dir / ACCESS_FILE)
+        return token, int(address.rpartition(":")[2])
     return None, None
 
 
@@ -131,10 +141,19 @@ class Server:
     """The running server; `start` then `wait`, or `serve()` for the whole life cycle."""
 
     def __init__(
-        self, state_dir: Path, listen: str | None, settings: ServerSettings, config: Path | None = None
+        self,
+        state_dir: Path,
+        listen: str | None,
+        settings: ServerSettings,
+        config: Path | None = None,
+        *,
+        insecure: bool = False,
     ) -> None:
         self.state_dir = prepare_state_dir(state_dir)
         self.listen = listen
+        self.insecure = insecure
+        self.certificate: str | None = None
+        """The certificate clients pin (PEM); None when serving plaintext."""
         self.settings = settings
         self.config = config or config_path(self.state_dir)
         self.lock = StateDirLock(self.state_dir)
@@ -152,6 +171,7 @@ class Server:
     async def _start_locked(self) -> None:
         _setup_logging(self.state_dir)
         token, previous_port = _previous_token_and_port(self.state_dir)
+        credentials = None if self.insecure else self._credentials()
         self.db = Database(self.state_dir / DATABASE_FILE)
         self.logs = LogStore(self.state_dir / "logs", cap=self.settings.max_task_output)
         self.local = LocalProvider(
@@ -188,16 +208,35 @@ class Server:
             ],
         )
         add_service(self.service, self.grpc)
-        host, port = self._bind(previous_port)
+        host, port = self._bind(previous_port, credentials)
         self.address = f"{host}:{port}"
-        write_access(self.state_dir, Access(address=self.address, token=self.token))
+        write_access(self.state_dir, Access(address=self.address, token=self.token, certificate=self.certificate))
         self.lock.record(self.address)
         await self.grpc.start()
         self._reaper = asyncio.create_task(self._reap_lost_workers())
         self._slurm_watch = asyncio.create_task(self._watch_slurm())
-        log.info("serving on %s, state in %s", self.address, self.state_dir)
+        log.info("serving on %s (%s), state in %s", self.address, self.transport, self.state_dir)
 
-    def _bind(self, previous_port: int | None) -> tuple[str, int]:
+    @property
+    def transport(self) -> str:
+        """How clients talk to us, in words for the startup line and the log."""
+        if self.certificate is None:
+            return "PLAINTEXT (--insecure): calls and their token cross the network unencrypted"
+        return f"TLS, certificate pinned in access.toml, SHA-256 {fingerprint(self.certificate.encode())}"
+
+    def _credentials(self) -> grpc.ServerCredentials:
+        try:
+            identity = load_or_make_identity(self.state_dir)
+        except TlsSetupError as err:
+            raise ServerStartError(str(err)) from None
+        except OSError as err:  # making a new pair on a full or read-only disk
+            raise ServerStartError(
+                f"cannot write the server's TLS key in {self.state_dir}: {err.strerror or err}"
+            ) from None
+        self.certificate = identity.certificate_pem.decode()
+        return grpc.ssl_server_credentials([(identity.key_pem, identity.certificate_pem)])
+
+    def _bind(self, previous_port: int | None, credentials: grpc.ServerCredentials | None) -> tuple[str, int]:
         listen = Listen.parse(self.listen) if self.listen else Listen("0.0.0.0", 0)
         candidates = [listen.port]
         if listen.port == 0 and previous_port:
@@ -206,7 +245,11 @@ class Server:
             if port and not _can_bind(listen.host, port):
                 continue  # asked first: gRPC core would print a log line of its own for a port it cannot bind
             try:
-                bound = self.grpc.add_insecure_port(f"{listen.host}:{port}")
+                address = f"{listen.host}:{port}"
+                if credentials is None:
+                    bound = self.grpc.add_insecure_port(address)
+                else:
+                    bound = self.grpc.add_secure_port(address, credentials)
             except RuntimeError:
                 continue
             if bound:
@@ -283,14 +326,20 @@ class Server:
 
 
 async def serve(
-    state_dir: Path, listen: str | None, settings: ServerSettings, *, config: Path | None = None, announce: bool = True
+    state_dir: Path,
+    listen: str | None,
+    settings: ServerSettings,
+    *,
+    config: Path | None = None,
+    announce: bool = True,
+    insecure: bool = False,
 ) -> None:
-    server = Server(state_dir, listen, settings, config)
+    server = Server(state_dir, listen, settings, config, insecure=insecure)
     await server.start()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.request_stop)
     if announce:
-        print(f"tqhpc server listening on {server.address}", flush=True)
+        print(f"tqhpc server listening on {server.address}: {server.transport}", flush=True)
         print(f"state directory: {server.state_dir} (access file: {server.state_dir / ACCESS_FILE})", flush=True)
     await server.wait()

@@ -48,13 +48,18 @@ class Connection:
         )
 
     def refresh(self) -> None:
-        """Reconnect if access.toml now names another address or token."""
+        """Reconnect if access.toml now names another address, token or certificate, or plaintext."""
         if self.access_file is None:
             return
         with contextlib.suppress(AccessError):
             current = read_access(self.access_file)
             if current != self.access:
                 log.info("the server moved to %s; reconnecting", current.address)
+                if current.tls != self.access.tls:  # its owner restarted it with or without --insecure
+                    log.warning(
+                        "the server's access file now says %s",
+                        "TLS, with a pinned certificate" if current.tls else "plaintext (tls = false, --insecure)",
+                    )
                 self._old_channels.append(self.channel)  # calls in flight may still use it
                 self.access = current
                 self.channel, self.stub = async_stub(current)
