@@ -125,6 +125,7 @@ def test_top_shows_counts_workers_and_failures_live_and_q_leaves(pane: Pane, cli
     worker_row = next(line for line in screen.splitlines() if "top-worker" in line)
     assert worker_row.split()[-2:] == ["1", "1"]  # RUNNING and HELD
     client.cancel([running])
+    pane.shows("cancelled 1", "running 0")  # shown once some task has that status
 
     pane.type("q", enter=False)
     _assert_terminal_sane(pane)
@@ -188,7 +189,7 @@ def test_top_through_a_pipe_prints_one_snapshot(server: ServerProcess, client: C
     lines = done.stdout.splitlines()
     assert lines[0].startswith(f"tqhpc top  {server.access.address}")
     assert "q or Ctrl-C" not in done.stdout
-    assert lines[1].startswith("TASKS 4  waiting 0  pending 4")
+    assert lines[1] == "TASKS 4  pending 4  running 0  succeeded 0  failed 0"
     assert all(line == line.rstrip() for line in lines)
 
 

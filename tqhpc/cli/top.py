@@ -110,10 +110,16 @@ def render(reading: Reading, name: str, address: str, width: int, height: int, *
     return Group(*parts)
 
 
+ALWAYS_COUNTED = frozenset({Status.PENDING, Status.RUNNING, Status.SUCCEEDED, Status.FAILED})
+"""Statuses whose count is shown even at 0; the others only when some task has them, so the line fits 80 columns."""
+
+
 def _counts_line(found: Overview) -> Text:
     line = Text.assemble(("TASKS ", "bold"), f"{found.total:,}")
     for status in Status:
         count = found.counts.get(status, 0)
+        if not count and status not in ALWAYS_COUNTED:
+            continue
         line.append("  ")
         line.append(f"{status.label} {count:,}", style=_STATUS_STYLE[status] if count else "dim")
     return line
