@@ -16,13 +16,16 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 
+import grpc
 import psutil
 import pytest
 from conftest import ServerProcess, start_server, tqhpc_command, wait_until
 
 from tqhpc import Client
+from tqhpc.access import Access, new_token, prepare_state_dir, write_access
 
 TMUX = shutil.which("tmux")
 WIDTH, HEIGHT = 110, 32
@@ -166,11 +169,13 @@ def test_an_unreachable_server_is_shown_and_found_again(pane: Pane, server: Serv
     _start_top(pane)
     pane.shows("TASKS 1")
     server.stop()
-    screen = pane.shows("server unreachable, retrying every second", "cannot reach the tqhpc server")
+    screen = pane.shows(
+        "server unreachable: cannot reach the tqhpc server", "asking again at each refresh; what follows"
+    )
     assert "Traceback" not in screen
     restarted = start_server(server.state_dir)
     try:
-        pane.shows("TASKS 1", without="unreachable")
+        pane.shows("TASKS 1", without="asking again")
         pane.type("q", enter=False)
         _assert_terminal_sane(pane)
     finally:
@@ -200,3 +205,28 @@ def test_top_through_a_pipe_without_a_server_is_one_line_error(server: ServerPro
     assert done.stdout == ""
     assert done.stderr.startswith("tqhpc: error: cannot reach the tqhpc server at ")
     assert len(done.stderr.splitlines()) == 1
+
+
+def test_top_against_a_server_without_overviews_says_to_upgrade(tmp_path: Path) -> None:
+    """A gRPC server that has no GetOverview, as a tqhpc from before it answers: UNIMPLEMENTED, said in words."""
+    older = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    port = older.add_insecure_port("127.0.0.1:0")
+    older.start()
+    try:
+        state = prepare_state_dir(tmp_path / "older")
+        access = write_access(state, Access(address=f"127.0.0.1:{port}", token=new_token()))
+        done = _top_through_a_pipe(access)
+    finally:
+        older.stop(None)
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"tqhpc: error: the server at 127.0.0.1:{port} has no overview to give: it runs an older tqhpc; upgrade it "
+        "and restart it\n"
+    )
+
+
+def test_top_without_an_access_file_says_so_in_the_view(pane: Pane, tmp_path: Path) -> None:
+    _start_top(pane, "--access", str(tmp_path / "nowhere"))
+    pane.shows("cannot read the server's access file", "asking again at each refresh")
+    pane.type("q", enter=False)
+    _assert_terminal_sane(pane)

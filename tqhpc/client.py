@@ -418,7 +418,16 @@ class Client:
         """Counts by status, how many tasks ended lately, the latest `failures` failed tasks (0: 5, at most 50) and
         the live workers, of every task or of those named `name`; cheap enough to ask every second."""
         request = pb.OverviewRequest(name=name, failures=failures)
-        return Overview.from_message(self._call(self._stub.GetOverview, request, timeout))
+        try:
+            return Overview.from_message(self._call(self._stub.GetOverview, request, timeout))
+        except ClientError as err:
+            if err.code != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            raise ClientError(
+                f"the server at {self.access.address} has no overview to give: it runs an older tqhpc; upgrade it "
+                "and restart it",
+                err.code,
+            ) from None
 
     # --- workers -----------------------------------------------------------------------------------------------
 

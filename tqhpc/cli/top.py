@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 import click
+import grpc
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
@@ -70,7 +71,7 @@ class Watcher:
             found = self.client.overview(name=self.name, failures=FAILURES_SHOWN)
         except (ClientError, AccessError) as err:
             self.close()
-            self.reading.error = str(err)
+            self.reading.error = _problem(err)
         else:
             self.reading = Reading(found, "", time.monotonic())
         return self.reading
@@ -79,6 +80,15 @@ class Watcher:
         if self.client is not None:
             self.client.close()
             self.client = None
+
+
+def _problem(err: ClientError | AccessError) -> str:
+    """Why the view has no fresh overview, as its red line says it."""
+    if isinstance(err, AccessError):
+        return f"cannot read the server's access file: {err}"
+    if err.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return f"server unreachable: {err}"
+    return f"the server refused: {err}"
 
 
 # --- drawing -----------------------------------------------------------------------------------------------------
@@ -93,13 +103,13 @@ def render(reading: Reading, name: str, address: str, width: int, height: int, *
     if live:
         title.append("   q or Ctrl-C to leave", style="dim")
     parts: list[RenderableType] = [title]
-    if reading.error:
-        parts.append(Text(f"server unreachable, retrying every second: {reading.error}", style="bold red"))
     found = reading.overview
+    if reading.error:
+        parts.append(Text(reading.error, style="bold red"))
+        age = "" if found is None else f"; what follows is {time.monotonic() - reading.at:.0f} s old"
+        parts.append(Text(f"asking again at each refresh{age}", style="dim"))
     if found is None:
         return Group(*parts)
-    if reading.error:
-        parts.append(Text(f"(last answer {time.monotonic() - reading.at:.0f} s ago)", style="dim"))
     parts.append(_counts_line(found))
     parts.append(_rate_line(found))
     parts.append(Text(""))
@@ -278,10 +288,9 @@ def top(access: str | None, name: str, interval: float) -> None:
     watcher = Watcher(access, name)
     console = Console()
     if not console.is_terminal:
-        reading = watcher.refresh()
-        watcher.close()
-        if reading.overview is None:
-            raise ClientError(reading.error)
+        with Client(access, timeout=CALL_TIMEOUT) as client:
+            reading = Reading(client.overview(name=name, failures=FAILURES_SHOWN), "", time.monotonic())
+            watcher.address = client.access.address
         wide = Console(width=SNAPSHOT_WIDTH, height=SNAPSHOT_HEIGHT, no_color=True)
         with wide.capture() as captured:
             wide.print(render(reading, name, watcher.address, SNAPSHOT_WIDTH, SNAPSHOT_HEIGHT, live=False))
