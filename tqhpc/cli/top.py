@@ -285,20 +285,24 @@ def top(access: str | None, name: str, interval: float) -> None:
 
     q or Ctrl-C leaves. With stdout not a terminal, prints one snapshot and exits.
     """
-    watcher = Watcher(access, name)
     console = Console()
     if not console.is_terminal:
-        with Client(access, timeout=CALL_TIMEOUT) as client:
-            reading = Reading(client.overview(name=name, failures=FAILURES_SHOWN), "", time.monotonic())
-            watcher.address = client.access.address
-        wide = Console(width=SNAPSHOT_WIDTH, height=SNAPSHOT_HEIGHT, no_color=True)
-        with wide.capture() as captured:
-            wide.print(render(reading, name, watcher.address, SNAPSHOT_WIDTH, SNAPSHOT_HEIGHT, live=False))
-        click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+        print_snapshot(access, name)
         return
-    status = watch(watcher, console, interval)
+    status = watch(Watcher(access, name), console, interval)
     if status:
         sys.exit(status)
+
+
+def print_snapshot(access: str | None, name: str) -> None:
+    """One overview as plain lines (no colour, no trailing blanks), for a pipe or a file; errors are raised."""
+    with Client(access, timeout=CALL_TIMEOUT) as client:
+        reading = Reading(client.overview(name=name, failures=FAILURES_SHOWN), "", time.monotonic())
+        address = client.access.address
+    plain = Console(width=SNAPSHOT_WIDTH, height=SNAPSHOT_HEIGHT, no_color=True)
+    with plain.capture() as captured:
+        plain.print(render(reading, name, address, SNAPSHOT_WIDTH, SNAPSHOT_HEIGHT, live=False))
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 COMMANDS = [top]
