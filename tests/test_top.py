@@ -95,12 +95,13 @@ def _start_top(pane: Pane, *args: str) -> None:
     pane.shows("tqhpc top", "q or Ctrl-C to leave")
 
 
-def _assert_terminal_sane(pane: Pane) -> None:
-    """Back at the prompt, out of the view's screen, typing echoed and run, and the modes a shell expects."""
+def _assert_terminal_sane(pane: Pane, check: int = 1) -> None:
+    """Back at the prompt, out of the view's screen, typing echoed and run, and the modes a shell expects; `check`
+    tells this check's output from an earlier one's on the same screen."""
     pane.shows(PROMPT.rstrip())
-    pane.type("stty -a; echo typed-$((40 + 2))")
-    screen = pane.shows("typed-42")
-    assert "stty -a; echo typed-$((40 + 2))" in screen  # what was typed was echoed
+    pane.type(f"stty -a; echo typed-$((40 + {check}))")
+    screen = pane.shows(f"typed-{40 + check}")
+    assert f"stty -a; echo typed-$((40 + {check}))" in screen  # what was typed was echoed
     assert "LATEST FAILURES" not in screen  # the view's alternate screen is gone
     assert "Traceback" not in screen
     modes = screen.split()
@@ -150,6 +151,19 @@ def test_ctrl_c_leaves_top_without_a_traceback(pane: Pane, client: Client) -> No
     pane.key("C-c")
     _assert_terminal_sane(pane)
     assert "interrupted" not in pane.screen()
+
+
+def test_ctrl_z_gives_the_terminal_back_and_fg_brings_the_view_again(pane: Pane, client: Client) -> None:
+    _start_top(pane)
+    pane.shows("TASKS 0")
+    pane.key("C-z")
+    pane.shows("Stopped")
+    _assert_terminal_sane(pane, check=1)
+    client.submit("true")
+    pane.type("fg")
+    pane.shows("q or Ctrl-C to leave", "TASKS 1")
+    pane.type("q", enter=False)
+    _assert_terminal_sane(pane, check=2)
 
 
 def test_sigterm_restores_the_terminal(pane: Pane, client: Client) -> None:

@@ -211,8 +211,17 @@ class Keys:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        """The terminal as it was before the view (also while the view is suspended with Ctrl-Z)."""
         if self.fd is not None and self._saved is not None:
             termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
+
+    def resume(self) -> None:
+        """Cbreak mode again after a suspension (the shell may have changed the modes meanwhile)."""
+        if self.fd is not None and self._saved is not None:
+            tty.setcbreak(self.fd, termios.TCSANOW)
 
     def quit_within(self, seconds: float) -> bool:
         """Wait up to `seconds` for a key; whether it was one that leaves."""
@@ -237,12 +246,20 @@ class _Leave(Exception):
         self.signum = signum
 
 
+class _Suspend(Exception):
+    """Raised by the SIGTSTP handler (Ctrl-Z): the view gives the terminal back before the process stops."""
+
+
 @contextlib.contextmanager
-def _leave_on_signals() -> Iterator[None]:
+def _signals_handled() -> Iterator[None]:
     def leave(signum: int, _frame: FrameType | None) -> None:
         raise _Leave(signum)
 
-    previous = {signum: signal.signal(signum, leave) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    def suspend(_signum: int, _frame: FrameType | None) -> None:
+        raise _Suspend
+
+    handlers = {signal.SIGTERM: leave, signal.SIGHUP: leave, signal.SIGTSTP: suspend}
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
     try:
         yield
     finally:
@@ -250,18 +267,34 @@ def _leave_on_signals() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def watch(watcher: Watcher, console: Console, interval: float) -> int:
-    """Redraw every `interval` seconds until q, Ctrl-C, SIGTERM or SIGHUP; the exit status."""
+def _stop_here(live: Live, keys: Keys) -> None:
+    """Ctrl-Z: the shell's screen and terminal modes back, then stop as a job does; on `fg`, the view again."""
+    handler = signal.signal(signal.SIGTSTP, signal.SIG_IGN)  # a second Ctrl-Z meanwhile changes nothing
     try:
-        with _leave_on_signals(), Keys() as keys, Live(console=console, screen=True, auto_refresh=False) as live:
+        live.stop()
+        keys.restore()
+        os.kill(os.getpid(), signal.SIGSTOP)  # returns once continued
+        keys.resume()
+        live.start(refresh=True)
+    finally:
+        signal.signal(signal.SIGTSTP, handler)
+
+
+def watch(watcher: Watcher, console: Console, interval: float) -> int:
+    """Redraw every `interval` seconds until q, Ctrl-C, SIGTERM or SIGHUP (Ctrl-Z suspends); the exit status."""
+    try:
+        with _signals_handled(), Keys() as keys, Live(console=console, screen=True, auto_refresh=False) as live:
             while True:
-                reading = watcher.refresh()
-                live.update(
-                    render(reading, watcher.name, watcher.address, console.width, console.height, live=True),
-                    refresh=True,
-                )
-                if keys.quit_within(interval):
-                    return 0
+                try:
+                    reading = watcher.refresh()
+                    live.update(
+                        render(reading, watcher.name, watcher.address, console.width, console.height, live=True),
+                        refresh=True,
+                    )
+                    if keys.quit_within(interval):
+                        return 0
+                except _Suspend:
+                    _stop_here(live, keys)
     except KeyboardInterrupt:
         return 0
     except _Leave as left:
