@@ -49,13 +49,12 @@ def test_bash_itself_completes_through_the_script(tmp_path: Path) -> None:
     bash = shutil.which("bash")
     if bash is None:
         pytest.skip("no bash on this machine")
-    # What bash does at a TAB after `tqhpc wo`: the completion function, with COMP_WORDS and COMP_CWORD set.
+    # What bash does at a TAB: the completion function, with COMP_WORDS and COMP_CWORD set.
     command = " ".join(TQHPC)
-    script = (
-        'eval "$(_TQHPC_COMPLETE=bash_source tqhpc)"\n'
-        "COMP_WORDS=(tqhpc wo); COMP_CWORD=1\n"
-        '_tqhpc_completion tqhpc\nprintf "%s\\n" "${COMPREPLY[@]}"\n'
-    )
+    script = 'eval "$(_TQHPC_COMPLETE=bash_source tqhpc)"\n'
+    for words in ("tqhpc wo", "tqhpc tasks --status fa"):
+        script += f"COMPREPLY=(); COMP_WORDS=({words}); COMP_CWORD={len(words.split()) - 1}\n"
+        script += '_tqhpc_completion tqhpc; echo "${COMPREPLY[@]}"\n'
     # `tqhpc` on the PATH as a person has it: a small wrapper running this checkout's tqhpc.
     wrapper = tmp_path / "bin" / "tqhpc"
     wrapper.parent.mkdir()
@@ -66,4 +65,4 @@ def test_bash_itself_completes_through_the_script(tmp_path: Path) -> None:
         [bash, "--norc", "-c", script], capture_output=True, text=True, timeout=30, env=env, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["worker", "workers"]
+    assert done.stdout.splitlines() == ["worker workers", "failed"]

@@ -2,7 +2,8 @@
 
 One GetOverview call per refresh (counts, recent ends, the latest failures, the workers): the cost is the same with
 ten tasks or a million, and nothing is listed task by task. `q` leaves (the terminal is in cbreak mode meanwhile, so
-the key needs no Enter), and so does Ctrl-C; the terminal is restored on every way out, SIGTERM and SIGHUP included.
+the key needs no Enter), and so does Ctrl-C; the terminal is restored on every way out, SIGTERM and SIGHUP included,
+and while the view is suspended with Ctrl-Z.
 With stdout not a terminal (a pipe, a file) one snapshot is printed and the command ends, as `top -b -n 1` does.
 """
 
