@@ -9,6 +9,12 @@ if [ "$(id -u)" -eq 0 ]; then
     bash scripts/install_apptainer.sh > "$apptainer_log" 2>&1 || { cat "$apptainer_log" >&2; exit 1; }
     rm -f "$apptainer_log"
 fi
+# tmux, in which the tests of `tqhpc top` watch the live view as a person would (they skip without it).
+if [ "$(id -u)" -eq 0 ] && ! command -v tmux >/dev/null && [ -r /etc/debian_version ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    flock /var/lock/tqhpc-apt.lock apt-get update -qq
+    flock /var/lock/tqhpc-apt.lock apt-get install -y -qq --no-install-recommends tmux >/dev/null
+fi
 bash scripts/bootstrap.sh
 # The real single-node Slurm the Slurm pool tests run against (install and start need root). Without
 # root, export SLURM_CONF of a running cluster yourself; the Slurm tests fail (never skip) when none answers.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -192,3 +193,43 @@ def orphans() -> Iterator[list[psutil.Process]]:
     for process in found:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
+
+
+SMALL_DISK_SIZE = "40m"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 40 MiB tmpfs of the test's own, unmounted afterwards: the server's state directory itself, so that what the
+    server prints (kept next to it) is not on it."""
+    mount_point = tmp_path / "disk" / "state"
+    mount_point.mkdir(parents=True)
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command on this machine")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={SMALL_DISK_SIZE},mode=0700", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (root needed): {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill_disk(disk: Path, leave: int) -> Path:
+    """Write a filler file until only about `leave` bytes of `disk` are free; return it (deleting it frees space)."""
+    filler = disk / "filler"
+    free = shutil.disk_usage(disk).free
+    with open(filler, "wb", buffering=0) as handle:
+        block = b"\0" * (1 << 20)
+        while free - handle.tell() > leave + len(block):
+            handle.write(block)
+        if leave == 0:  # to the last byte
+            with contextlib.suppress(OSError):
+                while True:
+                    handle.write(b"\0" * 4096)
+    return filler

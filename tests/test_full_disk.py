@@ -10,65 +10,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ServerProcess, Workers, output_of, start_server, wait_until
+from conftest import ServerProcess, Workers, fill_disk, output_of, start_server, wait_until
 
 from tqhpc import Client
 from tqhpc.server.app import ServerLogHandler
 from tqhpc.store import Database
 
-TMPFS_SIZE = "40m"
 OUTPUT_LINES = 3_000_000  # `seq` of these: about 23 MB, most of which cannot be stored until space comes back
 STORAGE_FAILURE = "the server's storage is failing"
 
 
 def _expected_output() -> bytes:
     return "".join(f"{n}\n" for n in range(1, OUTPUT_LINES + 1)).encode()
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 40 MiB tmpfs of the test's own, unmounted afterwards: the server's state directory itself, so that what the
-    server prints (kept next to it) is not on it."""
-    mount_point = tmp_path / "disk" / "state"
-    mount_point.mkdir(parents=True)
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command on this machine")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0700", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (root needed): {done.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def _fill(disk: Path, leave: int) -> Path:
-    """Write a filler file until only about `leave` bytes of `disk` are free; return it (deleting it frees space)."""
-    filler = disk / "filler"
-    free = shutil.disk_usage(disk).free
-    with open(filler, "wb", buffering=0) as handle:
-        block = b"\0" * (1 << 20)
-        while free - handle.tell() > leave + len(block):
-            handle.write(block)
-        if leave == 0:  # to the last byte
-            with contextlib.suppress(OSError):
-                while True:
-                    handle.write(b"\0" * 4096)
-    return filler
 
 
 def _said(server: ServerProcess) -> str:
@@ -98,7 +58,7 @@ def test_a_full_disk_holds_the_output_back_until_space_comes_back(
             worker = pool.start("--concurrency", "1")
             warmup = client.submit("echo ready")
             assert client.wait([warmup], timeout=30)[0].status == "S"
-            filler = _fill(small_disk, leave=2 << 20)
+            filler = fill_disk(small_disk, leave=2 << 20)
 
             task_id = client.submit(f"seq 1 {OUTPUT_LINES}")
             wait_until(
@@ -146,7 +106,7 @@ def test_a_disk_that_stays_full_pauses_the_task_and_drops_nothing(
             worker = pool.start("--concurrency", "1")
             task_id = client.submit(f"sleep 2; seq 1 {OUTPUT_LINES}")
             wait_until(lambda: client.task(task_id).status == "R", 30, what="the task to start")
-            filler = _fill(small_disk, leave=0)  # server.log cannot take a line either: it goes to stderr
+            filler = fill_disk(small_disk, leave=0)  # server.log cannot take a line either: it goes to stderr
             wait_until(lambda: STORAGE_FAILURE in _said(disk_server), 30, what="the storage failure to be logged")
             time.sleep(4)
             assert client.task(task_id).status in {"A", "R"}
@@ -211,7 +171,7 @@ def test_reads_batched_with_a_write_the_full_disk_refuses_still_get_their_answer
     db = Database(small_disk / "tqhpc.db")
     try:
         db.call(lambda c: c.execute("CREATE TABLE ballast (data BLOB)"))
-        _fill(small_disk, leave=0)
+        fill_disk(small_disk, leave=0)
         gate = threading.Event()
         db.submit(lambda c: gate.wait(10))  # holds the writer while the next two queue up behind it
         write = db.submit(lambda c: c.execute("INSERT INTO ballast VALUES (zeroblob(4 * 1024 * 1024))"))
@@ -237,7 +197,7 @@ def test_the_server_log_on_a_full_disk_goes_to_stderr_without_tracebacks(
     logger.addHandler(handler)
     try:
         logger.warning("before the disk is full")
-        filler = _fill(small_disk, leave=0)
+        filler = fill_disk(small_disk, leave=0)
         for number in range(3):
             logger.warning("record %d %s", number, "x" * 8192)  # more than a page: never fits in the file's slack
         printed = capfd.readouterr().err
@@ -266,7 +226,7 @@ def test_a_worker_silenced_by_a_full_disk_is_not_declared_lost(
             worker = pool.start("--concurrency", "1", "--ping-interval", "60")
             task_id = client.submit("sleep 1; seq 1 200000; sleep 1")
             wait_until(lambda: client.task(task_id).status == "R", 30, what="the task to start")
-            filler = _fill(small_disk, leave=0)
+            filler = fill_disk(small_disk, leave=0)
             time.sleep(7)
             filler.unlink()
             results = client.wait([task_id], timeout=60)

@@ -83,6 +83,41 @@ class TaskPage:
     last: bool
 
 
+@dataclass(frozen=True)
+class FailedTask:
+    """A failed task as an overview lists it, with the end of its stderr (where the error usually is)."""
+
+    task: TaskInfo
+    stderr_tail: str
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The queue at a glance (GetOverview): what `tqhpc top` shows, one small answer however long the queue."""
+
+    counts: dict[Status, int]  # tasks by status; statuses with none are left out
+    ended_last_10s: int  # tasks that ended (S, F, X) in the last 10 seconds
+    ended_last_60s: int  # ... and in the last minute
+    failures: list[FailedTask]  # the latest failed tasks, most recent first
+    workers: list[WorkerInfo]  # live workers
+    server_time: float  # the server's clock when it read all this
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @classmethod
+    def from_message(cls, message: pb.Overview) -> Overview:
+        return cls(
+            {Status(letter): count for letter, count in message.counts.items()},
+            message.ended_last_10s,
+            message.ended_last_60s,
+            [FailedTask(TaskInfo.from_message(f.task), f.stderr_tail) for f in message.failures],
+            [WorkerInfo.from_message(w) for w in message.workers],
+            message.server_time,
+        )
+
+
 STATUS_POLL_CHUNK = 50_000
 PAGES_AHEAD = 4
 """Pages of a listing received while the caller is still busy with an earlier one."""
@@ -392,6 +427,21 @@ class Client:
             target = out if chunk.stream == "O" else err
             target.write(chunk.data)
             target.flush()
+
+    def overview(self, *, name: str = "", failures: int = 0, timeout: float | None = None) -> Overview:
+        """Counts by status, how many tasks ended lately, the latest `failures` failed tasks (0: 5, at most 50) and
+        the live workers, of every task or of those named `name`; cheap enough to ask every second."""
+        request = pb.OverviewRequest(name=name, failures=failures)
+        try:
+            return Overview.from_message(self._call(self._stub.GetOverview, request, timeout))
+        except ClientError as err:
+            if err.code != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            raise ClientError(
+                f"the server at {self.access.address} has no overview to give: it runs an older tqhpc; upgrade it "
+                "and restart it",
+                err.code,
+            ) from None
 
     # --- workers -----------------------------------------------------------------------------------------------
 

@@ -543,3 +543,42 @@ class PruneRequest(_message.Message):
     name: str
     status: str
     def __init__(self, older_than_seconds: _Optional[float] = ..., name: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
+
+class OverviewRequest(_message.Message):
+    __slots__ = ("name", "failures")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    failures: int
+    def __init__(self, name: _Optional[str] = ..., failures: _Optional[int] = ...) -> None: ...
+
+class OverviewFailure(_message.Message):
+    __slots__ = ("task", "stderr_tail")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    STDERR_TAIL_FIELD_NUMBER: _ClassVar[int]
+    task: Task
+    stderr_tail: str
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., stderr_tail: _Optional[str] = ...) -> None: ...
+
+class Overview(_message.Message):
+    __slots__ = ("counts", "ended_last_10s", "ended_last_60s", "failures", "workers", "server_time")
+    class CountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_LAST_10S_FIELD_NUMBER: _ClassVar[int]
+    ENDED_LAST_60S_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    SERVER_TIME_FIELD_NUMBER: _ClassVar[int]
+    counts: _containers.ScalarMap[str, int]
+    ended_last_10s: int
+    ended_last_60s: int
+    failures: _containers.RepeatedCompositeFieldContainer[OverviewFailure]
+    workers: _containers.RepeatedCompositeFieldContainer[Worker]
+    server_time: float
+    def __init__(self, counts: _Optional[_Mapping[str, int]] = ..., ended_last_10s: _Optional[int] = ..., ended_last_60s: _Optional[int] = ..., failures: _Optional[_Iterable[_Union[OverviewFailure, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[Worker, _Mapping]]] = ..., server_time: _Optional[float] = ...) -> None: ...

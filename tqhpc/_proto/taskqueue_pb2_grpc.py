@@ -144,6 +144,11 @@ class TaskQueueStub:
                 request_serializer=taskqueue__pb2.PruneRequest.SerializeToString,
                 response_deserializer=taskqueue__pb2.TaskIds.FromString,
                 _registered_method=True)
+        self.GetOverview = channel.unary_unary(
+                '/taskqueue.TaskQueue/GetOverview',
+                request_serializer=taskqueue__pb2.OverviewRequest.SerializeToString,
+                response_deserializer=taskqueue__pb2.Overview.FromString,
+                _registered_method=True)
 
 
 class TaskQueueServicer:
@@ -291,6 +296,14 @@ class TaskQueueServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetOverview(self, request, context):
+        """tqhpc: what `tqhpc top` shows, in one small answer however long the queue: counts by status, how many ended
+        lately, the latest failures and the live workers. Read from indexes, never by listing the tasks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskQueueServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -403,6 +416,11 @@ def add_TaskQueueServicer_to_server(servicer, server):
                     servicer.PruneTasks,
                     request_deserializer=taskqueue__pb2.PruneRequest.FromString,
                     response_serializer=taskqueue__pb2.TaskIds.SerializeToString,
+            ),
+            'GetOverview': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOverview,
+                    request_deserializer=taskqueue__pb2.OverviewRequest.FromString,
+                    response_serializer=taskqueue__pb2.Overview.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -999,6 +1017,33 @@ class TaskQueue:
             '/taskqueue.TaskQueue/PruneTasks',
             taskqueue__pb2.PruneRequest.SerializeToString,
             taskqueue__pb2.TaskIds.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOverview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskqueue.TaskQueue/GetOverview',
+            taskqueue__pb2.OverviewRequest.SerializeToString,
+            taskqueue__pb2.Overview.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..client import Client
-from ..status import TransitionError, status_letters
+from ..status import Status, TransitionError, status_letters
 
 
 def access_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -35,3 +35,10 @@ def status_filter(text: str) -> str:
         return status_letters(text)
     except TransitionError as err:
         raise click.BadParameter(str(err), param_hint="--status") from None
+
+
+def complete_status(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of a --status value: status names, also after a comma (`running,pe` -> `running,pending`)."""
+    done, _, word = incomplete.rpartition(",")
+    prefix = f"{done}," if done else ""
+    return [prefix + status.label for status in Status if status.label.startswith(word.lower())]

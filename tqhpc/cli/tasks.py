@@ -10,7 +10,7 @@ import click
 from ..records import TaskInfo
 from ..status import Status
 from . import output
-from .options import access_option, connect, json_option, status_filter
+from .options import access_option, complete_status, connect, json_option, status_filter
 
 
 @click.command("tasks")
@@ -20,6 +20,7 @@ from .options import access_option, connect, json_option, status_filter
     "status",
     default=None,
     help="Only these statuses: letters (W P A C R S F X, e.g. F or SF) or names (running, failed,pending).",
+    shell_complete=complete_status,
 )
 @click.option("--name", default="", help="Only tasks with this name (`submit --name`).")
 @json_option

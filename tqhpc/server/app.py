@@ -33,6 +33,7 @@ from .auth import TokenInterceptor
 from .autoalloc import Autoallocator
 from .local_provider import LocalProvider
 from .logs import LogStore
+from .monitoring import OPEN_SERVICES, Monitoring
 from .registration import add_service
 from .service import TaskQueueService
 from .slurm_provider import SlurmProvider
@@ -197,7 +198,7 @@ class Server:
         self.service.pools = self.autoalloc
         self.token = token or new_token()
         self.grpc = aio.server(
-            interceptors=[TokenInterceptor(self.token)],
+            interceptors=[TokenInterceptor(self.token, OPEN_SERVICES)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -208,11 +209,14 @@ class Server:
             ],
         )
         add_service(self.service, self.grpc)
+        self.monitoring = Monitoring(self.db.health)
+        self.monitoring.add_to(self.grpc)
         host, port = self._bind(previous_port, credentials)
         self.address = f"{host}:{port}"
         write_access(self.state_dir, Access(address=self.address, token=self.token, certificate=self.certificate))
         self.lock.record(self.address)
         await self.grpc.start()
+        await self.monitoring.start()
         self._reaper = asyncio.create_task(self._reap_lost_workers())
         self._slurm_watch = asyncio.create_task(self._watch_slurm())
         log.info("serving on %s (%s), state in %s", self.address, self.transport, self.state_dir)
@@ -313,6 +317,7 @@ class Server:
     async def stop(self) -> None:
         """Local workers drain first while we still answer them, then RPCs finish, then the store commits."""
         log.info("stopping")
+        await self.monitoring.stop()
         await self.local.close(SHUTDOWN_GRACE_SECONDS)  # they say goodbye on their sessions as they leave
         self.service.sessions.close_all()  # the streams we end now say nothing about the workers
         await self.grpc.stop(SHUTDOWN_GRACE_SECONDS)

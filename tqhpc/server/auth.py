@@ -24,8 +24,12 @@ def presented_token(authorization: str) -> str | None:
 
 
 class TokenInterceptor(aio.ServerInterceptor):
-    def __init__(self, token: str) -> None:
+    """Refuses every call without the token, but those to `open_services` (full names, such as the standard health
+    service, which monitoring calls without secrets)."""
+
+    def __init__(self, token: str, open_services: frozenset[str] = frozenset()) -> None:
         self._expected = token.encode()
+        self._open = open_services
 
     async def intercept_service(
         self,
@@ -33,6 +37,8 @@ class TokenInterceptor(aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
+        if handler_call_details.method.lstrip("/").partition("/")[0] in self._open:  # "/package.Service/Method"
+            return handler
         given = ""
         for key, value in handler_call_details.invocation_metadata or ():
             if key == "authorization":

@@ -27,7 +27,7 @@ from ..store import workers as worker_ops
 from ..store.changes import Changes
 from ..store.crashes import DEFAULT_CRASH_LIMIT
 from ..store.health import StorageHealth
-from . import listing, reports, submission, validate
+from . import listing, overview, reports, submission, validate
 from .autoalloc import NO_PROFILES, Autoallocator
 from .log_intake import HOLD_SECONDS, LogIntake
 from .logs import LOG_TYPE_SPELLINGS, LOG_TYPES, Chunk, LogStore
@@ -168,6 +168,14 @@ class TaskQueueService(rpc.TaskQueueServicer):
         query, size = listing.task_filter(request), listing.page_size(request)
         async for page in listing.task_pages(self.db.path, query, size):
             yield page
+
+    @_unary
+    async def GetOverview(self, request: pb.OverviewRequest, context: aio.ServicerContext) -> pb.Overview:
+        """Counts, recent ends, the latest failures and the live workers, read beside the writer from indexes."""
+        name = validate.name(request.name, "task name")
+        failures = overview.failure_limit(request.failures)
+        found = await asyncio.to_thread(overview.read, self.db.path, self.logs, name, failures)
+        return overview.message(found, [self._with_last_heartbeat(worker) for worker in found.workers])
 
     # --- batches, statuses of many, cancel, retry --------------------------------------------------------------
 

@@ -136,6 +136,12 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX tasks_ended ON tasks(ended_at) WHERE status IN ('S', 'F', 'X');
     """,
+    # The overview of a queue of millions from indexes alone: counts by status, recent ends and the latest failures
+    # of one name, and the latest failures of all (failed tasks only, so it stays as small as the failures).
+    """
+    CREATE INDEX tasks_by_name_status ON tasks(name, status, ended_at);
+    CREATE INDEX tasks_failed ON tasks(ended_at) WHERE status = 'F';
+    """,
 ]
 
 
