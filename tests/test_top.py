@@ -222,13 +222,14 @@ def test_top_through_a_pipe_without_a_server_is_one_line_error(server: ServerPro
 
 
 def test_top_against_a_server_without_overviews_says_to_upgrade(tmp_path: Path) -> None:
-    """A gRPC server that has no GetOverview, as a tqhpc from before it answers: UNIMPLEMENTED, said in words."""
+    """A gRPC server that has no GetOverview, as a tqhpc from before it answers: UNIMPLEMENTED, said in words (in
+    plaintext, as the access file says)."""
     older = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     port = older.add_insecure_port("127.0.0.1:0")
     older.start()
     try:
         state = prepare_state_dir(tmp_path / "older")
-        access = write_access(state, Access(address=f"127.0.0.1:{port}", token=new_token()))
+        access = write_access(state, Access(address=f"127.0.0.1:{port}", token=new_token(), certificate=None))
         done = _top_through_a_pipe(access)
     finally:
         older.stop(None)
