@@ -1,6 +1,7 @@
 """tqhpc: a task queue that bridges researchers and HPC clusters."""
 
 from .client import Client, ClientError, LogChunk, TaskInfo, TaskResult, WorkerInfo
+from .executor import Executor, TaskFuture
 from .records import ResourceUsage
 from .specs import TaskSpec
 from .status import Status
@@ -10,10 +11,12 @@ __version__ = "0.1.0"
 __all__ = [
     "Client",
     "ClientError",
+    "Executor",
     "LogChunk",
     "ResourceUsage",
     "Status",
     "Sweep",
+    "TaskFuture",
     "TaskInfo",
     "TaskResult",
     "TaskSpec",

@@ -33,6 +33,9 @@ WALLTIME_MARGIN = 60.0
 CUT_SHORT = frozenset({"worker_lost", "worker_deleted", "handed_back"})
 """Attempt failures that mean the server closed the record for a worker that never reported the end: its figures
 stop at that moment, so they say nothing about what the task needs."""
+CORES_MIN_WALL = 1.0
+"""Tasks shorter than this (seconds) are left out of the cores a task keeps busy: their CPU over wall time is mostly
+startup and the clocks' granularity."""
 ENDED = frozenset({Status.SUCCEEDED.value, Status.FAILED.value})
 
 
@@ -74,7 +77,8 @@ class Samples:
     efficiency: array[float] = field(default_factory=lambda: array("d"))
     peak_rss: array[int] = field(default_factory=lambda: array("q"))
     cores: array[float] = field(default_factory=lambda: array("d"))
-    """CPU time over wall time: how many cores a task kept busy, whatever its slots."""
+    """CPU time over wall time of tasks that ran at least CORES_MIN_WALL: how many cores a task kept busy, whatever
+    its slots."""
     ended_at: array[float] = field(default_factory=lambda: array("d"))
     """When each ended task (S or F) ended, measured or not: the plot's tasks-done-over-time."""
     slots: Counter[int] = field(default_factory=Counter)
@@ -104,8 +108,9 @@ class Samples:
             self.wall.append(usage.wall_time)
             self.cpu.append(cpu)
             if usage.wall_time > 0:
-                self.cores.append(cpu / usage.wall_time)
                 self.efficiency.append(cpu / usage.wall_time / slots)
+            if usage.wall_time >= CORES_MIN_WALL:
+                self.cores.append(cpu / usage.wall_time)
             self.peak_rss.append(usage.peak_rss)
             self.slots[slots] += 1
 
