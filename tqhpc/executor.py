@@ -177,6 +177,7 @@ class Executor(_Executor):
                 for future in held:
                     if future.task_id in cancelled:
                         Future.cancel(future)
+                        future.set_running_or_notify_cancel()  # it will never run: its waiters learn it now
                     else:
                         self._pending[future.task_id] = future
                 self._cancelling -= 1
@@ -202,12 +203,13 @@ class Executor(_Executor):
                 if now - failing_since >= self.give_up_after:
                     self._fail_all(err)
                     failing_since = None
-            except BaseException as err:  # a bug here must not leave futures waiting forever
+            except Exception as err:  # a closed client, a bug: the futures get it rather than wait forever
                 self._fail_all(err)
-                raise
+            # The next poll comes one interval after this one, however many submits come meanwhile.
+            next_poll = time.monotonic() + self.poll_interval
             with self._lock:
-                if self._pending:
-                    self._lock.wait(self.poll_interval)
+                while self._pending and (left := next_poll - time.monotonic()) > 0:
+                    self._lock.wait(left)
         if self._owns_client:
             self.client.close()
 
