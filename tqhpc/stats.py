@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._proto import pb
+from .plural import plural
 from .status import Status
 
 PERCENTILES = (50, 95, 99)
@@ -235,12 +236,12 @@ def summarize(samples: Samples, concurrency: int = 1) -> TaskStats:
     if samples.failures["memory"]:
         limit = f" (up to {slurm_size(samples.memory_killed_limit)})" if samples.memory_killed_limit else ""
         warnings.append(
-            f"{samples.failures['memory']} tasks were killed at their memory limit{limit}: they need more than "
-            "their peak RSS shows"
+            f"{_were(samples.failures['memory'])} killed at their memory limit{limit}: they need more than their "
+            "peak RSS shows"
         )
     if samples.timeout_killed:
         warnings.append(
-            f"{samples.timeout_killed} tasks were killed at their timeout: they need longer than their wall time shows"
+            f"{_were(samples.timeout_killed)} killed at their timeout: they need longer than their wall time shows"
         )
     return TaskStats(
         count=sum(samples.statuses.values()),
@@ -254,6 +255,10 @@ def summarize(samples: Samples, concurrency: int = 1) -> TaskStats:
         sizing=sizing,
         warnings=tuple(warnings),
     )
+
+
+def _were(count: int) -> str:
+    return f"{plural(count, 'task')} {'was' if count == 1 else 'were'}"
 
 
 def _share(values: Sequence[float], limit: float) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -119,16 +120,22 @@ def print_stats(console: Console, summary: TaskStats, profile: str) -> None:
     if sizing is None:
         console.print("no task has ended with a usage report yet: nothing to size")
         return
+    options = sizing.to_dict(profile)
     console.print(
-        f"[bold]sizing[/]: --memory {sizing.to_dict(profile)['memory']} covers {sizing.memory_covers:.0%} of these "
-        f"tasks' peak RSS; --time-request {sizing.to_dict(profile)['time_request']} covers "
-        f"{sizing.time_request_covers:.1%} of their wall time (p99 + 20 %)"
+        f"[bold]sizing[/]: --memory {options['memory']} covers {_percent(sizing.memory_covers)} of these tasks' peak "
+        f"RSS; --time-request {options['time_request']} covers {_percent(sizing.time_request_covers)} of their wall "
+        "time (p99 + 20 %)"
     )
     console.out(f"  tqhpc submit {sizing.submit_options} ...", highlight=False)
     tasks = plural(sizing.concurrency, "task")
     console.out(f"  sbatch {sizing.sbatch_options}   # one worker job of {tasks} at once", highlight=False)
     console.print("[bold]pool profile[/] (the server's config.toml; `tqhpc stats --concurrency N` for N tasks a job):")
     console.out("  " + sizing.pool_profile(profile).replace("\n", "\n  "), highlight=False)
+
+
+def _percent(share: float) -> str:
+    """100% only when it is all of them: 99.96 % shows as 99.9%, not as a rounded-up 100%."""
+    return "100%" if share >= 1 else f"{math.floor(share * 1000) / 10:.1f}%"
 
 
 def _cell(value: float, kind: str) -> str:
