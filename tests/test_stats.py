@@ -15,7 +15,10 @@ from conftest import ServerProcess
 from test_cli import assert_one_line_error, run
 
 from tqhpc import Client
-from tqhpc.stats import percentile, sbatch_time, short_duration, slurm_size
+from tqhpc._proto import pb
+from tqhpc.channel import _AuthorizedMethod
+from tqhpc.cli.stats import collect
+from tqhpc.stats import percentile, sbatch_time, short_duration, slurm_size, summarize
 
 MIB = 1 << 20
 PYTHON = sys.executable
@@ -70,6 +73,12 @@ def test_stats_sum_up_the_tasks_and_size_the_next_run(server: ServerProcess, cli
     failed = json.loads(run("stats", "--name", "fit", "--status", "failed", "--json", access=server.access_file).stdout)
     assert failed["count"] == 2 and failed["failures"] == {"exit_code": 1, "timeout": 1}
 
+    _check_the_table(server)
+    _check_an_older_server(server, stats)
+    _check_the_plot(server, tmp_path)
+
+
+def _check_the_table(server: ServerProcess) -> None:
     human = run("stats", "--name", "fit", access=server.access_file)
     assert human.returncode == 0, human
     text = human.stdout
@@ -83,6 +92,23 @@ def test_stats_sum_up_the_tasks_and_size_the_next_run(server: ServerProcess, cli
     assert "tqhpc submit --memory 256M --time-request 1m --timeout 1m ..." in text
     assert "[pools.fit]" in text
 
+
+def _check_an_older_server(server: ServerProcess, stats: dict) -> None:
+    """A server without TaskStatsPages (an older one) answers UNIMPLEMENTED: the same figures come from the listing."""
+    with Client(server.access_file) as columns_client:
+        from_columns = summarize(collect(columns_client, None, "fit")).to_dict("fit")
+    with Client(server.access_file) as older:
+        unknown = older._channel.unary_stream(
+            "/taskqueue.TaskQueue/TaskStatsPagesUnknownHere",
+            request_serializer=pb.ListTasksRequest.SerializeToString,
+            response_deserializer=pb.TaskStatsPage.FromString,
+        )
+        older._stub.TaskStatsPages = _AuthorizedMethod(unknown, older.access.metadata)
+        from_listing = summarize(collect(older, None, "fit")).to_dict("fit")
+    assert from_listing == from_columns == stats
+
+
+def _check_the_plot(server: ServerProcess, tmp_path: Path) -> None:
     plot = tmp_path / "stats.png"
     drawn = run("stats", "--name", "fit", "--plot", str(plot), access=server.access_file)
     assert drawn.returncode == 0, drawn

@@ -375,6 +375,22 @@ class Client:
         finally:
             call.cancel()  # a reader that stopped early: the server stops reading too
 
+    def task_stats_pages(
+        self, status: str | None = None, *, name: str = "", page_size: int = 50_000
+    ) -> Iterator[pb.TaskStatsPage]:
+        """The listing reduced to what `tqhpc stats` sums up (status, failure, slots, end, latest usage), in
+        columns, a page at a time. A server older than this RPC answers UNIMPLEMENTED (a ClientError)."""
+        request = pb.ListTasksRequest(name_filter=name, page_size=page_size)
+        if status is not None:
+            request.status_filter = status
+        call = self._stub.TaskStatsPages(request, timeout=None)
+        try:
+            yield from read_ahead(call, PAGES_AHEAD)
+        except grpc.RpcError as err:
+            raise self._error(err) from None
+        finally:
+            call.cancel()
+
     def logs(self, task_id: int, *, follow: bool = False) -> Iterator[LogChunk]:
         """The task's output as stored; with follow, live output too until the task ends."""
         request = pb.TaskId(task_id=task_id, snapshot=not follow)

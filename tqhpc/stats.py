@@ -87,33 +87,61 @@ class Samples:
     """The largest memory limit a task was killed at (failure `memory`): it needed more than that."""
     timeout_killed: int = 0
 
-    def add_page(self, tasks: Iterable[pb.Task]) -> None:
+    def add_columns(self, page: pb.TaskStatsPage) -> None:
+        """A page of TaskStatsPages."""
+        columns = zip(
+            page.statuses, page.failures, page.slots, page.memory_limits, page.ended_at, page.wall_times,
+            page.cpu_times, page.peak_rss, page.final, page.usage_failures, strict=True,
+        )  # fmt: skip
+        for task in columns:
+            self.add(*task)
+
+    def add_tasks(self, tasks: Iterable[pb.Task]) -> None:
+        """Tasks of a StreamTasks page (from a server without TaskStatsPages)."""
         for task in tasks:
-            status = task.status
-            self.statuses[status] += 1
-            if status not in ENDED:
-                continue
-            self.ended_at.append(task.ended_at)
-            if status == "F":
-                kind = task.failure or "unknown"
-                self.failures[kind] += 1
-                if kind == "memory":
-                    self.memory_killed_limit = max(self.memory_killed_limit, task.memory_limit)
-                elif kind == "timeout":
-                    self.timeout_killed += 1
             usage = task.usage
-            if not usage.final or usage.failure in CUT_SHORT:
-                continue
-            slots = task.slots or 1
-            cpu = usage.cpu_user + usage.cpu_system
-            self.wall.append(usage.wall_time)
-            self.cpu.append(cpu)
-            if usage.wall_time > 0:
-                self.efficiency.append(cpu / usage.wall_time / slots)
-            if usage.wall_time >= CORES_MIN_WALL:
-                self.cores.append(cpu / usage.wall_time)
-            self.peak_rss.append(usage.peak_rss)
-            self.slots[slots] += 1
+            self.add(
+                task.status, task.failure, task.slots, task.memory_limit, task.ended_at, usage.wall_time,
+                usage.cpu_user + usage.cpu_system, usage.peak_rss, usage.final, usage.failure,
+            )  # fmt: skip
+
+    def add(
+        self,
+        status: str,
+        failure: str,
+        slots: int,
+        memory_limit: int,
+        ended_at: float,
+        wall: float,
+        cpu: float,
+        peak_rss: int,
+        final: bool,
+        usage_failure: str,
+    ) -> None:
+        """One task: counted always; its end and failure when it ended; its figures when they are its worker's
+        final report."""
+        self.statuses[status] += 1
+        if status not in ENDED:
+            return
+        self.ended_at.append(ended_at)
+        if status == "F":
+            kind = failure or "unknown"
+            self.failures[kind] += 1
+            if kind == "memory":
+                self.memory_killed_limit = max(self.memory_killed_limit, memory_limit)
+            elif kind == "timeout":
+                self.timeout_killed += 1
+        if not final or usage_failure in CUT_SHORT:
+            return
+        slots = slots or 1
+        self.wall.append(wall)
+        self.cpu.append(cpu)
+        if wall > 0:
+            self.efficiency.append(cpu / wall / slots)
+        if wall >= CORES_MIN_WALL:
+            self.cores.append(cpu / wall)
+        self.peak_rss.append(peak_rss)
+        self.slots[slots] += 1
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,11 @@ class TaskQueueStub:
                 request_serializer=taskqueue__pb2.PruneRequest.SerializeToString,
                 response_deserializer=taskqueue__pb2.TaskIds.FromString,
                 _registered_method=True)
+        self.TaskStatsPages = channel.unary_stream(
+                '/taskqueue.TaskQueue/TaskStatsPages',
+                request_serializer=taskqueue__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=taskqueue__pb2.TaskStatsPage.FromString,
+                _registered_method=True)
 
 
 class TaskQueueServicer:
@@ -291,6 +296,14 @@ class TaskQueueServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TaskStatsPages(self, request, context):
+        """tqhpc: StreamTasks reduced to what `tqhpc stats` sums up (status, failure, slots, end, and the latest
+        attempt's wall time, CPU time and peak RSS), in columns: a tenth of the bytes and of the server's work.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskQueueServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -403,6 +416,11 @@ def add_TaskQueueServicer_to_server(servicer, server):
                     servicer.PruneTasks,
                     request_deserializer=taskqueue__pb2.PruneRequest.FromString,
                     response_serializer=taskqueue__pb2.TaskIds.SerializeToString,
+            ),
+            'TaskStatsPages': grpc.unary_stream_rpc_method_handler(
+                    servicer.TaskStatsPages,
+                    request_deserializer=taskqueue__pb2.ListTasksRequest.FromString,
+                    response_serializer=taskqueue__pb2.TaskStatsPage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -999,6 +1017,33 @@ class TaskQueue:
             '/taskqueue.TaskQueue/PruneTasks',
             taskqueue__pb2.PruneRequest.SerializeToString,
             taskqueue__pb2.TaskIds.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TaskStatsPages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/taskqueue.TaskQueue/TaskStatsPages',
+            taskqueue__pb2.ListTasksRequest.SerializeToString,
+            taskqueue__pb2.TaskStatsPage.FromString,
             options,
             channel_credentials,
             insecure,

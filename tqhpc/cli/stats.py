@@ -8,11 +8,12 @@ import re
 from pathlib import Path
 
 import click
+import grpc
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..client import Client
+from ..client import Client, ClientError
 from ..plural import plural
 from ..stats import Samples, Spread, TaskStats, summarize
 from ..status import Status
@@ -80,11 +81,18 @@ def stats(
 
 
 def collect(client: Client, status: str | None, name: str) -> Samples:
-    """The selected tasks' figures, read page by page from the streamed listing."""
+    """The selected tasks' figures, read page by page: from TaskStatsPages, or from the whole listing of a server
+    without it."""
     samples = Samples()
     with client:
-        for page in client.page_messages(status, name=name):
-            samples.add_page(page.tasks)
+        try:
+            for page in client.task_stats_pages(status, name=name):
+                samples.add_columns(page)
+        except ClientError as err:
+            if err.code != grpc.StatusCode.UNIMPLEMENTED or samples.statuses:
+                raise
+            for listing in client.page_messages(status, name=name):
+                samples.add_tasks(listing.tasks)
     return samples
 
 

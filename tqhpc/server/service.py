@@ -169,6 +169,15 @@ class TaskQueueService(rpc.TaskQueueServicer):
         async for page in listing.task_pages(self.db.path, query, size):
             yield page
 
+    @_streamed
+    async def TaskStatsPages(
+        self, request: pb.ListTasksRequest, context: aio.ServicerContext
+    ) -> AsyncIterator[pb.TaskStatsPage]:
+        """StreamTasks reduced to the figures `tqhpc stats` sums up, in columns."""
+        query, size = listing.task_filter(request), listing.page_size(request)
+        async for page in listing.stats_pages(self.db.path, query, size):
+            yield page
+
     # --- batches, statuses of many, cancel, retry --------------------------------------------------------------
 
     @_unary
