@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
 from conftest import ServerProcess
 from test_cli import assert_one_line_error, run
@@ -165,3 +166,21 @@ def test_percentiles_are_nearest_rank_and_sizes_read_as_slurm_writes_them() -> N
     assert [slurm_size(s) for s in (256 * MIB, 1024 * MIB, 1536 * MIB)] == ["256M", "1G", "1536M"]
     assert [short_duration(s) for s in (45, 60, 5400, 3661)] == ["45s", "1m", "1h30m", "1h1m1s"]
     assert [sbatch_time(s) for s in (120, 3600, 90000)] == ["0:02:00", "1:00:00", "1-01:00:00"]
+
+
+def test_task_stats_pages_come_in_columns_page_by_page(client: Client, stub) -> None:
+    ids = client.submit_many(["true"] * 7)
+    client.cancel(ids[:2])
+    pages = list(client.task_stats_pages(page_size=3))
+    assert [p.last for p in pages] == [False, False, True]
+    assert [p.last_task_id for p in pages] == [ids[2], ids[5], ids[6]]
+    assert "".join(p.statuses for p in pages) == "XXPPPPP"
+    first = pages[0]
+    assert list(first.slots) == [1, 1, 1] and list(first.final) == [False] * 3  # never ran: no usage
+    assert list(first.wall_times) == [0.0] * 3 and first.ended_at[0] > 0 and first.ended_at[2] == 0
+    with pytest.raises(grpc.RpcError) as refused:
+        list(stub.TaskStatsPages(pb.ListTasksRequest(page_size=50_001)))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as refused:
+        list(stub.TaskStatsPages(pb.ListTasksRequest(status_filter="Q")))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
