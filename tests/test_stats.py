@@ -139,6 +139,12 @@ def test_stats_refuse_a_bad_status_in_one_line(server: ServerProcess) -> None:
     assert_one_line_error(run("stats", "--status", "Q", access=server.access_file), "--status", code=2)
 
 
+def test_a_plot_that_cannot_be_written_is_one_line(server: ServerProcess, tmp_path: Path) -> None:
+    target = tmp_path / "no such directory" / "stats.png"
+    result = run("stats", "--plot", str(target), access=server.access_file)
+    assert_one_line_error(result, f"cannot write the plot to {target}: No such file or directory")
+
+
 def test_stats_without_a_server_is_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "access.toml"
     assert_one_line_error(run("stats", access=missing), "tqhpc: error:")

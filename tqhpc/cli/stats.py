@@ -71,7 +71,10 @@ def stats(
     summary = summarize(samples, concurrency)
     profile = name if _POOL_NAME.match(name) else "sized"
     if draw is not None and plot_file is not None:
-        draw(samples, summary, Path(plot_file), title=_title(name, status))
+        try:
+            draw(samples, summary, Path(plot_file), title=_title(name, status))
+        except OSError as err:
+            raise click.ClickException(f"cannot write the plot to {plot_file}: {err.strerror or err}") from None
     if as_json:
         click.echo(json.dumps(summary.to_dict(profile), indent=2))
         return
