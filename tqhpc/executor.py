@@ -107,7 +107,8 @@ class Executor(_Executor):
         back in order, like `Executor.map`.
 
         `fn` makes each command: a template whose `{}` fields take the items, shell-quoted
-        (`map("gzip -k {}", paths)`, `map("fit {} {}", alphas, betas)`), or a callable returning the command line
+        (`map("gzip -k {}", paths)`, `map("fit {} {}", alphas, betas)`; it is a `str.format` template, so a brace
+        the shell needs is doubled: `{{`), or a callable returning the command line
         (`map(lambda p: f"gzip -k {shlex.quote(p)}", paths)`). `options` are `submit`'s, for every task.
         Leaving the loop early cancels the tasks not yet started, as the standard library does."""
         del chunksize  # every call is one batch already
