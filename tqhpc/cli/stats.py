@@ -58,21 +58,21 @@ def stats(
     Figures come from tasks that ended (S or F) with their worker's final usage report."""
     if status is not None:
         status = status_filter(status)
-    draw = None
     if plot_file is not None:
-        from ..plot import PlotUnavailable, draw_stats, require_matplotlib
+        from ..plot import PlotUnavailable, require_matplotlib
 
         try:
             require_matplotlib()  # before reading a million tasks, not after
         except PlotUnavailable as err:
             raise click.ClickException(str(err)) from None
-        draw = draw_stats
     samples = collect(connect(access), status, name)
     summary = summarize(samples, concurrency)
     profile = name if _POOL_NAME.match(name) else "sized"
-    if draw is not None and plot_file is not None:
+    if plot_file is not None:
+        from ..plot import draw_stats
+
         try:
-            draw(samples, summary, Path(plot_file), title=_title(name, status))
+            draw_stats(samples, summary, Path(plot_file), title=_title(name, status))
         except OSError as err:
             raise click.ClickException(f"cannot write the plot to {plot_file}: {err.strerror or err}") from None
     if as_json:
