@@ -60,6 +60,9 @@ class Executor(_Executor):
     for the default lookup), opened here and closed when the executor has shut down and its futures are done.
     `poll_interval`: seconds between status polls. `give_up_after`: seconds of failed polls (the server down or
     unreachable) after which every pending future gets the `ClientError` as its exception.
+
+    Unlike a thread pool, the work is not in this process: a program may exit with futures pending (the polling
+    thread is a daemon), and their tasks go on on the server, where `tqhpc tasks` and `Client.wait` find them.
     """
 
     def __init__(
