@@ -102,8 +102,12 @@ def test_shutdown_waits_for_every_future(client: Client, workers) -> None:
     workers.start("--concurrency", "2")
     executor = Executor(client, poll_interval=0.1)
     futures = [executor.submit(f"sleep 0.{i}") for i in range(1, 4)]
+    combine = executor.submit("echo combined", after=futures)  # futures name the tasks they stand for
     executor.shutdown(wait=True)
-    assert all(f.done() and f.result().ok for f in futures)
+    assert all(f.done() and f.result().ok for f in [*futures, combine])
+    task = client.task(combine.task_id)
+    assert list(task.after) == [f.task_id for f in futures]
+    assert task.started_at >= max(client.task(f.task_id).ended_at for f in futures)
 
 
 def test_one_status_poll_per_interval_for_all_pending_futures(client: Client, workers) -> None:
