@@ -41,9 +41,10 @@ def run_block(code: str, server: ServerProcess, cwd: Path) -> subprocess.Complet
 
 def test_every_python_block_of_the_readme_is_run_here() -> None:
     blocks = readme_python_blocks()
-    assert len(blocks) == 2, "a new ```python block in README.md needs its test here"
+    assert len(blocks) == 3, "a new ```python block in README.md needs its test here"
     assert 'client.submit("echo hello")' in blocks[0]
     assert "client.sweep(" in blocks[1]
+    assert "Executor(client)" in blocks[2]
 
 
 def test_first_steps_print_the_status_and_the_output(server: ServerProcess, workers, tmp_path: Path) -> None:
@@ -77,6 +78,15 @@ def test_sweep_block_prints_each_failure_with_its_parameters(server: ServerProce
     assert len(fits) == 6 and all(t.retry == 1 for t in fits)
     assert combine.command == "python combine.py"
     assert list(combine.after) == list(range(fits[-1].task_id + 1, combine.task_id))  # 10,000 ids, in order
+
+
+def test_executor_block_prints_each_square_as_it_ends_then_the_map(server: ServerProcess, workers, tmp_path) -> None:
+    workers.start("--concurrency", "2")
+    result = run_block(readme_python_blocks()[2], server, tmp_path / "user")
+    assert result.returncode == 0 and result.stderr == "", result
+    *squares, mapped = result.stdout.splitlines()
+    assert sorted(squares) == ["1 1", "2 4", "3 9", "4 16"], result.stdout  # in the order they ended
+    assert mapped == "[False, True]"
 
 
 @pytest.mark.parametrize("data", [b"plain\n", "d\u00e9j\u00e0 \u2713\n".encode(), b"\xff\xfe cut"])

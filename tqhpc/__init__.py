@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from .client import Client, ClientError, LogChunk, TaskInfo, TaskResult, WorkerInfo
+from .executor import Executor, TaskFuture
 from .records import ResourceUsage
 from .specs import TaskSpec
 from .status import Status
@@ -16,10 +17,12 @@ __version__ = "0.1.0"
 __all__ = [
     "Client",
     "ClientError",
+    "Executor",
     "LogChunk",
     "ResourceUsage",
     "Status",
     "Sweep",
+    "TaskFuture",
     "TaskInfo",
     "TaskResult",
     "TaskSpec",

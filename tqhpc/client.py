@@ -297,14 +297,15 @@ class Client:
             ids.extend(reply.task_ids)
         return ids
 
-    def letters(self, task_ids: Sequence[int]) -> str:
-        """The status letters of many tasks in one small call per 50,000 ids; unknown ids are refused."""
+    def letters(self, task_ids: Sequence[int], *, allow_unknown: bool = False) -> str:
+        """The status letters of many tasks in one small call per 50,000 ids; unknown ids are refused, or with
+        `allow_unknown` shown as "?"."""
         letters = []
         for start in range(0, len(task_ids), STATUS_POLL_CHUNK):
             chunk = list(task_ids[start : start + STATUS_POLL_CHUNK])
             letters.append(self._call(self._stub.GetTaskStatuses, pb.TaskIds(task_ids=chunk)).letters)
         text = "".join(letters)
-        if "?" in text:
+        if "?" in text and not allow_unknown:
             missing = [str(task_ids[i]) for i, letter in enumerate(text) if letter == "?"][:5]
             raise ClientError(f"no task {', '.join(missing)}", grpc.StatusCode.NOT_FOUND)
         return text
@@ -397,18 +398,47 @@ class Client:
         page_size: int = 0,
     ) -> Iterator[TaskPage]:
         """The listing as the server sends it: pages of tasks in id order, the last one marked `last`."""
+        for message in self.page_messages(status, name=name, ids=ids, after=after, page_size=page_size):
+            yield TaskPage([TaskInfo.from_message(task) for task in message.tasks], message.last)
+
+    def page_messages(
+        self,
+        status: str | None = None,
+        *,
+        name: str = "",
+        ids: Iterable[int] = (),
+        after: int = 0,
+        page_size: int = 0,
+    ) -> Iterator[pb.TaskPage]:
+        """`task_pages()` as the wire messages themselves, for a reader that needs a few fields of each task (as
+        `tqhpc stats` does) and would spend most of its time building records it drops."""
         request = pb.ListTasksRequest(name_filter=name, task_ids=list(ids), after_task_id=after, page_size=page_size)
         if status is not None:
             request.status_filter = status
         # No deadline: a listing read by a slow consumer (a pager) may take as long as it likes.
         call = self._stub.StreamTasks(request, timeout=None)
         try:
-            for message in read_ahead(call, PAGES_AHEAD):
-                yield TaskPage([TaskInfo.from_message(task) for task in message.tasks], message.last)
+            yield from read_ahead(call, PAGES_AHEAD)
         except grpc.RpcError as err:
             raise self._error(err) from None
         finally:
             call.cancel()  # a reader that stopped early: the server stops reading too
+
+    def task_stats_pages(
+        self, status: str | None = None, *, name: str = "", page_size: int = 50_000
+    ) -> Iterator[pb.TaskStatsPage]:
+        """The listing reduced to what `tqhpc stats` sums up (status, failure, slots, end, latest usage), in
+        columns, a page at a time. A server older than this RPC answers UNIMPLEMENTED (a ClientError)."""
+        request = pb.ListTasksRequest(name_filter=name, page_size=page_size)
+        if status is not None:
+            request.status_filter = status
+        call = self._stub.TaskStatsPages(request, timeout=None)
+        try:
+            yield from read_ahead(call, PAGES_AHEAD)
+        except grpc.RpcError as err:
+            raise self._error(err) from None
+        finally:
+            call.cancel()
 
     def logs(self, task_id: int, *, follow: bool = False) -> Iterator[LogChunk]:
         """The task's output as stored; with follow, live output too until the task ends."""

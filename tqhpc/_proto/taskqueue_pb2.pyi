@@ -582,3 +582,31 @@ class Overview(_message.Message):
     workers: _containers.RepeatedCompositeFieldContainer[Worker]
     server_time: float
     def __init__(self, counts: _Optional[_Mapping[str, int]] = ..., ended_last_10s: _Optional[int] = ..., ended_last_60s: _Optional[int] = ..., failures: _Optional[_Iterable[_Union[OverviewFailure, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[Worker, _Mapping]]] = ..., server_time: _Optional[float] = ...) -> None: ...
+
+class TaskStatsPage(_message.Message):
+    __slots__ = ("statuses", "failures", "slots", "memory_limits", "ended_at", "wall_times", "cpu_times", "peak_rss", "final", "usage_failures", "last_task_id", "last")
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    WALL_TIMES_FIELD_NUMBER: _ClassVar[int]
+    CPU_TIMES_FIELD_NUMBER: _ClassVar[int]
+    PEAK_RSS_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    LAST_TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    statuses: str
+    failures: _containers.RepeatedScalarFieldContainer[str]
+    slots: _containers.RepeatedScalarFieldContainer[int]
+    memory_limits: _containers.RepeatedScalarFieldContainer[int]
+    ended_at: _containers.RepeatedScalarFieldContainer[float]
+    wall_times: _containers.RepeatedScalarFieldContainer[float]
+    cpu_times: _containers.RepeatedScalarFieldContainer[float]
+    peak_rss: _containers.RepeatedScalarFieldContainer[int]
+    final: _containers.RepeatedScalarFieldContainer[bool]
+    usage_failures: _containers.RepeatedScalarFieldContainer[str]
+    last_task_id: int
+    last: bool
+    def __init__(self, statuses: _Optional[str] = ..., failures: _Optional[_Iterable[str]] = ..., slots: _Optional[_Iterable[int]] = ..., memory_limits: _Optional[_Iterable[int]] = ..., ended_at: _Optional[_Iterable[float]] = ..., wall_times: _Optional[_Iterable[float]] = ..., cpu_times: _Optional[_Iterable[float]] = ..., peak_rss: _Optional[_Iterable[int]] = ..., final: _Optional[_Iterable[bool]] = ..., usage_failures: _Optional[_Iterable[str]] = ..., last_task_id: _Optional[int] = ..., last: _Optional[bool] = ...) -> None: ...

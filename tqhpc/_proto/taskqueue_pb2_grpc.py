@@ -149,6 +149,11 @@ class TaskQueueStub:
                 request_serializer=taskqueue__pb2.OverviewRequest.SerializeToString,
                 response_deserializer=taskqueue__pb2.Overview.FromString,
                 _registered_method=True)
+        self.TaskStatsPages = channel.unary_stream(
+                '/taskqueue.TaskQueue/TaskStatsPages',
+                request_serializer=taskqueue__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=taskqueue__pb2.TaskStatsPage.FromString,
+                _registered_method=True)
 
 
 class TaskQueueServicer:
@@ -304,6 +309,14 @@ class TaskQueueServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TaskStatsPages(self, request, context):
+        """tqhpc: StreamTasks reduced to what `tqhpc stats` sums up (status, failure, slots, end, and the latest
+        attempt's wall time, CPU time and peak RSS), in columns: a tenth of the bytes and of the server's work.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskQueueServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -421,6 +434,11 @@ def add_TaskQueueServicer_to_server(servicer, server):
                     servicer.GetOverview,
                     request_deserializer=taskqueue__pb2.OverviewRequest.FromString,
                     response_serializer=taskqueue__pb2.Overview.SerializeToString,
+            ),
+            'TaskStatsPages': grpc.unary_stream_rpc_method_handler(
+                    servicer.TaskStatsPages,
+                    request_deserializer=taskqueue__pb2.ListTasksRequest.FromString,
+                    response_serializer=taskqueue__pb2.TaskStatsPage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1044,6 +1062,33 @@ class TaskQueue:
             '/taskqueue.TaskQueue/GetOverview',
             taskqueue__pb2.OverviewRequest.SerializeToString,
             taskqueue__pb2.Overview.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TaskStatsPages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/taskqueue.TaskQueue/TaskStatsPages',
+            taskqueue__pb2.ListTasksRequest.SerializeToString,
+            taskqueue__pb2.TaskStatsPage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,7 +9,7 @@ import click
 from ..access import AccessError
 from ..client import ClientError
 from ..config import ConfigError
-from . import pools, processes, sweeps, tasks, top, workers
+from . import pools, processes, stats, sweeps, tasks, top, workers
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -22,7 +22,7 @@ def cli() -> None:
     """
 
 
-for module in (processes, sweeps, tasks, workers, pools, top):
+for module in (processes, sweeps, tasks, workers, pools, stats, top):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -44,7 +44,8 @@ def print_json(records: Sequence[TaskInfo] | Sequence[WorkerInfo]) -> None:
     print(json.dumps([r.to_dict() for r in records], indent=2))
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
+    """Seconds as a table shows them: `12.34s` under a minute, else `H:MM:SS`."""
     if seconds is None:
         return ""
     if seconds < 60:
@@ -55,7 +56,7 @@ def _duration(seconds: float | None) -> str:
 
 
 def _ago(timestamp: float | None) -> str:
-    return "" if timestamp is None else f"{_duration(max(0.0, time.time() - timestamp))} ago"
+    return "" if timestamp is None else f"{duration(max(0.0, time.time() - timestamp))} ago"
 
 
 def _short(text: str, width: int = COMMAND_WIDTH) -> str:
@@ -183,8 +184,8 @@ def _task_row(t: TaskInfo, with_container: bool = True, with_name: bool = True, 
         _STATUS_CELL[t.status],
         "" if t.exit_code is None else str(t.exit_code),
         "" if t.worker_id is None else str(t.worker_id),
-        _duration(usage.wall_time if usage and usage.final else t.wall_time),
-        _duration(usage.cpu_time) if measured else "",  # type: ignore[union-attr]
+        duration(usage.wall_time if usage and usage.final else t.wall_time),
+        duration(usage.cpu_time) if measured else "",  # type: ignore[union-attr]
         format_size(usage.peak_rss) if measured else "",  # type: ignore[union-attr]
         _short(t.command),
     ]
@@ -291,8 +292,8 @@ def print_task_record(record: dict[str, Any]) -> None:
     for usage in attempts:
         print(
             f"attempt {usage['attempt']}: worker {usage['worker_id']} ({usage['worker_name']}) on {usage['hostname']}"
-            f"{' job ' + usage['slurm_job_id'] if usage['slurm_job_id'] else ''}, wall {_duration(usage['wall_time'])},"
-            f" cpu {_duration(usage['cpu_user'] + usage['cpu_system'])}, peak rss {format_size(usage['peak_rss'])},"
+            f"{' job ' + usage['slurm_job_id'] if usage['slurm_job_id'] else ''}, wall {duration(usage['wall_time'])},"
+            f" cpu {duration(usage['cpu_user'] + usage['cpu_system'])}, peak rss {format_size(usage['peak_rss'])},"
             f" exit {usage['exit_code']}{', ' + usage['failure'] if usage['failure'] else ''}"
             f"{': ' + usage['reason'] if usage.get('reason') else ''}"
         )

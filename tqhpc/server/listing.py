@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from google.protobuf.message import Message
 
@@ -86,6 +87,50 @@ class PageReader:
         return page
 
 
+class StatsPageReader:
+    """Reads pages of TaskStatsPages: of each task only what `tqhpc stats` sums up, in columns. The rows come as
+    tuples of plain values and go into packed repeated fields, so a page costs a fraction of a StreamTasks page."""
+
+    TASK_COLUMNS = "task_id, status, failure, slots, memory_limit, ended_at"
+    USAGE_SQL = (
+        "SELECT task_id, wall_time, cpu_user + cpu_system, peak_rss, final, failure FROM task_attempts "
+        "WHERE {ids} ORDER BY task_id, attempt"
+    )
+
+    def __init__(self, database: Path) -> None:
+        self.conn = connect_reader(database)
+        self.conn.row_factory = None  # plain tuples: nothing here is read by name
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def read(self, wanted: taskflow.TaskFilter, size: int) -> pb.TaskStatsPage:
+        conn = self.conn
+        with snapshot(conn):
+            rows = taskflow.page_rows(conn, wanted, size + 1, self.TASK_COLUMNS)
+            last = len(rows) <= size
+            rows = rows[:size]
+            ids = [row[0] for row in rows]
+            usage = {row[0]: row for row in taskflow.select_by_ids(conn, self.USAGE_SQL, ids)}  # the latest stays
+        page = pb.TaskStatsPage(last=last, last_task_id=ids[-1] if ids else 0)
+        if not rows:
+            return page
+        _, statuses, failures, slots, limits, ended = zip(*rows, strict=True)
+        page.statuses = "".join(statuses)
+        page.failures.extend(failures)
+        page.slots.extend(slots)
+        page.memory_limits.extend(limits)
+        page.ended_at.extend(0.0 if e is None else e for e in ended)
+        none = (0, 0.0, 0.0, 0, 0, "")
+        _, walls, cpus, peaks, finals, usage_failures = zip(*(usage.get(i, none) for i in ids), strict=True)
+        page.wall_times.extend(walls)
+        page.cpu_times.extend(cpus)
+        page.peak_rss.extend(peaks)
+        page.final.extend(map(bool, finals))
+        page.usage_failures.extend(usage_failures)
+        return page
+
+
 def _columns_on_wire(conn: sqlite3.Connection, table: str, message: type[Message]) -> tuple[str, ...]:
     """The table's columns that the message has a field of the same name for (the rest stays on the server)."""
     fields = message.DESCRIPTOR.fields_by_name
@@ -95,17 +140,36 @@ def _columns_on_wire(conn: sqlite3.Connection, table: str, message: type[Message
 async def task_pages(database: Path, wanted: taskflow.TaskFilter, size: int = PAGE_SIZE) -> AsyncIterator[pb.TaskPage]:
     """The listing's pages in order, the last one marked. Leaving early (a client that went away) closes the
     connection once the read in flight is done."""
+    async for page in _pages(PageReader, database, wanted, size):
+        yield page
+
+
+async def stats_pages(
+    database: Path, wanted: taskflow.TaskFilter, size: int = PAGE_SIZE
+) -> AsyncIterator[pb.TaskStatsPage]:
+    """`task_pages` as TaskStatsPages."""
+    async for page in _pages(StatsPageReader, database, wanted, size):
+        yield page
+
+
+def _last_id(page: Any) -> int:
+    return page.tasks[-1].task_id if isinstance(page, pb.TaskPage) else page.last_task_id
+
+
+async def _pages(
+    reader_type: type[PageReader] | type[StatsPageReader], database: Path, wanted: taskflow.TaskFilter, size: int
+) -> AsyncIterator[Any]:
     loop = asyncio.get_running_loop()
     thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tqhpc-listing")
-    opened = thread.submit(PageReader, database)
-    upcoming: asyncio.Future[pb.TaskPage] | None = None
+    opened = thread.submit(reader_type, database)
+    upcoming: asyncio.Future[Any] | None = None
     try:
         reader = await asyncio.wrap_future(opened)
         upcoming = loop.run_in_executor(thread, reader.read, wanted, size)
         while True:
             page = await upcoming
             if not page.last:
-                wanted = taskflow.TaskFilter(wanted.statuses, wanted.name, wanted.task_ids, page.tasks[-1].task_id)
+                wanted = taskflow.TaskFilter(wanted.statuses, wanted.name, wanted.task_ids, _last_id(page))
                 upcoming = loop.run_in_executor(thread, reader.read, wanted, size)
             yield page
             if page.last:
@@ -117,7 +181,7 @@ async def task_pages(database: Path, wanted: taskflow.TaskFilter, size: int = PA
         thread.shutdown(wait=False)
 
 
-def _close(opened: Future[PageReader]) -> None:
+def _close(opened: Future[Any]) -> None:
     """Close the listing's connection on its own thread, after any read still running there."""
     if opened.exception() is None:
         opened.result().close()

@@ -177,6 +177,15 @@ class TaskQueueService(rpc.TaskQueueServicer):
         found = await asyncio.to_thread(overview.read, self.db.path, self.logs, name, failures)
         return overview.message(found, [self._with_last_heartbeat(worker) for worker in found.workers])
 
+    @_streamed
+    async def TaskStatsPages(
+        self, request: pb.ListTasksRequest, context: aio.ServicerContext
+    ) -> AsyncIterator[pb.TaskStatsPage]:
+        """StreamTasks reduced to the figures `tqhpc stats` sums up, in columns."""
+        query, size = listing.task_filter(request), listing.page_size(request)
+        async for page in listing.stats_pages(self.db.path, query, size):
+            yield page
+
     # --- batches, statuses of many, cancel, retry --------------------------------------------------------------
 
     @_unary
