@@ -19,7 +19,7 @@ from ..plural import plural
 from ..status import Status
 from .units import format_size
 
-_STATUS_STYLE = {
+STATUS_STYLE = {
     Status.WAITING: "dim",
     Status.PENDING: "yellow",
     Status.ASSIGNED: "cyan",
@@ -59,7 +59,7 @@ def _ago(timestamp: float | None) -> str:
     return "" if timestamp is None else f"{duration(max(0.0, time.time() - timestamp))} ago"
 
 
-def _short(text: str, width: int = COMMAND_WIDTH) -> str:
+def short(text: str, width: int = COMMAND_WIDTH) -> str:
     if not text.isprintable() or "  " in text or text != text.strip():  # else split-join would change nothing
         text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -172,7 +172,7 @@ def tasks_table(tasks: Sequence[TaskInfo], width: int) -> Table | str:
     with_reason = any(_why(t) for t in tasks)
     headers += ["NAME"] * with_name + ["WHY"] * with_reason
     rows = [_task_row(t, with_container, with_name, with_reason) for t in tasks]
-    styles = [_STATUS_STYLE[t.status] for t in tasks]
+    styles = [STATUS_STYLE[t.status] for t in tasks]
     return _table(headers, rows, right=_TASK_NUMBERS, elastic="COMMAND", width=width, styles=styles)
 
 
@@ -187,7 +187,7 @@ def _task_row(t: TaskInfo, with_container: bool = True, with_name: bool = True, 
         duration(usage.wall_time if usage and usage.final else t.wall_time),
         duration(usage.cpu_time) if measured else "",  # type: ignore[union-attr]
         format_size(usage.peak_rss) if measured else "",  # type: ignore[union-attr]
-        _short(t.command),
+        short(t.command),
     ]
     if with_container:
         row.append(t.container)

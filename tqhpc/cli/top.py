@@ -32,7 +32,7 @@ from ..access import AccessError
 from ..client import Client, ClientError, Overview
 from ..status import Status
 from .options import access_option
-from .output import _STATUS_STYLE, _duration, _short
+from .output import STATUS_STYLE, duration, short
 from .units import format_size
 
 FAILURES_SHOWN = 5
@@ -132,7 +132,7 @@ def _counts_line(found: Overview) -> Text:
         if not count and status not in ALWAYS_COUNTED:
             continue
         line.append("  ")
-        line.append(f"{status.label} {count:,}", style=_STATUS_STYLE[status] if count else "dim")
+        line.append(f"{status.label} {count:,}", style=STATUS_STYLE[status] if count else "dim")
     return line
 
 
@@ -154,7 +154,7 @@ def _failures_table(found: Overview, width: int) -> RenderableType:
         kind = task.failure or "failed"
         if task.exit_code is not None:
             kind += f" {task.exit_code}"
-        ended = "" if task.ended_at is None else f"{_duration(max(0.0, found.server_time - task.ended_at))} ago"
+        ended = "" if task.ended_at is None else f"{duration(max(0.0, found.server_time - task.ended_at))} ago"
         table.add_row(str(task.task_id), ended, kind, task.name, _why(task.reason, failed.stderr_tail, width))
     return table
 
@@ -163,7 +163,7 @@ def _why(reason: str, stderr_tail: str, width: int) -> Text:
     """The last lines of stderr joined on one line (the error is usually there), else the reason the store keeps
     (a worker lost, a timeout, a missing image...)."""
     text = " | ".join(line.strip() for line in stderr_tail.splitlines()[-2:] if line.strip()) or reason
-    return Text(_short(text, max(20, width - 40)), style="red")
+    return Text(short(text, max(20, width - 40)), style="red")
 
 
 def _workers_table(found: Overview, rows: int) -> RenderableType:
