@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from conftest import ServerProcess, Workers, output_of, start_server, tqhpc_command, wait_until
 
 from tqhpc import Client, Status
@@ -221,6 +222,10 @@ class FreezableProxy:
         self.forwarding.set()
 
 
+def _all_succeeded(client: Client) -> bool:
+    return all(task.status == Status.SUCCEEDED for task in client.tasks())
+
+
 def _counting_task(markers: Path, lines: int) -> str:
     """Prints 1..lines, 0.1 s apart, with start/alive/end notes as `_marked_task`."""
     note = f'echo "$1 $$ $(date +%s.%N)" >> {markers}'
@@ -229,9 +234,23 @@ def _counting_task(markers: Path, lines: int) -> str:
     )
 
 
-def test_a_partition_longer_than_the_worker_timeout_loses_nothing_and_runs_nothing_twice(tmp_path: Path) -> None:
-    """Cut off for 10 s with a 6 s worker timeout, the worker kills its copies before the server requeues them."""
-    server = start_server(tmp_path / "state", "--worker-timeout", "6", "--reap-interval", "0.5")
+@pytest.mark.parametrize(
+    ("worker_timeout", "partition", "lines"),
+    [
+        pytest.param(6, 10, 100, id="10s-past-a-6s-timeout"),
+        # The server's default timeout, and a partition as long: whether the server declares the worker lost just
+        # before the network comes back or just after, nothing may be lost or run twice at once. The tasks (45 s)
+        # still run when the worker gives up on the server (at 60% of the timeout), so it kills them.
+        pytest.param(60, 60, 450, id="60s-at-the-default-timeout"),
+    ],
+)
+def test_a_partition_as_long_as_the_worker_timeout_loses_nothing_and_runs_nothing_twice(
+    tmp_path: Path, worker_timeout: int, partition: int, lines: int
+) -> None:
+    """Cut off from the server for as long as the worker timeout or longer, the worker kills its copies before the
+    server requeues them: each task ends S, no two copies of it ever run at once, and its output is that of one whole
+    run, in order."""
+    server = start_server(tmp_path / "state", "--worker-timeout", str(worker_timeout), "--reap-interval", "0.5")
     proxy = FreezableProxy(server.access.address)
     cut_off = tmp_path / "cut-off"
     cut_off.mkdir()
@@ -241,22 +260,22 @@ def test_a_partition_longer_than_the_worker_timeout_loses_nothing_and_runs_nothi
     try:
         with Client(server.access_file) as client:
             markers = [tmp_path / f"markers-{i}" for i in range(2)]
-            ids = [client.submit(_counting_task(m, 100)) for m in markers]
+            ids = [client.submit(_counting_task(m, lines)) for m in markers]
             partitioned = Workers(server_through_proxy, cut_off).start("--concurrency", "2", "--prefetch", "0")
             try:
                 wait_until(lambda: all(m.exists() for m in markers), what="both tasks to start")
                 pool.start("--concurrency", "2", "--prefetch", "0")
                 time.sleep(1.0)
                 proxy.freeze()
-                time.sleep(10.0)
+                time.sleep(partition)
                 proxy.thaw()
-                wait_until(lambda: all(t.status == Status.SUCCEEDED for t in client.tasks()), timeout=40, what="all")
+                wait_until(lambda: _all_succeeded(client), timeout=lines / 10 + 30, what="every task to succeed")
                 for task_id, marker in zip(ids, markers, strict=True):
                     runs = _runs(marker)
                     for before, after in itertools.pairwise(runs):
                         assert before[1] < after[0], f"task {task_id} ran twice at once: {runs}"
                     output = b"".join(c.data for c in client.logs(task_id)).decode()
-                    assert output == "".join(f"{i}\n" for i in range(1, 101)), output
+                    assert output == "".join(f"{i}\n" for i in range(1, lines + 1)), output
             finally:
                 partitioned.terminate()
                 partitioned.wait(30)
