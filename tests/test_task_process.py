@@ -101,6 +101,24 @@ async def test_a_task_gets_only_its_three_streams_and_leaves_the_worker_where_it
     assert os.getcwd() == here
 
 
+async def test_a_descriptor_left_open_to_inheritance_after_earlier_tasks_stays_out_of_later_ones(
+    tmp_path: Path,
+) -> None:
+    """A C library may open a descriptor without close-on-exec at any time, long after the worker's first task: the
+    next task must still get its three streams only (a pipe end held by a task keeps its reader waiting)."""
+    assert (await TaskProcess("true", tmp_path, dict(os.environ), _Output()).run()).exit_code == 0
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)
+    try:
+        output = _Output()
+        outcome = await TaskProcess('ls /proc/$$/fd | sort -n | tr "\\n" " "', tmp_path, dict(os.environ), output).run()
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert outcome.exit_code == 0
+    assert output.data["O"] == b"0 1 2 "
+
+
 async def test_a_directory_gone_before_the_start_fails_as_cwd_and_leaks_nothing(tmp_path: Path) -> None:
     here, fds_before = os.getcwd(), _open_fds()
     outcome = await TaskProcess("true", tmp_path / "gone", dict(os.environ), _Output()).run()

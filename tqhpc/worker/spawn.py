@@ -13,7 +13,9 @@ beside it with paths relative to the worker's directory.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +29,6 @@ class Spawned:
     stderr: int
 
 
-_sealed = False  # the descriptors the worker inherited are closed on exec (see _seal_inherited)
-
-
 def spawn(argv: list[str], workdir: Path, env: dict[str, str]) -> Spawned:
     """Start `argv` (its first word a path: no PATH search) in `workdir`, in a new session, stdin from /dev/null.
     OSError as Popen raises it: a directory that cannot be entered is named in `filename`."""
@@ -41,8 +40,7 @@ def spawn(argv: list[str], workdir: Path, env: dict[str, str]) -> Spawned:
         (os.POSIX_SPAWN_DUP2, err_w, 2),
     ]
     try:
-        if not _sealed:
-            _seal_inherited()
+        _seal_inheritable()
         home = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             os.chdir(workdir)
@@ -64,20 +62,42 @@ def spawn(argv: list[str], workdir: Path, env: dict[str, str]) -> Spawned:
     return Spawned(pid, out_r, err_r)
 
 
-def _seal_inherited() -> None:
-    global _sealed
-    """Keep descriptors the worker inherited (from its shell, its batch script, a test runner) out of its tasks.
+CLOSE_RANGE_CLOEXEC = 4  # linux/close_range.h
 
-    posix_spawn passes on every descriptor not marked close-on-exec, where Popen closes them all. Python, grpc and
-    psutil open theirs close-on-exec; only those the worker was started with may be open to inheritance, and a
-    pipe among them held open by a long task would keep its reader waiting. They are sealed once, at the first
-    spawn."""
+
+def _close_range_cloexec() -> Callable[[], None] | None:
+    """Linux's close_range(3, ~0, CLOSE_RANGE_CLOEXEC) through glibc (2.34+, kernel 5.11+): one system call that
+    marks every descriptor above stderr close-on-exec; None where libc lacks it."""
+    try:
+        close_range = ctypes.CDLL(None, use_errno=True).close_range
+    except (AttributeError, OSError):
+        return None
+    close_range.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_int]
+    close_range.restype = ctypes.c_int
+    if close_range(3, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC) != 0:  # libc has it, the kernel does not (ENOSYS)
+        return None
+
+    def seal() -> None:
+        close_range(3, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC)
+
+    return seal
+
+
+def _seal_by_listing() -> None:
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd > 2:
             with contextlib.suppress(OSError):  # the descriptor of the listing itself is gone by now
                 os.set_inheritable(fd, False)
-    _sealed = True
+
+
+_seal_inheritable: Callable[[], None] = _close_range_cloexec() or _seal_by_listing
+"""Keep every descriptor but the three streams out of a task, before each spawn.
+
+posix_spawn passes on every descriptor not marked close-on-exec, where Popen closes them all. Python, grpc and psutil
+open theirs close-on-exec, but not the descriptors the worker was started with (from its shell, its batch script, a
+test runner), nor those a C library opens later without the flag; a pipe among them held open by a long task would
+keep its reader waiting. Done at every spawn, since such a descriptor may appear at any time."""
 
 
 __all__ = ["Spawned", "spawn"]
