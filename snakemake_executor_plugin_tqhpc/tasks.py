@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 MIB = 1024 * 1024
 MB = 1000 * 1000
-STDERR_TAIL_LINES = 20
+STDERR_TAIL_LINES = 40
 STDERR_TAIL_CHARS = 4000
 
 
@@ -28,13 +28,13 @@ class TaskResources:
 def task_resources(threads: int, resources: Mapping[str, object], *, timeout_from_runtime: bool) -> TaskResources:
     """The task's share of a worker from the job's `threads`, `mem_mib` / `mem_mb` and `runtime` (minutes).
 
-    `mem_mib` is exact where Snakemake gives it (it derives it from `mem`); `mem_mb` alone counts in megabytes, as
-    Snakemake documents it. Values that are not plain numbers (a resource Snakemake could not evaluate) count as
-    not given.
+    `mem_mb` counts megabytes, as Snakemake documents it, and Snakemake derives `mem_mib` from it (or both from
+    `mem`), rounding: the limit is the larger of the two, so a job is never held to less than it asked for.
+    Values that are not plain numbers (a resource Snakemake could not evaluate) count as not given.
     """
     mib = _number(resources.get("mem_mib"))
     mb = _number(resources.get("mem_mb"))
-    memory = int(mib * MIB) if mib else int(mb * MB) if mb else 0
+    memory = int(max(mib * MIB, mb * MB))
     runtime_minutes = _number(resources.get("runtime"))
     seconds = runtime_minutes * 60.0
     return TaskResources(
@@ -57,8 +57,9 @@ def task_name(prefix: str, job_name: str) -> str:
 
 
 def stderr_tail(text: str, lines: int = STDERR_TAIL_LINES, chars: int = STDERR_TAIL_CHARS) -> str:
-    """The last `lines` lines of a task's stderr, at most `chars` characters: enough to see why a job failed
-    without flooding Snakemake's log with a long traceback's whole output."""
+    """The last `lines` lines of a task's stderr, at most `chars` characters: enough to see why a job failed (the
+    job's own Snakemake prints the rule's stderr and then about 25 lines of its own) without flooding Snakemake's
+    log with a long traceback's whole output."""
     tail = "\n".join(text.rstrip("\n").splitlines()[-lines:])
     return tail if len(tail) <= chars else "…" + tail[-chars:]
 
@@ -70,9 +71,9 @@ def failure_message(task_id: int, status_label: str, exit_code: int | None, fail
     how = [f"tqhpc task {task_id} {status_label}"]
     if exit_code is not None:
         how.append(f"exit code {exit_code}")
-    if failure:
+    if failure and failure != "exit_code":
         how.append(failure)
-    if reason:
+    if reason and reason not in how:
         how.append(reason)
     head = ", ".join(how)
     tail = stderr_tail(stderr)
