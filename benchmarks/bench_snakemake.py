@@ -34,7 +34,8 @@ from pathlib import Path
 
 from common import running_server, running_worker
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "snakemake"
+CHECKOUT = Path(__file__).resolve().parent.parent
+EXAMPLE = CHECKOUT / "examples" / "snakemake"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 SLURM_FLAGS = [
     "--executor", "slurm", "--jobs", "500", "--slurm-no-account", "--slurm-status-command", "squeue",
@@ -46,6 +47,9 @@ def run_workflow(directory: Path, squares: int, flags: list[str], env: dict[str,
     """Run the example workflow in a fresh copy under `directory`; return its makespan in seconds."""
     workflow = directory / "workflow"
     shutil.copytree(EXAMPLE, workflow)
+    # This checkout's plugin, however tqhpc is installed (an editable install hides it from Snakemake's search).
+    env = dict(env or os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), env.get("PYTHONPATH")]))
     log = directory / "snakemake.log"
     start = time.perf_counter()
     with log.open("w") as output:

@@ -18,7 +18,8 @@ from tests.conftest import ServerProcess, Workers, start_server, wait_until
 from tqhpc import Client
 from tqhpc.status import Status
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "snakemake"
+CHECKOUT = Path(__file__).resolve().parent.parent
+EXAMPLE = CHECKOUT / "examples" / "snakemake"
 SNAKEMAKE_SECONDS = 120
 
 
@@ -41,7 +42,9 @@ def snakemake_command(*args: str) -> list[str]:
 
 
 def snakemake_env(server: ServerProcess | None) -> dict[str, str]:
-    env = dict(os.environ)
+    """Snakemake finds this checkout's plugin on its module path, however tqhpc was installed into .venv (an
+    editable install in setuptools' default mode hides it)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")])))
     if server is not None:
         env["TQHPC_ACCESS"] = str(server.access_file)
     return env
@@ -273,3 +276,13 @@ def test_the_failure_message_keeps_the_end_of_stderr() -> None:
     assert failure_message(8, "failed", None, "timeout", "killed after 60 s", "").startswith(
         "tqhpc task 8 failed, timeout, killed after 60 s.\nit wrote nothing to stderr."
     )
+
+
+def test_a_job_the_server_refuses_fails_with_the_servers_reason(server, client: Client, workflow: Path) -> None:
+    result = run_snakemake(workflow, server, "--set-threads", "square=5000", "--config", "count=1")
+
+    assert result.returncode != 0
+    report = result.stderr[result.stderr.index("Error in rule square:") :]
+    assert "tqhpc refused the job: task 1 of the batch: slots must be between 1 and 4096, not 5000." in report
+    assert "Traceback" not in result.stderr
+    assert client.tasks() == []
