@@ -12,11 +12,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+from busybox_image import MARKER, build_sif
+from conftest import ServerProcess, Workers, start_server, wait_until
 
 from snakemake_executor_plugin_tqhpc.tasks import TaskResources, failure_message, stderr_tail, task_resources
-from tests.conftest import ServerProcess, Workers, start_server, wait_until
 from tqhpc import Client
 from tqhpc.status import Status
+from tqhpc.worker.apptainer import root_without_sys_resource
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 EXAMPLE = CHECKOUT / "examples" / "snakemake"
@@ -79,7 +81,13 @@ def test_each_job_is_one_named_task_and_the_outputs_are_right(server, worker, cl
     assert {task.time_request for task in client.tasks(name="square")} == {300.0}  # the rule's runtime=5 (minutes)
     assert client.tasks(name="total")[0].time_request == 0.0  # no runtime declared
     assert {task.timeout for task in tasks} == {0.0}  # a limit only when asked for
-    assert [task.name for task in client.tasks(name="total")] == ["total"]
+    listing = subprocess.run(
+        [sys.executable, "-m", "tqhpc", "tasks", "--name", "square", "--access", str(server.access_file)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert [line.split()[-1] for line in listing.splitlines()[1:-1]] == ["square"] * 6  # NAME is the last column
 
 
 def test_a_failed_job_is_the_rules_failure_with_its_stderr_and_a_rerun_does_only_what_is_missing(
@@ -286,3 +294,31 @@ def test_a_job_the_server_refuses_fails_with_the_servers_reason(server, client: 
     assert "tqhpc refused the job: task 1 of the batch: slots must be between 1 and 4096, not 5000." in report
     assert "Traceback" not in result.stderr
     assert client.tasks() == []
+
+
+CONTAINER_WORKFLOW = """
+shell.executable("sh")  # the image is busybox: no bash in it
+
+rule inside:
+    output: "inside.txt"
+    container: "{image}"
+    shell: "cat /marker.txt > {{output}}"
+"""
+
+
+def test_a_rules_container_runs_under_snakemakes_apptainer_deployment(server, worker, client: Client, tmp_path: Path):
+    if shutil.which("apptainer") is None:
+        pytest.fail("apptainer is not installed: run scripts/install_apptainer.sh as root (scripts/test.sh does)")
+    image = build_sif(tmp_path / "image")
+    workflow = tmp_path / "containerized"
+    workflow.mkdir()
+    (workflow / "Snakefile").write_text(CONTAINER_WORKFLOW.format(image=image))
+
+    # Where tqhpc's worker would add --userns by itself (root without CAP_SYS_RESOURCE), Snakemake must be told.
+    userns = ["--apptainer-args=--userns"] if root_without_sys_resource() else []
+    result = run_snakemake(workflow, server, "--software-deployment-method", "apptainer", *userns)
+
+    assert result.returncode == 0, result.stderr
+    assert (workflow / "inside.txt").read_text() == MARKER + "\n"  # read inside the image
+    [task] = client.tasks()
+    assert (task.name, task.status, task.container) == ("inside", Status.SUCCEEDED, "")  # Snakemake starts it
