@@ -33,6 +33,10 @@ STDERR_KEPT_BYTES = 64 * 1024
 class Executor(RemoteExecutor):
     def __post_init__(self) -> None:
         self.settings: ExecutorSettings = self.workflow.executor_settings
+        if not self.settings.status_interval > 0:
+            raise WorkflowError(
+                f"tqhpc: --tqhpc-status-interval must be more than 0 seconds, not {self.settings.status_interval:g}"
+            )
         self.client = _connect(self.settings.access)
         self.next_seconds_between_status_checks = self.settings.status_interval
         self._server_unreachable = False

@@ -249,6 +249,14 @@ def test_no_access_file_is_one_clear_error(tmp_path: Path, workflow: Path) -> No
     assert "Traceback" not in result.stderr
 
 
+def test_a_status_interval_of_zero_is_one_clear_error(server, workflow: Path) -> None:
+    result = run_snakemake(workflow, server, "--tqhpc-status-interval", "0")
+
+    assert result.returncode != 0
+    assert "tqhpc: --tqhpc-status-interval must be more than 0 seconds, not 0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_a_server_that_does_not_answer_is_one_clear_error(server, workflow: Path) -> None:
     address = server.access.address
     server.stop()
@@ -292,6 +300,7 @@ def test_a_job_the_server_refuses_fails_with_the_servers_reason(server, client: 
     assert result.returncode != 0
     report = result.stderr[result.stderr.index("Error in rule square:") :]
     assert "tqhpc refused the job: task 1 of the batch: slots must be between 1 and 4096, not 5000." in report
+    assert "tqhpc: no worker is connected to the server: jobs wait until one starts" in result.stderr
     assert "Traceback" not in result.stderr
     assert client.tasks() == []
 
