@@ -52,7 +52,7 @@ def _number(value: object) -> float:
 
 
 def task_name(prefix: str, job_name: str) -> str:
-    """The rule's name (a group job's: the group's), after the user's prefix."""
+    """The rule's name (a group job's: the group's and its rules', `GROUP_RULE1_RULE2`), after the user's prefix."""
     return f"{prefix}{job_name}"
 
 

@@ -151,6 +151,22 @@ def test_settings_name_slots_memory_and_timeout(server, worker, client: Client, 
     assert (total.slots, total.memory_limit, total.time_request, total.timeout) == (1, 0, 0.0, 0.0)
 
 
+def test_grouped_jobs_run_as_one_task_per_group(server, worker, client: Client, workflow: Path) -> None:
+    result = run_snakemake(
+        workflow, server, "--groups", "square=sweep", "--group-components", "sweep=3", "--cores", "2",
+        "--config", "count=6",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert squares_written(workflow) == {i: i * i for i in range(6)}
+    assert (workflow / "results" / "total.txt").read_text() == f"{sum(i * i for i in range(6))}\n"
+    groups = client.tasks(name="sweep_square")
+    assert len(groups) == 2  # 3 squares each
+    # A group's threads are its jobs' at once (capped by --cores), its runtime theirs one after the other.
+    assert {(task.slots, task.time_request) for task in groups} == {(2, 2 * 300.0)}
+    assert [task.name for task in client.tasks()] == ["sweep_square", "sweep_square", "total"]
+
+
 def test_interrupting_snakemake_cancels_its_tasks_and_kills_the_running_ones(
     server, worker, client: Client, workflow: Path
 ) -> None:
