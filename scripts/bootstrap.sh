@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make .venv with tqhpc, its development tools and Snakemake (for the executor plugin's tests). Safe to run again: it
-# reinstalls only when pyproject.toml changed.
+# reinstalls only when pyproject.toml or this script changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -8,13 +8,14 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.tqhpc-installed
-wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+wanted=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-    # compat: the checkout itself goes on sys.path, so Snakemake, which finds executor plugins by listing the modules
-    # there, sees snakemake_executor_plugin_tqhpc (setuptools' default editable finder hides it from that listing).
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check --config-settings editable_mode=compat \
-        -e '.[dev,snakemake]' 2> .venv/install.log \
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,snakemake]' 2> .venv/install.log \
         || { cat .venv/install.log >&2; exit 1; }
+    # The checkout itself on sys.path: Snakemake finds executor plugins by listing the modules there, and setuptools'
+    # editable finder hides snakemake_executor_plugin_tqhpc from that listing.
+    site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    pwd > "$site/tqhpc-checkout.pth"
     echo "$wanted" > "$stamp"
 fi
