@@ -23,10 +23,18 @@ class QueueOverview:
     failures: list[TaskInfo]  # the latest failed tasks, most recent first
 
 
+_NAMED = "name != ''"
+"""The condition of tasks_by_name_status, which holds named tasks only: said in each query so SQLite may use it."""
+
+
 def counts_by_status(conn: sqlite3.Connection, name: str = "") -> dict[str, int]:
     """Tasks by status letter (a covering index scan: tasks_by_status, or tasks_by_name_status for one name)."""
     if name:
-        rows = conn.execute("SELECT status, COUNT(*) FROM tasks WHERE name = ? GROUP BY status", (name,))
+        rows = conn.execute(
+            "SELECT status, COUNT(*) FROM tasks INDEXED BY tasks_by_name_status "
+            f"WHERE name = ? AND {_NAMED} GROUP BY status",
+            (name,),
+        )
     else:
         rows = conn.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status")
     return {status: count for status, count in rows}
@@ -38,7 +46,7 @@ def ended_since(conn: sqlite3.Connection, since: float, name: str = "") -> int:
     if name:
         row = conn.execute(
             "SELECT COUNT(*) FROM tasks INDEXED BY tasks_by_name_status "
-            "WHERE name = ? AND status IN ('S', 'F', 'X') AND ended_at >= ?",
+            f"WHERE name = ? AND {_NAMED} AND status IN ('S', 'F', 'X') AND ended_at >= ?",
             (name, since),
         ).fetchone()
     else:
@@ -54,7 +62,7 @@ def latest_failures(conn: sqlite3.Connection, limit: int, name: str = "") -> lis
     """The `limit` failed tasks that ended last, most recent first (tasks_failed, or tasks_by_name_status)."""
     if name:
         rows = conn.execute(
-            "SELECT * FROM tasks INDEXED BY tasks_by_name_status WHERE name = ? AND status = 'F' "
+            f"SELECT * FROM tasks INDEXED BY tasks_by_name_status WHERE name = ? AND {_NAMED} AND status = 'F' "
             "ORDER BY ended_at DESC LIMIT ?",
             (name, limit),
         )

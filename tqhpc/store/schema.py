@@ -137,9 +137,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tasks_ended ON tasks(ended_at) WHERE status IN ('S', 'F', 'X');
     """,
     # The overview of a queue of millions from indexes alone: counts by status, recent ends and the latest failures
-    # of one name, and the latest failures of all (failed tasks only, so it stays as small as the failures).
+    # of one name, and the latest failures of all (failed tasks only, so it stays as small as the failures). Only
+    # named tasks are in the first: an index moves at every status change, and unnamed tasks are never asked by name.
     """
-    CREATE INDEX tasks_by_name_status ON tasks(name, status, ended_at);
+    CREATE INDEX tasks_by_name_status ON tasks(name, status, ended_at) WHERE name != '';
     CREATE INDEX tasks_failed ON tasks(ended_at) WHERE status = 'F';
     """,
 ]
