@@ -9,6 +9,7 @@ the server a handful of calls a second, not ten thousand.
 from __future__ import annotations
 
 import collections
+import threading
 from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
@@ -40,6 +41,11 @@ class Executor(RemoteExecutor):
         self.client = _connect(self.settings.access)
         self.next_seconds_between_status_checks = self.settings.status_interval
         self._server_unreachable = False
+        # Every task submitted and not yet seen ending. Snakemake's own list of active jobs is empty while a status
+        # check runs (it takes them out and puts back those still running), so an interrupt then would cancel
+        # nothing and leave the tasks running: cancel uses this record as well.
+        self._unfinished: set[int] = set()
+        self._unfinished_lock = threading.Lock()
         self._warn_without_workers()
 
     def _warn_without_workers(self) -> None:
@@ -83,6 +89,8 @@ class Executor(RemoteExecutor):
             self._report_submitted(job, task_id)
 
     def _report_submitted(self, job: JobExecutorInterface, task_id: int) -> None:
+        with self._unfinished_lock:
+            self._unfinished.add(task_id)
         self.report_job_submission(SubmittedJobInfo(job, external_jobid=str(task_id), aux={"task_id": task_id}))
 
     def _task_spec(self, job: JobExecutorInterface) -> TaskSpec:
@@ -119,15 +127,22 @@ class Executor(RemoteExecutor):
             self.logger.info("tqhpc: the server answers again")
             self._server_unreachable = False
         for job_info, task_id in zip(active_jobs, task_ids, strict=True):
-            task = found.get(task_id)
-            if task is None:
-                self.report_job_error(job_info, msg=f"tqhpc task {task_id} is no longer known to the server. ")
-            elif task.status == Status.SUCCEEDED:
-                self.report_job_success(job_info)
-            elif task.status in (Status.FAILED, Status.CANCELLED):
-                self.report_job_error(job_info, msg=self._failure(task))
-            else:
+            if not self._concluded(job_info, task_id, found.get(task_id)):
                 yield job_info
+
+    def _concluded(self, job_info: SubmittedJobInfo, task_id: int, task: TaskInfo | None) -> bool:
+        """Report the job's end if its task has ended (or is gone); whether it did."""
+        if task is not None and not task.status.terminal:
+            return False
+        with self._unfinished_lock:
+            self._unfinished.discard(task_id)
+        if task is None:
+            self.report_job_error(job_info, msg=f"tqhpc task {task_id} is no longer known to the server. ")
+        elif task.status == Status.SUCCEEDED:
+            self.report_job_success(job_info)
+        else:
+            self.report_job_error(job_info, msg=self._failure(task))
+        return True
 
     def _failure(self, task: TaskInfo) -> str:
         try:
@@ -139,8 +154,10 @@ class Executor(RemoteExecutor):
     # --- cancel and shutdown ---------------------------------------------------------------------------------------
 
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
-        """Snakemake was interrupted: cancel the jobs' tasks, so that none starts, and running ones are killed."""
-        task_ids = [_task_id(job_info) for job_info in active_jobs]
+        """Snakemake was interrupted: cancel the jobs' tasks, so that none starts, and running ones are killed; those
+        of jobs taken out of `active_jobs` by a status check running at that moment too."""
+        with self._unfinished_lock:
+            task_ids = sorted(self._unfinished.union(_task_id(job_info) for job_info in active_jobs))
         if not task_ids:
             return
         try:

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -193,6 +194,46 @@ def test_interrupting_snakemake_cancels_its_tasks_and_kills_the_running_ones(
             process.wait()
 
     assert process.returncode != 0
+    assert "tqhpc: cancelled 4 task(s)" in stderr
+    assert {task.status for task in client.tasks()} == {Status.CANCELLED}
+    wait_until(lambda: not _processes_in(workflow), timeout=20, what="the jobs' processes to end")
+
+
+def test_an_interrupt_during_a_status_check_still_cancels_every_task(
+    server, worker, client: Client, workflow: Path
+) -> None:
+    """Snakemake takes its jobs out of its active list while a status check runs: an interrupt then must still
+    cancel them all. The server is stopped so that a check hangs in flight when the interrupt comes."""
+    process = subprocess.Popen(
+        snakemake_command("--config", "count=4", "sleep=300", "--tqhpc-status-interval", "0.2"),
+        cwd=workflow,
+        env=snakemake_env(server),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(
+            lambda: [p for p in _processes_in(workflow) if _command_line(p)[:1] == ["sleep"]],
+            timeout=60,
+            what="a job's rule to be running",
+        )
+        # Snakemake's first status check comes 10 s after its start (its default interval, read before the plugin
+        # sets its own), then one every 0.2 s.
+        time.sleep(11.0)
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(2.0)  # one check is now waiting for the stopped server
+            process.send_signal(signal.SIGINT)
+            time.sleep(1.0)
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
     assert "tqhpc: cancelled 4 task(s)" in stderr
     assert {task.status for task in client.tasks()} == {Status.CANCELLED}
     wait_until(lambda: not _processes_in(workflow), timeout=20, what="the jobs' processes to end")
