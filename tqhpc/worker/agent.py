@@ -685,7 +685,11 @@ class Worker:
         not_started = [slot for slot in self.slots.values() if slot.state is TaskState.ACCEPTED]
         for slot in not_started:
             slot.move(TaskState.HANDED_BACK)
-        await self._hand_back([slot.task_id for slot in not_started], f"{why}; the task had not started")
+        # Pushed before the server heard that we drain, and never taken since: they go back with the same reason.
+        untaken = [
+            task.task_id for task in self._take_pushes().tasks if task.task_id not in self.slots and not self._ran(task)
+        ]
+        await self._hand_back([slot.task_id for slot in not_started] + untaken, f"{why}; the task had not started")
         running = [slot for slot in self.slots.values() if slot.runner is not None]
         grace = min(self.settings.grace_period, self.walltime.grace())
         if running and not self._job_ending:
