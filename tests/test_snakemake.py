@@ -171,20 +171,8 @@ def test_grouped_jobs_run_as_one_task_per_group(server, worker, client: Client, 
 def test_interrupting_snakemake_cancels_its_tasks_and_kills_the_running_ones(
     server, worker, client: Client, workflow: Path
 ) -> None:
-    process = subprocess.Popen(
-        snakemake_command("--config", "count=4", "sleep=300"),
-        cwd=workflow,
-        env=snakemake_env(server),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = _start_sleeping_workflow(server, workflow)
     try:
-        wait_until(
-            lambda: [p for p in _processes_in(workflow) if _command_line(p)[:1] == ["sleep"]],
-            timeout=60,
-            what="a job's rule to be running",
-        )
         assert len(client.tasks()) == 4
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
@@ -204,20 +192,8 @@ def test_an_interrupt_during_a_status_check_still_cancels_every_task(
 ) -> None:
     """Snakemake takes its jobs out of its active list while a status check runs: an interrupt then must still
     cancel them all. The server is stopped so that a check hangs in flight when the interrupt comes."""
-    process = subprocess.Popen(
-        snakemake_command("--config", "count=4", "sleep=300", "--tqhpc-status-interval", "0.2"),
-        cwd=workflow,
-        env=snakemake_env(server),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = _start_sleeping_workflow(server, workflow, "--tqhpc-status-interval", "0.2")
     try:
-        wait_until(
-            lambda: [p for p in _processes_in(workflow) if _command_line(p)[:1] == ["sleep"]],
-            timeout=60,
-            what="a job's rule to be running",
-        )
         # Snakemake's first status check comes 10 s after its start (its default interval, read before the plugin
         # sets its own), then one every 0.2 s.
         time.sleep(11.0)
@@ -237,6 +213,29 @@ def test_an_interrupt_during_a_status_check_still_cancels_every_task(
     assert "tqhpc: cancelled 4 task(s)" in stderr
     assert {task.status for task in client.tasks()} == {Status.CANCELLED}
     wait_until(lambda: not _processes_in(workflow), timeout=20, what="the jobs' processes to end")
+
+
+def _start_sleeping_workflow(server: ServerProcess, workflow: Path, *args: str) -> subprocess.Popen[str]:
+    """Snakemake on 4 jobs that sleep 300 s, returned once one of their rules runs (its stderr piped)."""
+    process = subprocess.Popen(
+        snakemake_command("--config", "count=4", "sleep=300", *args),
+        cwd=workflow,
+        env=snakemake_env(server),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(
+            lambda: [p for p in _processes_in(workflow) if _command_line(p)[:1] == ["sleep"]],
+            timeout=60,
+            what="a job's rule to be running",
+        )
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return process
 
 
 def _command_line(process: psutil.Process) -> list[str]:
